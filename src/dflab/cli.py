@@ -1,0 +1,52 @@
+"""The ``dflab`` command. Each subcommand lives beside the code it drives, in a module that defines
+``add_arguments(parser)`` and ``run(args) -> int``; this file only lists them (imported lazily, so
+``dflab --help`` is fast and a missing optional extra only affects its own subcommand).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("dflab.scan.demo", "run the main job on the embedded default input"),
+    "prepare": ("dflab.data.prepare", "decode, detect, align, crop faces of a dataset and write a manifest"),
+    "synth": ("dflab.synthesis.cli", "write synthesised fakes, masks and params, or a contact sheet"),
+    "train": ("dflab.train.cli", "train a detector from a recipe"),
+    "list": ("dflab.listing", "list detectors, recipes, datasets, synthesizers, protocols"),
+    "eval": ("dflab.eval.cli", "evaluate a checkpoint with a protocol"),
+    "robustness": ("dflab.eval.robustness_cli", "sweep degradations and plot AUC against each"),
+    "compare": ("dflab.eval.compare", "put several runs' results in one table"),
+    "scan": ("dflab.scan.cli", "score faces in images, videos and folders"),
+    "serve": ("dflab.serve.cli", "web UI and JSON API over the scanner"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dflab", description="deepfake detection framework")
+    from dflab import __version__
+
+    parser.add_argument("--version", action="version", version=f"dflab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_module, help_) in COMMANDS.items():
+        sub.add_parser(name, help=help_, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        build_parser().parse_args(argv or ["--help"])
+        return 2
+    name, rest = argv[0], argv[1:]
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog=f"dflab {name}", description=COMMANDS[name][1])
+    module.add_arguments(parser)
+    args = parser.parse_args(rest)
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

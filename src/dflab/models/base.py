@@ -1,0 +1,115 @@
+"""The detector contract every dflab detector follows (see ../shared/STYLE.md §4).
+
+* ``forward(images) -> dict`` of named outputs; ``"logits"`` (B, 2) is always present (class 1 = fake).
+* ``compute_loss(batch, outputs, **phase) -> dict`` with a ``"loss"`` key and named parts for logging. ``phase``
+  holds the keyword arguments of the current training phase (set by a schedule, e.g. ``task="sub:3"``).
+* ``score(outputs) -> (B,)`` P(fake).
+* ``targets``: the batch keys the detector needs besides ``image``/``label`` (see :data:`TARGET_KEYS`), so the
+  data layer supplies them.
+* ``input_spec``: the preprocessing contract written into the checkpoint card.
+* ``config()``: constructor kwargs, so a checkpoint rebuilds its own model.
+
+Detectors are registered with :data:`DETECTORS` by name; each registers a ``<name>_tiny`` variant for tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from dflab.registry import Registry
+
+#: Batch keys a detector may declare in ``targets``. Shapes for a batch of B images at H×W:
+#:   image (B,3,H,W) float normalised; label (B,) long, 1 = fake;
+#:   mask (B,1,H,W) float in [0,1]: manipulated region (SSIM/DIFF/hull mask; all zero for reals);
+#:   mask_in / mask_ex (B,1,H,W): BiG-Arts intrinsic / extrinsic masks;
+#:   boundary (B,1,H,W): Face X-ray boundary 4·M·(1−M);
+#:   degraded (B,3,H,W): an image-quality-degraded copy of ``image`` (LiSiam);
+#:   category (B,) long: ADDG category index of the sample (−1 for reals); identity (B,) long.
+TARGET_KEYS = frozenset({"mask", "mask_in", "mask_ex", "boundary", "degraded", "category", "identity"})
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Preprocessing a detector expects: face crop convention and tensor normalisation."""
+
+    size: int = 256
+    margin: float = 1.3
+    align: str = "box"  # "box" (FF++ style square box crop) or "landmarks" (similarity-aligned)
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Detector(nn.Module):
+    """Base class of all detectors."""
+
+    #: batch keys needed besides image/label
+    targets: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, input_spec: InputSpec | None = None) -> None:
+        super().__init__()
+        self.input_spec = input_spec or InputSpec()
+        self._config: dict[str, Any] = {}
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def compute_loss(self, batch: dict[str, Any], outputs: dict[str, torch.Tensor], **phase: Any) -> dict[str, Any]:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def score(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """P(fake) per sample, (B,). Default: softmax of ``logits``."""
+        return outputs["logits"].float().softmax(dim=1)[:, 1]
+
+    def config(self) -> dict[str, Any]:
+        """Constructor kwargs (JSON-serialisable) that rebuild this detector."""
+        return dict(self._config)
+
+    def explain_maps(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Detector-specific localisation maps in [0,1], each (B,1,h,w) (predicted masks, CAM). Default: none."""
+        return {}
+
+
+DETECTORS: Registry[type[Detector]] = Registry("detector")
+#: name -> (detector class name, kwargs) for registered variants, e.g. tiny ones. Filled by :func:`register_variant`.
+VARIANTS: Registry[tuple[str, dict[str, Any]]] = Registry("detector variant")
+
+
+def register_detector(name: str, *, tiny: dict[str, Any] | None = None):
+    """Class decorator: register ``cls`` as ``name`` and, if given, a ``<name>_tiny`` variant with ``tiny`` kwargs.
+
+    The tiny variant must run forward/backward at 64 px in well under a second; it is what the contract test uses.
+    """
+
+    def deco(cls: type[Detector]) -> type[Detector]:
+        DETECTORS.add(name, cls)
+        VARIANTS.add(name, (name, {}))
+        if tiny is not None:
+            VARIANTS.add(f"{name}_tiny", (name, dict(tiny)))
+        cls.registry_name = name  # type: ignore[attr-defined]
+        return cls
+
+    return deco
+
+
+def register_variant(name: str, detector: str, **kwargs: Any) -> None:
+    """Register a named configuration of a detector (e.g. an ablation of a paper's table)."""
+    VARIANTS.add(name, (detector, kwargs))
+
+
+def build_detector(name: str, **overrides: Any) -> Detector:
+    """Build a registered detector or variant by name; ``overrides`` update the variant's kwargs."""
+    import dflab.models.detectors  # noqa: F401  (fills the registries)
+
+    det_name, kwargs = VARIANTS.get(name)
+    cls = DETECTORS.get(det_name)
+    kw = {**kwargs, **overrides}
+    model = cls(**kw)
+    model._config = {"detector": det_name, "kwargs": kw, "variant": name}
+    return model

@@ -1,0 +1,1 @@
+"""Explicit imports of every detector file; importing this fills ``DETECTORS`` and ``VARIANTS``."""

@@ -1,0 +1,60 @@
+"""Per-method training schedules: small objects the plain training loop asks what to do at each step.
+
+The loop never branches on a detector's name. At every step it asks the schedule for a :class:`Phase`:
+which data stream to draw from, which parameters train, and which keyword arguments go to
+``Detector.compute_loss``. Hooks let a schedule run an extra selection phase (LAE active learning) between epochs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dflab.registry import Registry
+
+
+@dataclass(frozen=True)
+class Phase:
+    """What the loop does now.
+
+    Attributes:
+        name: shown in logs and the progress bar (e.g. ``"subtask:Inner-GaussBlur"``, ``"stage2"``).
+        stream: name of the data stream to draw the batch from (the data layer builds one loader per stream name
+            declared by the recipe; ``"default"`` is the recipe's main stream).
+        trainable: parameter-name prefixes that train in this phase; ``None`` means all.
+        loss_kwargs: passed to ``compute_loss`` as ``**phase``.
+        lr_scale: multiplies the optimiser's scheduled learning rate.
+    """
+
+    name: str = "train"
+    stream: str = "default"
+    trainable: tuple[str, ...] | None = None
+    loss_kwargs: dict[str, Any] = field(default_factory=dict)
+    lr_scale: float = 1.0
+
+
+class Schedule:
+    """Default schedule: one phase, everything trains."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+
+    def streams(self) -> list[str]:
+        """Names of the data streams this schedule draws from (the recipe's data config defines each)."""
+        return ["default"]
+
+    def phase(self, step: int, total_steps: int) -> Phase:
+        return Phase()
+
+    def on_epoch_end(self, trainer: Any, epoch: int) -> None:
+        """Hook for extra phases between epochs (e.g. active selection). ``trainer`` exposes model, data, log."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+SCHEDULES: Registry[type[Schedule]] = Registry("schedule")
+SCHEDULES.add("default", Schedule)
