@@ -9,7 +9,7 @@ export TORCH_HOME := $(CURDIR)/.cache/torch
 export MPLBACKEND := Agg
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench lint format clean
+.PHONY: install demo test test-fast bench lint format clean chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -24,8 +24,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/dflab demo --out demo_out
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
+
+# Browser tests drive Debian's chromium through Playwright (executable_path=/usr/bin/chromium); install it once.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+		(apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)) \
+		|| echo "chromium not installed: the browser test will skip"; }
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"

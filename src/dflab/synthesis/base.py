@@ -8,8 +8,8 @@ never by an array.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Protocol
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 
@@ -43,8 +43,42 @@ class Params:
 
     method: ClassVar[str] = ""
 
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if cls.method:
+            if cls.method in PARAMS_TYPES and PARAMS_TYPES[cls.method] is not cls:
+                raise KeyError(f"params of method {cls.method!r} are already defined")
+            PARAMS_TYPES[cls.method] = cls
+
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, **asdict(self)}
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> Params:
+        """Rebuild saved params (``to_dict`` output, e.g. read back from JSON) as their own dataclass."""
+        d = dict(d)
+        method = d.pop("method", "")
+        if method not in PARAMS_TYPES:
+            raise KeyError(f"no params type for method {method!r}; known: {', '.join(sorted(PARAMS_TYPES))}")
+        cls = PARAMS_TYPES[method]
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise KeyError(f"unknown {method} params field(s): {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+P = TypeVar("P", bound=Params)
+
+#: method name -> its Params dataclass (filled by ``Params.__init_subclass__``), for :meth:`Params.from_dict`
+PARAMS_TYPES: dict[str, type[Params]] = {}
+
+
+def expect_params(params: Params, cls: type[P]) -> P:
+    """Return ``params`` typed as ``cls``; a clear TypeError when a synthesizer is given another method's params."""
+    if not isinstance(params, cls):
+        raise TypeError(f"expected {cls.__name__} ({cls.method!r}), got {type(params).__name__}")
+    return params
 
 
 @dataclass

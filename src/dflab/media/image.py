@@ -1,0 +1,113 @@
+"""Still images → RGB uint8, with EXIF orientation and every common pixel format handled explicitly.
+
+Grey, grey+alpha, palette, RGBA (composited on white), 16-bit (scaled, not clipped), float and CMYK inputs all come
+out as ``(H, W, 3) uint8`` RGB. The header's dimensions are checked against :data:`MAX_PIXELS` *before* any pixel is
+decoded, so a decompression bomb is refused cheaply with :class:`~dflab.errors.MediaError` (cause ``too_large``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from dflab.errors import MediaError
+
+#: Largest image accepted, in pixels (80 MP: above any camera frame a face tool meets, far below a bomb).
+MAX_PIXELS = 80_000_000
+#: Smallest side accepted, in pixels (nothing smaller can hold a face crop).
+MIN_SIDE = 8
+
+
+def _check_dims(path: Path, width: int, height: int, max_pixels: int) -> None:
+    if width < MIN_SIDE or height < MIN_SIDE:
+        raise MediaError(path, "bad_dimensions", f"{width}x{height} is smaller than {MIN_SIDE} px")
+    if width * height > max_pixels:
+        raise MediaError(path, "too_large", f"{width}x{height} = {width * height} px exceeds the {max_pixels} px limit")
+
+
+def to_rgb_uint8(img: Image.Image) -> np.ndarray:
+    """Convert a decoded PIL image of any mode to RGB uint8.
+
+    Shape:
+        returns (H, W, 3) uint8.
+    """
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img).astype(np.float64)
+        # 16-bit data is scaled by its type range (not min-max, which would change brightness between images)
+        peak = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        if mode == "F":
+            peak = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
+        grey = np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
+    if mode == "CMYK":
+        # PIL's CMYK->RGB is the naive formula; Adobe JPEGs store inverted CMYK, which PIL already undoes on load.
+        return np.asarray(img.convert("RGB"))
+    if mode == "RGB":
+        return np.asarray(img)
+    return np.asarray(img.convert("RGB"))
+
+
+def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read an image file as RGB uint8 with its EXIF orientation applied.
+
+    Args:
+        path: image file.
+        max_pixels: refuse images with more pixels than this (checked from the header, before decoding).
+
+    Returns:
+        The image, ``(H, W, 3) uint8`` RGB.
+
+    Raises:
+        MediaError: ``missing``, ``zero_bytes``, ``not_media``, ``truncated``, ``too_large``, ``bad_dimensions``,
+            ``decode_error``.
+
+    Shape:
+        returns (H, W, 3) uint8.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise MediaError(path, "missing")
+    if path.stat().st_size == 0:
+        raise MediaError(path, "zero_bytes")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        saved_limit = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None  # our own limit below, checked from the header
+        try:
+            try:
+                img = Image.open(path)
+            except UnidentifiedImageError as exc:
+                raise MediaError(path, "not_media", "not an image PIL can identify") from exc
+            with img:
+                _check_dims(path, img.width, img.height, max_pixels)
+                try:
+                    img.load()
+                except OSError as exc:
+                    cause = "truncated" if "truncated" in str(exc).lower() or "broken" in str(exc).lower() else "decode_error"
+                    raise MediaError(path, cause, str(exc)) from exc
+                except (ValueError, SyntaxError) as exc:
+                    raise MediaError(path, "decode_error", str(exc)) from exc
+                img = ImageOps.exif_transpose(img) or img
+                return np.ascontiguousarray(to_rgb_uint8(img))
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved_limit
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) after EXIF orientation, read from the header only."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            orientation = img.getexif().get(0x0112, 1)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise MediaError(path, "not_media", str(exc)) from exc
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)

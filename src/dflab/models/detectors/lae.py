@@ -1,0 +1,319 @@
+"""LAE — Locality-Aware AutoEncoder (Du, Pentyala, Li, Hu, CIKM 2020, "Towards Generalizable Deepfake Detection
+with Locality-aware AutoEncoder", Sec. 2.2–2.4, Table 2, Eqs. 2–12).
+
+Encoder (Table 2): four stride-2 convs 64→128→256→512 (BN from the second), a 512→512 conv at 16×16, GAP, a linear
+to the 128-d latent z. Decoder: seven transposed convs from z (256×4×4 … 3×256×256, Tanh). Loss of stage 1
+(Eq. 2): ``α1·L_rec + α2·L_latent`` with ``L_rec = β1·pixel + β2·perceptual + β3·adversarial`` (Eq. 5); a DCGAN
+discriminator trained alongside (Eq. 6). Stage 2 (Sec. 2.4, Eq. 12): encoder only, ``λ1·L_latent + λ2·L_attention``
+on the actively selected fakes' masks. Prediction: fake iff a_F ≥ a_T (Eq. 3); ``logits = [a_T, a_F]``.
+
+Deviations / choices:
+* The decoder reconstructs the image mapped to [−1, 1] (its Tanh range) from the ImageNet-normalised input.
+* Gaussian noise (Sec. 3.1.4): σ ~ U[0, 5] grey levels (of 255) per batch, added in ``forward`` in training mode
+  only; the reconstruction target is the clean image.
+* Discriminator update without a second optimiser: ``compute_loss`` returns ``loss = L_AE + L_D`` where the
+  adversarial term of L_AE evaluates D with *detached* parameters (``torch.func.functional_call``) and L_D sees a
+  detached x̂, so one backward gives the autoencoder exactly ∂L_AE and the discriminator exactly ∂L_D. Any plain
+  training loop (one optimiser, Adam in the paper for both) then trains both as in Eq. 6.
+* Comparator C: VGG16's first ten convs (``features[:23]``, after the ReLU of conv4_3; 512×32×32 at 256 px). Its
+  ImageNet weights are loaded from a local file (``comparator_weights``: torchvision-style ``features.N.*`` keys in
+  ``.safetensors`` or a ``.pth`` state dict read with ``weights_only=True``); without one it stays randomly
+  initialised and frozen (tiny recipe: ``comparator_width=0.125``, a random-feature perceptual loss — no ImageNet
+  VGG16 weights install offline here).
+* Widths scale with ``width`` (1.0 = Table 2) and the number of up/down-sampling layers follows ``input_size``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from dflab.losses.lae import (
+    attention_loss,
+    cam_attention,
+    discriminator_loss,
+    generator_adv_loss,
+    latent_logits,
+    latent_loss,
+    perceptual_loss,
+    pixel_loss,
+)
+from dflab.models.base import Detector, InputSpec, register_detector, register_variant
+
+#: VGG16 configuration "D" up to conv4_3 (the 10th conv); "M" = max-pool.
+_VGG16_TO_CONV10 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512)
+
+
+def _ch(c: int, width: float) -> int:
+    return max(4, int(round(c * width)))
+
+
+class Encoder(nn.Module):
+    """Table 2 encoder. Shape: (B, 3, S, S) -> features (B, 8w·64, S/16, S/16), z (B, latent)."""
+
+    def __init__(self, width: float = 1.0, latent: int = 128) -> None:
+        super().__init__()
+        c1, c2, c3, c4 = (_ch(c, width) for c in (64, 128, 256, 512))
+        self.convs = nn.Sequential(
+            nn.Conv2d(3, c1, 4, 2, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(c1, c2, 4, 2, 1, bias=False), nn.BatchNorm2d(c2), nn.ReLU(inplace=True),
+            nn.Conv2d(c2, c3, 4, 2, 1, bias=False), nn.BatchNorm2d(c3), nn.ReLU(inplace=True),
+            nn.Conv2d(c3, c4, 4, 2, 1, bias=False), nn.BatchNorm2d(c4), nn.ReLU(inplace=True),
+            nn.Conv2d(c4, c4, 3, 1, 1), nn.ReLU(inplace=True),
+        )  # fmt: skip
+        self.fc = nn.Linear(c4, latent)
+        self.channels = c4
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        feat = self.convs(x)
+        pooled = feat.mean(dim=(2, 3))  # GAP: the 512 channel activations u_i of Sec. 2.4
+        return feat, pooled, self.fc(pooled)
+
+
+class Decoder(nn.Module):
+    """Table 2 decoder: z → 4×4 → … → S×S, channels halving from 256. Shape: (B, latent) -> (B, 3, S, S) in [−1, 1]."""
+
+    def __init__(self, size: int = 256, width: float = 1.0, latent: int = 128) -> None:
+        super().__init__()
+        n_up = int(math.log2(size // 4))
+        if 4 * 2**n_up != size:
+            raise ValueError(f"LAE input size must be 4·2^n, got {size}")
+        c = _ch(256, width)
+        layers: list[nn.Module] = [nn.ConvTranspose2d(latent, c, 4, 1, 0, bias=False), nn.BatchNorm2d(c), nn.ReLU(True)]
+        for i in range(n_up):
+            last = i == n_up - 1
+            out = 3 if last else max(4, c // 2)
+            layers.append(nn.ConvTranspose2d(c, out, 4, 2, 1, bias=last))
+            layers += [nn.Tanh()] if last else [nn.BatchNorm2d(out), nn.ReLU(True)]
+            c = out
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z[:, :, None, None])
+
+
+class Discriminator(nn.Module):
+    """DCGAN discriminator (Radford et al.), stride-2 convs down to 4×4 then a 4×4 conv to one logit.
+
+    Shape: (B, 3, S, S) in [−1, 1] -> (B,) logits
+    """
+
+    def __init__(self, size: int = 256, width: float = 1.0) -> None:
+        super().__init__()
+        n_down = int(math.log2(size // 4))
+        layers: list[nn.Module] = []
+        c_in, c = 3, _ch(64, width)
+        for i in range(n_down):
+            layers.append(nn.Conv2d(c_in, c, 4, 2, 1, bias=i == 0))
+            if i > 0:
+                layers.append(nn.BatchNorm2d(c))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            c_in, c = c, min(c * 2, _ch(512, width))
+        layers.append(nn.Conv2d(c_in, 1, 4, 1, 0))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten()
+
+
+class Comparator(nn.Module):
+    """VGG16 up to the ReLU after its 10th conv (conv4_3), frozen. Keys match torchvision's ``features.N``.
+
+    Shape: (B, 3, H, W) ImageNet-normalised -> (B, 512·width, H/8, W/8)
+    """
+
+    def __init__(self, width: float = 1.0, weights: str | None = None) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 3
+        for v in _VGG16_TO_CONV10:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                c = _ch(int(v), width)
+                layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.ReLU(inplace=True)]
+                c_in = c
+        self.features = nn.Sequential(*layers)
+        for m in self.features.modules():
+            if isinstance(m, nn.Conv2d):  # torchvision's VGG init: keeps random features at a usable scale
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        self.pretrained = False
+        if weights:
+            self.load_weights(weights)
+        self.requires_grad_(False)
+        self.eval()
+
+    def load_weights(self, path: str) -> None:
+        """Load ImageNet VGG16 weights (torchvision key names; keys beyond conv4_3 are ignored, missing ones fail)."""
+        p = Path(path)
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(p))
+        else:
+            state = torch.load(str(p), map_location="cpu", weights_only=True)
+        own = self.state_dict()
+        sub = {k: v for k, v in state.items() if k in own}
+        missing = sorted(set(own) - set(sub))
+        if missing:
+            raise KeyError(f"VGG16 weights {p} lack {missing}")
+        self.load_state_dict(sub)
+        self.pretrained = True
+
+    def train(self, mode: bool = True) -> Comparator:
+        return super().train(False)  # frozen: BN-free, but keep it out of training mode anyway
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+@register_detector(
+    "lae", tiny={"input_size": 64, "width": 0.125, "latent": 16, "comparator_width": 0.125, "disc_width": 0.125}
+)
+class LAE(Detector):
+    """Locality-aware autoencoder.
+
+    Args:
+        input_size: crop size S (paper: 256).
+        width: channel multiplier of encoder/decoder (1.0 = Table 2).
+        latent: d_z (paper: 128).
+        alpha1, alpha2: weights of L_rec and L_latent (Eq. 2).
+        beta1, beta2, beta3: pixel / perceptual / adversarial weights (Eq. 5).
+        lambda1, lambda2: latent / attention weights of stage 2 (Eq. 12).
+        noise_sigma: maximum σ (grey levels) of the training-time Gaussian input noise.
+        comparator_weights: local VGG16 ImageNet weights file (see module docstring).
+        comparator_width, disc_width: channel multipliers of C and D.
+        attention_in_stage1: also apply Eq. 9 in stage 1 on fakes that carry masks (off in the paper's LAE,
+            which uses Eq. 11 on the active set in stage 2).
+    """
+
+    targets = frozenset({"mask"})
+
+    def __init__(
+        self,
+        input_size: int = 256,
+        width: float = 1.0,
+        latent: int = 128,
+        alpha1: float = 1.0,
+        alpha2: float = 1.0,
+        beta1: float = 1.0,
+        beta2: float = 1.0,
+        beta3: float = 0.01,
+        lambda1: float = 0.5,
+        lambda2: float = 1.0,
+        noise_sigma: float = 5.0,
+        comparator_weights: str | None = None,
+        comparator_width: float = 1.0,
+        disc_width: float = 1.0,
+        attention_in_stage1: bool = False,
+    ) -> None:
+        super().__init__(InputSpec(size=input_size))
+        self.alpha1, self.alpha2 = alpha1, alpha2
+        self.beta1, self.beta2, self.beta3 = beta1, beta2, beta3
+        self.lambda1, self.lambda2 = lambda1, lambda2
+        self.noise_sigma, self.attention_in_stage1 = noise_sigma, attention_in_stage1
+        self.encoder = Encoder(width, latent)
+        self.decoder = Decoder(input_size, width, latent)
+        self.discriminator = Discriminator(input_size, disc_width) if beta3 > 0 else None
+        self.comparator = Comparator(comparator_width, comparator_weights) if beta2 > 0 else None
+        self.register_buffer("mean", torch.tensor(self.input_spec.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(self.input_spec.std).view(1, 3, 1, 1), persistent=False)
+
+    # -- image space helpers -------------------------------------------------------------------------------------
+    def to_tanh(self, x: torch.Tensor) -> torch.Tensor:
+        """ImageNet-normalised → [−1, 1] (the decoder's range)."""
+        return (x * self.std + self.mean) * 2.0 - 1.0
+
+    def from_tanh(self, y: torch.Tensor) -> torch.Tensor:
+        """[−1, 1] → ImageNet-normalised (the comparator's input)."""
+        return ((y + 1.0) / 2.0 - self.mean) / self.std
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Shape: images (B, 3, S, S) -> z (B, d_z), logits (B, 2) = [a_T, a_F], recon (B, 3, S, S) in [−1, 1],
+        cam (B, 1, S, S) in [0, 1], features (B, 512, S/16, S/16), pooled (B, 512)."""
+        x = images
+        if self.training and self.noise_sigma > 0:
+            sigma = float(torch.rand(())) * self.noise_sigma / 255.0  # one σ per batch (Sec. 3.1.4)
+            x = x + torch.randn_like(x) * sigma / self.std
+        feat, pooled, z = self.encoder(x)
+        cam = cam_attention(feat, self.encoder.fc.weight, z, size=tuple(images.shape[-2:]))
+        return {
+            "logits": latent_logits(z),
+            "z": z,
+            "recon": self.decoder(z),
+            "cam": cam,
+            "features": feat,
+            "pooled": pooled,
+        }
+
+    def score(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """P(fake) = softmax over [a_T, a_F] scaled by 10 (monotone in a_F − a_T, so 0.5 is the paper's decision)."""
+        return (outputs["logits"].float() * 10.0).softmax(dim=1)[:, 1]
+
+    def explain_maps(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"cam": outputs["cam"]}
+
+    def _disc_frozen(self, x: torch.Tensor) -> torch.Tensor:
+        assert self.discriminator is not None
+        params = {k: v.detach() for k, v in self.discriminator.named_parameters()}
+        return functional_call(self.discriminator, params, (x,), strict=False)
+
+    def compute_loss(self, batch: dict[str, Any], outputs: dict[str, torch.Tensor], **phase: Any) -> dict[str, Any]:
+        """``stage="stage1"`` (default): Eq. 2 + Eq. 6; ``stage="stage2"``: Eq. 12 (latent + attention on fakes whose
+        mask is valid: ``batch["mask_valid"]`` (B,) bool when present, else every fake with a non-empty mask)."""
+        stage = str(phase.get("stage", "stage1"))
+        label = batch["label"].long()
+        z = outputs["z"]
+        lat = latent_loss(z.float(), label)
+        parts: dict[str, Any] = {"latent": lat.detach()}
+        att = None
+        if "mask" in batch and (stage == "stage2" or self.attention_in_stage1):
+            mask = batch["mask"]
+            valid = batch.get("mask_valid")
+            if valid is None:
+                valid = mask.flatten(1).amax(1) > 0
+            att = attention_loss(outputs["cam"].float(), mask, label, valid)
+            parts["attention"] = att.detach()
+        if stage == "stage2":
+            loss = self.lambda1 * lat + self.lambda2 * (att if att is not None else 0.0)
+            return {"loss": loss, **parts}
+        if stage != "stage1":
+            raise ValueError(f"unknown LAE stage {stage!r}; expected 'stage1' or 'stage2'")
+        target = self.to_tanh(batch["image"]).float()
+        recon = outputs["recon"].float()
+        rec = torch.zeros((), device=z.device)
+        if self.beta1 > 0:
+            pix = pixel_loss(target, recon)
+            rec = rec + self.beta1 * pix
+            parts["pixel"] = pix.detach()
+        if self.comparator is not None:
+            per = perceptual_loss(self.comparator(batch["image"].float()), self.comparator(self.from_tanh(recon)))
+            rec = rec + self.beta2 * per
+            parts["perceptual"] = per.detach()
+        loss_d = None
+        if self.discriminator is not None:
+            adv = generator_adv_loss(self._disc_frozen(recon))
+            rec = rec + self.beta3 * adv
+            loss_d = discriminator_loss(self.discriminator(target), self.discriminator(recon.detach()))
+            parts.update(adversarial=adv.detach(), disc=loss_d.detach())
+        loss = self.alpha1 * rec + self.alpha2 * lat
+        if att is not None:
+            loss = loss + self.lambda2 * att
+        parts["ae"] = loss.detach()
+        if loss_d is not None:
+            loss = loss + loss_d  # only the discriminator's parameters receive this gradient (see module docstring)
+        return {"loss": loss, **parts}
+
+
+# Table 4 ablations (no attention loss / active learning in any of them; the schedule's ``active=False``).
+register_variant("lae_ae_rec", "lae", alpha2=0.0)
+register_variant("lae_ae_latent", "lae", alpha1=0.0, beta2=0.0, beta3=0.0)
+register_variant("lae_ae_latent_pixel", "lae", beta2=0.0, beta3=0.0)
+register_variant("lae_ae_latent_rec", "lae")

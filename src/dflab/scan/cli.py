@@ -1,0 +1,174 @@
+"""``dflab scan PATH... [--detector CKPT] [--every K] [--out DIR] [--format json|csv|html]``.
+
+Exit status (for pipelines): 0 = every file scanned and none judged fake; bit 1 set = at least one file judged
+fake; bit 4 set = at least one file could not be scanned (its record says why); 2 = bad arguments or no usable
+detector. ``--format`` may be repeated; ``-`` as ``--out`` prints the JSON to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from dflab.errors import CheckpointError
+from dflab.scan.pipeline import WEIGHTS_DIR, ScanOptions, ScanResult, Scorer, load_scorer, scan_file
+
+MEDIA_SUFFIXES = {
+    ".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif",
+    ".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
+}  # fmt: skip
+EXIT_FAKE, EXIT_ERROR, EXIT_USAGE = 1, 4, 2
+
+
+def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Files given explicitly are always scanned (their content decides the kind); folders contribute their media
+    files (by suffix, recursively, sorted), so a stray ``labels.csv`` in a folder is not reported as broken media."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in MEDIA_SUFFIXES))
+        else:
+            out.append(p)
+    return out
+
+
+def load_scorers(detectors: Sequence[str] | None, ensemble: bool) -> list[Scorer]:
+    """``--detector`` (repeatable) checkpoints, or every shipped checkpoint for ``--ensemble``, or the default."""
+    if ensemble and not detectors:
+        detectors = [str(p) for p in sorted(WEIGHTS_DIR.glob("*.safetensors"))]
+        if not detectors:
+            raise CheckpointError(f"--ensemble: no checkpoints shipped in {WEIGHTS_DIR}")
+    return [load_scorer(d) for d in (detectors or [None])]
+
+
+def scan_paths(
+    paths: Sequence[Path], scorers: Sequence[Scorer], opts: ScanOptions, *, jobs: int = 1, progress: bool = True
+) -> list[ScanResult]:
+    """Scan files (``jobs`` threads; torch and the decoders release the GIL), keeping the input order."""
+    import torch
+    from tqdm import tqdm
+
+    if jobs > 1:
+        torch.set_num_threads(max(1, torch.get_num_threads() // jobs))
+    bar = tqdm(total=len(paths), unit="file", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    lock = threading.Lock()
+
+    def one(p: Path) -> ScanResult:
+        def cb(frac: float, msg: str) -> None:
+            if jobs == 1:
+                with lock:
+                    bar.set_postfix_str(f"{p.name}: {msg}", refresh=False)
+                    bar.refresh()
+
+        res = scan_file(p, scorers, opts, progress=cb)
+        with lock:
+            bar.update(1)
+        return res
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        results = list(pool.map(one, paths))
+    bar.close()
+    return results
+
+
+def write_outputs(
+    results: Sequence[ScanResult], out: Path, formats: Sequence[str], meta: dict[str, Any]
+) -> dict[str, Path]:
+    """Write the requested reports (and overlay videos) under ``out``; returns format → path."""
+    from dflab.scan import report
+
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for i, res in enumerate(results):
+        if res.video_frames:
+            name = f"overlay_{i:03d}_{Path(res.record['path']).stem}.mp4"
+            report.write_overlay_video(res.video_frames, res.fps, out / name)
+            res.record["overlay_video"] = name
+    records = [r.record for r in results]
+    if "json" in formats:
+        written["json"] = report.write_json(records, out / "scan.json", meta)
+    if "csv" in formats:
+        written["csv"] = report.write_csv(records, out / "scan.csv")
+    if "html" in formats:
+        written["html"] = report.write_html(records, [r.overlays for r in results], out / "report.html", meta)
+    return written
+
+
+def exit_code(records: Iterable[dict[str, Any]]) -> int:
+    code = 0
+    for r in records:
+        if r["verdict"] == "fake":
+            code |= EXIT_FAKE
+        if r["status"] == "error":
+            code |= EXIT_ERROR
+    return code
+
+
+def summary_line(r: dict[str, Any]) -> str:
+    name = Path(r["path"]).name
+    if r["status"] == "error":
+        return f"{name}: ERROR {r['error']['cause']} ({r['error']['detail']})"
+    if r["status"] == "no_face":
+        return f"{name}: no face found"
+    lo, hi = r["ci"]
+    return (
+        f"{name}: {r['verdict'].upper()}  P(fake)={r['score']:.3f}  95% CI [{lo:.3f}, {hi:.3f}]  faces={r['n_faces']}"
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", help="images, videos or folders")
+    parser.add_argument(
+        "--detector",
+        action="append",
+        help="checkpoint (.safetensors + card); repeat for an ensemble (default: shipped)",
+    )
+    parser.add_argument("--ensemble", action="store_true", help="average every checkpoint shipped in dflab/weights")
+    parser.add_argument("--every", type=int, default=None, help="score every K-th frame (default: spread --max-frames)")
+    parser.add_argument("--max-frames", type=int, default=32)
+    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--out", default="scan_out", help="report folder, or - for JSON on stdout")
+    parser.add_argument("--format", action="append", choices=["json", "csv", "html"], help="repeatable (default: all)")
+    parser.add_argument("--overlays", type=int, default=4, help="frames per file with heatmap overlays")
+    parser.add_argument("--overlay-video", action="store_true", help="also write an H.264 overlay video per file")
+    parser.add_argument("--jobs", type=int, default=1, help="files scanned in parallel")
+    parser.add_argument("--max-duration", type=float, default=None, help="refuse videos longer than this (s)")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = expand_paths(args.paths)
+    if not paths:
+        print("dflab scan: no media files found", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        scorers = load_scorers(args.detector, args.ensemble)
+    except CheckpointError as exc:
+        print(f"dflab scan: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    opts = ScanOptions(
+        every=args.every,
+        max_frames=args.max_frames,
+        threshold=args.threshold,
+        overlays=args.overlays,
+        overlay_video=args.overlay_video,
+        max_duration_s=args.max_duration,
+    )
+    results = scan_paths(paths, scorers, opts, jobs=args.jobs, progress=not args.no_progress)
+    records = [r.record for r in results]
+    meta = {"detector": ", ".join(s.name for s in scorers), "cards": [s.card for s in scorers]}
+    if args.out == "-":
+        print(json.dumps({"meta": meta, "files": records}, indent=2))
+    else:
+        written = write_outputs(results, Path(args.out), args.format or ["json", "csv", "html"], meta)
+        for r in records:
+            print(summary_line(r))
+        for fmt, p in written.items():
+            print(f"{fmt}: {p}")
+    return exit_code(records)

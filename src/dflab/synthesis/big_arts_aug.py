@@ -1,0 +1,193 @@
+"""BiG-Arts forgery face augmentation (Sec. 3.3, Fig. 4-5) and its batch policy (Sec. 4.1).
+
+- ``bigarts_rr`` — (Real, Real): source A (the real face given), target B = the real face of another identity
+  with the nearest landmarks; mask = convex hull of A's landmarks distorted by a random smooth (piecewise)
+  transform ``T``; image ``M̃ ⊙ A + (1 − M̃) ⊙ B``. ``M_in`` is all black (no intrinsic artifacts: both are
+  real), ``M_ex = D(M̃) − E(M̃)``.
+- ``bigarts_fr`` — (Fake, Real): source A is a dataset fake with its aligned original (``FaceSample.original``);
+  ``M'`` = the difference ``|A − original| > γ`` expanded (dilated); ``M''`` = hull of A's landmarks; the mask
+  ``M̃ = M' ⊙ T(M'')``; same blending onto B. ``M_in = M̃``, ``M_ex = D(M̃) − E(M̃)``.
+- :func:`bigarts_targets` gives ``M_in``/``M_ex`` of the original images (reals: zeros; fakes:
+  ``M_in = Convex(|x' − x| > γ)``, Sec. 3.1).
+- :class:`BatchPolicy` — 50 % real / 50 % fake, the fakes a third each original fakes, (Real, Real), (Fake, Real);
+  JPEG quality 75-100 as the only augmentation (Sec. 4.1).
+
+Deviations: B is aligned to A by a landmark similarity transform before blending (the paper blends the
+landmark-nearest frame directly; alignment removes the residual offset); ``T`` is the smooth grid warp of
+:func:`dflab.synthesis.masks.deform_mask`; γ = 20 on the 0-255 scale and the expansion / boundary element sizes
+(15 px / 9 px at 256 px) are our choices (the paper gives none).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from dflab.synthesis import masks as mk
+from dflab.synthesis.base import SYNTHESIZERS, DonorPoolLike, FaceSample, Params, SynthResult, expect_params
+from dflab.synthesis.donors import align_to
+
+KINDS = ("real", "fake", "rr", "fr")
+
+
+@dataclass
+class BigArtsRRParams(Params):
+    """(Real, Real) sample: the target's key and the mask deformation."""
+
+    method: ClassVar[str] = "bigarts_rr"
+    donor_key: str = ""
+    offsets: list = field(default_factory=list)
+    boundary: int = 9
+
+
+@dataclass
+class BigArtsFRParams(Params):
+    """(Fake, Real) sample: the target's key, difference threshold, expansion and mask deformation."""
+
+    method: ClassVar[str] = "bigarts_fr"
+    donor_key: str = ""
+    gamma: float = 20.0
+    expand: int = 15
+    offsets: list = field(default_factory=list)
+    boundary: int = 9
+
+
+def bigarts_targets(face: FaceSample, gamma: float = 20.0, boundary: int = 9) -> dict[str, np.ndarray]:
+    """``M_in``/``M_ex`` of an original dataset image (Sec. 3.1): zeros for a real; for a fake with its aligned
+    original, ``M_in = Convex(|x' − x| > γ)`` and ``M_ex = D(M_in) − E(M_in)``.
+
+    Shape:
+        returns {"mask_in": (H, W), "mask_ex": (H, W)} float32.
+    """
+    h, w = face.image.shape[:2]
+    if face.label == 0:
+        z = np.zeros((h, w), np.float32)
+        return {"mask_in": z, "mask_ex": z.copy()}
+    if face.original is None:
+        raise ValueError(f"fake face {face.key!r} has no aligned original: M_in cannot be computed")
+    m_in = mk.bigarts_intrinsic(face.image, face.original, gamma)
+    return {"mask_in": m_in, "mask_ex": mk.bigarts_extrinsic(m_in, boundary)}
+
+
+def _target(face: FaceSample, key: str, pool: DonorPoolLike | None) -> np.ndarray:
+    if pool is None:
+        raise ValueError("BiG-Arts augmentation needs a donor pool of real faces")
+    donor = pool.load(key)
+    warped, _, _ = align_to(donor.image, donor.landmarks, face.landmarks, face.image.shape[:2])
+    return warped
+
+
+def _scaled(size: int, face: FaceSample) -> int:
+    return max(3, round(size * face.image.shape[0] / 256))
+
+
+class BigArtsRR:
+    """(Real, Real) forgery augmentation (registered as ``bigarts_rr``)."""
+
+    name = "bigarts_rr"
+
+    def __init__(self, grid: int = 4, deform: float = 0.04) -> None:
+        self.grid, self.deform = grid, deform
+
+    def sample_params(
+        self, rng: np.random.Generator, face: FaceSample, pool: DonorPoolLike | None = None, **kw: Any
+    ) -> BigArtsRRParams:
+        if pool is None:
+            raise ValueError("bigarts_rr needs a donor pool of real faces of other identities")
+        return BigArtsRRParams(
+            donor_key=pool.nearest(face.landmarks, face.identity, k=1)[0],
+            offsets=mk.sample_grid_offsets(rng, self.grid, self.deform),
+            boundary=_scaled(9, face),
+        )
+
+    def apply(self, face: FaceSample, params: Params, pool: DonorPoolLike | None = None) -> SynthResult:
+        p = expect_params(params, BigArtsRRParams)
+        b = _target(face, p.donor_key, pool)
+        m = mk.harden(mk.deform_mask(mk.hull_mask(face.landmarks, face.image.shape), p.offsets))
+        image = mk.blend(face.image, b, m)
+        zeros = np.zeros_like(m)
+        return SynthResult(
+            image=image,
+            mask=m,
+            label=1,
+            params=p,
+            masks={"mask_in": zeros, "mask_ex": mk.bigarts_extrinsic(m, p.boundary)},
+        )
+
+
+class BigArtsFR:
+    """(Fake, Real) forgery augmentation (registered as ``bigarts_fr``); the face must be a fake with its original."""
+
+    name = "bigarts_fr"
+
+    def __init__(self, grid: int = 4, deform: float = 0.04, gamma: float = 20.0) -> None:
+        self.grid, self.deform, self.gamma = grid, deform, gamma
+
+    def sample_params(
+        self, rng: np.random.Generator, face: FaceSample, pool: DonorPoolLike | None = None, **kw: Any
+    ) -> BigArtsFRParams:
+        if pool is None:
+            raise ValueError("bigarts_fr needs a donor pool of real faces of other identities")
+        if face.original is None:
+            raise ValueError("bigarts_fr needs a fake face with its aligned original (FaceSample.original)")
+        return BigArtsFRParams(
+            donor_key=pool.nearest(face.landmarks, face.identity, k=1)[0],
+            gamma=float(kw.get("gamma", self.gamma)),
+            expand=_scaled(15, face),
+            offsets=mk.sample_grid_offsets(rng, self.grid, self.deform),
+            boundary=_scaled(9, face),
+        )
+
+    def apply(self, face: FaceSample, params: Params, pool: DonorPoolLike | None = None) -> SynthResult:
+        p = expect_params(params, BigArtsFRParams)
+        if face.original is None:
+            raise ValueError("bigarts_fr needs a fake face with its aligned original (FaceSample.original)")
+        b = _target(face, p.donor_key, pool)
+        m1 = mk.dilate((mk.abs_diff(face.image, face.original) > p.gamma).astype(np.float32), p.expand)  # M'
+        m2 = mk.harden(mk.deform_mask(mk.hull_mask(face.landmarks, face.image.shape), p.offsets))  # T(M'')
+        m = m1 * m2
+        image = mk.blend(face.image, b, m)
+        return SynthResult(
+            image=image,
+            mask=m,
+            label=1,
+            params=p,
+            masks={"mask_in": m, "mask_ex": mk.bigarts_extrinsic(m, p.boundary)},
+        )
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """BiG-Arts batch composition (Sec. 4.1): ``real_frac`` reals; the fakes split ``fake_split`` between original
+    fakes, (Real, Real) and (Fake, Real); every image JPEG-compressed at a quality in ``jpeg`` with ``p_jpeg``.
+
+    Counts are exact per batch (rounded, remainder to the original fakes), then shuffled.
+    """
+
+    real_frac: float = 0.5
+    fake_split: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3)
+    jpeg: tuple[int, int] = (75, 100)
+    p_jpeg: float = 1.0
+
+    def kinds(self, rng: np.random.Generator, batch_size: int) -> list[str]:
+        """Kinds of the batch's samples: ``real``, ``fake`` (original fake), ``rr``, ``fr``."""
+        n_real = round(batch_size * self.real_frac)
+        n_fake = batch_size - n_real
+        total = sum(self.fake_split)
+        n_rr = round(n_fake * self.fake_split[1] / total)
+        n_fr = round(n_fake * self.fake_split[2] / total)
+        n_orig = n_fake - n_rr - n_fr
+        out = ["real"] * n_real + ["fake"] * n_orig + ["rr"] * n_rr + ["fr"] * n_fr
+        return [out[i] for i in rng.permutation(len(out))]
+
+    def jpeg_quality(self, rng: np.random.Generator) -> int:
+        """A JPEG quality in ``jpeg`` (inclusive), or 100 (no compression) with probability ``1 - p_jpeg``."""
+        if rng.random() >= self.p_jpeg:
+            return 100
+        return int(rng.integers(self.jpeg[0], self.jpeg[1] + 1))
+
+
+SYNTHESIZERS.add("bigarts_rr", BigArtsRR())
+SYNTHESIZERS.add("bigarts_fr", BigArtsFR())

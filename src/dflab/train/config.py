@@ -1,0 +1,266 @@
+"""Typed training configs (pydantic, ``extra="forbid"``): a recipe is one YAML file validated into :class:`Recipe`.
+
+Extension points for method authors (BiG-Arts, LiSiam, DADD, MML, LAE):
+
+* ``model.name`` names a registered detector or variant (``dflab list variants``); ``model.kwargs`` update its
+  constructor kwargs; ``model.pretrained`` is a local weights file or a ``"<backbone>:<tag>"`` name that
+  :func:`dflab.models.backbones.resolve_pretrained` resolves locally (never a hub).
+* ``data.streams`` maps stream names to :class:`StreamConfig`. ``"default"`` is required; a schedule's
+  :class:`~dflab.train.schedule.Phase` ``.stream`` picks which stream a step draws from, and the schedule's
+  ``streams()`` lists every stream it uses (each must be defined here).
+* ``schedule.name`` names an entry of ``dflab.train.schedule.SCHEDULES`` (method schedules are added in
+  ``dflab/train/schedules/``); ``schedule.kwargs`` go to its constructor.
+
+Precedence is explicit and single: a recipe may name ``base:`` (another recipe) whose values it overrides key by
+key; then CLI dotted overrides (``train.epochs=3``, ``--data.manifest M``) override the result. Nothing else
+(no global file, no environment) changes a config. Unknown keys are a :class:`~dflab.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from dflab.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ModelConfig(_Strict):
+    """Which detector to build.
+
+    Attributes:
+        name: registered detector or variant name (e.g. ``xception``, ``resnet18_tiny``).
+        kwargs: constructor kwargs overriding the variant's.
+        pretrained: local weights file (safetensors / .pth state dict) or ``"<name>:<tag>"`` resolved locally.
+        pretrained_prefix: parameter-name prefix the weights load into (``"backbone."`` for a timm backbone).
+        allow_missing: parameter-name prefixes allowed to be missing from the weights (e.g. the new head);
+            any other missing or unexpected key is an error.
+    """
+
+    name: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    pretrained: str | None = None
+    pretrained_prefix: str = "backbone."
+    allow_missing: list[str] = Field(default_factory=list)
+
+
+class AugmentConfig(_Strict):
+    """Albumentations transforms applied jointly to image and masks, e.g. ``{"name": "HorizontalFlip", "p": 0.5}``."""
+
+    ops: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class StreamConfig(_Strict):
+    """One data stream: which manifest rows it reads and how a batch is made from them.
+
+    Attributes:
+        mode: ``real_only`` — real rows only, a fraction ``fake_ratio`` of items turned into fakes on the fly by
+            ``synthesizers``; ``supervised`` — the manifest's own real and fake rows (masks from the dataset mask
+            or from the difference to ``original_crop``).
+        split: manifest split(s) to read. A validation stream must not read ``test``.
+        datasets, methods: optional row filters (manifest columns).
+        exclude_videos: video ids left out (e.g. beauty-filtered clips, see shared/data/README.md).
+        synthesizers: names in ``dflab.synthesis.SYNTHESIZERS``; ``synth_weights`` their sampling weights;
+            ``synth_kwargs`` per-synthesizer keyword arguments to ``sample_params``.
+        fake_ratio: fraction of fake items per epoch (class balance; 0.5 = balanced).
+        frames_per_video: frames drawn per video each epoch (``None`` = all).
+        balance: in ``supervised`` mode, oversample the minority class to ``fake_ratio``.
+        degrade: name in ``dflab.train.data.DEGRADERS`` producing the ``degraded`` target when a detector asks.
+        donor_pool: build a nearest-landmark donor pool from this stream's real rows (for BI / blending).
+    """
+
+    mode: Literal["real_only", "supervised"] = "supervised"
+    split: str | list[str] = "train"
+    datasets: list[str] | None = None
+    methods: list[str] | None = None
+    exclude_videos: list[str] = Field(default_factory=list)
+    synthesizers: list[str] = Field(default_factory=list)
+    synth_weights: list[float] | None = None
+    synth_kwargs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    fake_ratio: float = Field(0.5, ge=0.0, le=1.0)
+    frames_per_video: int | None = Field(None, ge=1)
+    balance: bool = True
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    degrade: str | None = None
+    donor_pool: bool = True
+    batch_size: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> StreamConfig:
+        if self.mode == "real_only" and self.fake_ratio > 0 and not self.synthesizers:
+            raise ValueError("a real_only stream with fake_ratio > 0 needs at least one synthesizer")
+        if self.synth_weights is not None and len(self.synth_weights) != len(self.synthesizers):
+            raise ValueError("synth_weights must have one weight per synthesizer")
+        return self
+
+    def splits(self) -> list[str]:
+        return [self.split] if isinstance(self.split, str) else list(self.split)
+
+
+class DataConfig(_Strict):
+    """Where the faces come from and how they are batched.
+
+    Attributes:
+        manifest: path of a prepare manifest (file or folder); usually given on the command line.
+        size: training crop size (crops are resized to it).
+        batch_size: default per-process batch size of every stream.
+        num_workers: DataLoader workers.
+        streams: named training streams; ``default`` is required.
+        val: the validation stream (model selection uses only it; its split may never be ``test``).
+    """
+
+    manifest: str | None = None
+    size: int = Field(256, ge=16)
+    batch_size: int = Field(32, ge=1)
+    num_workers: int = Field(0, ge=0)
+    streams: dict[str, StreamConfig]
+    val: StreamConfig | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if "default" not in self.streams:
+            raise ValueError("data.streams must define a 'default' stream")
+        if self.val is not None and "test" in self.val.splits():
+            raise ValueError("data.val may not read the test split (the best checkpoint is chosen on val)")
+        return self
+
+
+class OptimConfig(_Strict):
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    grad_clip: float | None = None
+
+
+class LRScheduleConfig(_Strict):
+    """Learning-rate schedule, stepped once per epoch (``warmup_epochs`` linear from 0)."""
+
+    name: Literal["none", "cosine", "step", "multistep"] = "none"
+    t_max: int | None = None  # cosine period in epochs (default: train.epochs)
+    eta_min: float = 0.0
+    step_size: int = 10
+    milestones: list[int] = Field(default_factory=list)
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+
+
+class ScheduleConfig(_Strict):
+    """A training schedule from ``SCHEDULES`` (phases, stage freezing, loss switches)."""
+
+    name: str = "default"
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainConfig(_Strict):
+    """Loop settings.
+
+    Attributes:
+        epochs: number of epochs.
+        steps_per_epoch: optimisation steps per epoch (``None`` = one pass over the default stream).
+        val_every: validate every N epochs (and after the last).
+        ckpt_every_steps: write the resumable ``last`` checkpoint every N steps (and at each epoch end).
+        select_metric: validation metric that picks ``best`` (``auc``, ``video_auc``, ``acc`` or ``-loss``).
+        amp: autocast (bf16 on CPU only when set explicitly to ``bf16``; fp16 on CUDA).
+        channels_last: use channels-last memory format (faster on CPU).
+        threads: torch intra-op threads (``None`` = torch default).
+    """
+
+    epochs: int = Field(1, ge=1)
+    steps_per_epoch: int | None = Field(None, ge=1)
+    seed: int = 0
+    device: str = "auto"
+    amp: Literal["off", "auto", "bf16", "fp16"] = "auto"
+    channels_last: bool = False
+    val_every: int = Field(1, ge=1)
+    ckpt_every_steps: int = Field(200, ge=1)
+    log_every: int = Field(10, ge=1)
+    select_metric: str = "auc"
+    max_val_items: int | None = None
+    threads: int | None = None
+    progress: bool = True
+
+
+class Recipe(_Strict):
+    """A complete training recipe (one YAML file)."""
+
+    name: str = ""
+    description: str = ""
+    paper: str = ""
+    base: str | None = None
+    model: ModelConfig
+    data: DataConfig
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    lr_schedule: LRScheduleConfig = Field(default_factory=LRScheduleConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    out: str = "runs"
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Return ``base`` updated by ``over`` recursively (dicts merge, everything else replaces)."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Turn ``["a.b=1", "--c.d", "x", "--e.f=[1,2]"]`` into a nested dict; values are parsed as YAML scalars.
+
+    Raises:
+        ConfigError: an item that is neither ``key=value`` nor ``--key value``.
+    """
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(items):
+        item = items[i]
+        if item.startswith("--"):
+            item = item[2:]
+            if "=" not in item:
+                if i + 1 >= len(items):
+                    raise ConfigError(f"override --{item} has no value")
+                item = f"{item}={items[i + 1]}"
+                i += 1
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key.path=value")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw != "" else ""
+        node = out
+        parts = key.split(".")
+        if not all(parts):
+            raise ConfigError(f"bad override key {key!r}")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {key!r} conflicts with another override")
+        node[parts[-1]] = value
+        i += 1
+    return out
+
+
+def validate_recipe(raw: dict[str, Any]) -> Recipe:
+    """Validate a raw dict into a :class:`Recipe`; any unknown key or bad value is a :class:`ConfigError`."""
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(x) for x in err["loc"])
+            lines.append(f"  {loc}: {err['msg']}")
+        raise ConfigError("invalid recipe:\n" + "\n".join(lines)) from None
+
+
+def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
+    """JSON/YAML-able dict of a resolved recipe (written to the run directory)."""
+    return recipe.model_dump(mode="json")

@@ -1,0 +1,423 @@
+"""Training data streams read from a prepare manifest, with on-the-fly synthesised fakes.
+
+A stream (:class:`FaceStream`) is built from a :class:`~dflab.train.config.StreamConfig` and the manifest rows it
+selects. All randomness is explicit and replayable:
+
+* :meth:`FaceStream.plan` draws, from ``(seed, stream, epoch)`` only, the epoch's items: frames-per-video subset,
+  class balance (on-the-fly fakes in ``real_only`` mode, minority oversampling in ``supervised`` mode), shuffle,
+  and one integer seed per item. :class:`PlanSampler` shards the plan across ranks (``set_epoch`` like
+  ``DistributedSampler``) and can start mid-epoch, which is what makes a killed run resume exactly.
+* :meth:`FaceStream.__getitem__` takes an item ``(row, make_fake, item_seed)`` and derives every random choice
+  (synthesizer, its params, augmentation, degradation) from ``item_seed`` — so DataLoader workers, their number
+  and their order do not change a batch.
+
+A batch is a dict: ``image`` (B,3,H,W) float normalised with the detector's mean/std, ``label`` (B,) long,
+``video_id`` (list of str), plus exactly the keys the detector's ``targets`` declares
+(see :data:`dflab.models.base.TARGET_KEYS`). ``__getitem__`` never catches an error: a missing crop raises
+:class:`~dflab.errors.MediaError` naming the file.
+
+Extension points: register a degradation for the ``degraded`` target with :data:`DEGRADERS`
+(``fn(rng, image_uint8) -> image_uint8``); synthesizers come from ``dflab.synthesis.SYNTHESIZERS``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from dflab.data.manifest import FaceRow, Manifest
+from dflab.errors import ConfigError, MediaError
+from dflab.registry import Registry
+from dflab.synthesis.base import FaceSample
+from dflab.synthesis.masks import diff_mask
+from dflab.train.config import DataConfig, StreamConfig
+
+Item = tuple[int, int, int]  # (row index, make_fake 0/1, item seed)
+
+#: name -> fn(rng, image uint8 HxWx3) -> degraded image uint8, for the ``degraded`` target (LiSiam's paired view).
+DEGRADERS: Registry[Callable[[np.random.Generator, np.ndarray], np.ndarray]] = Registry("degrader")
+
+
+@DEGRADERS.register("jpeg_blur")
+def _jpeg_blur(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """A generic quality degradation: Gaussian blur (σ∈[0,1.5]) then JPEG (quality ∈ [30,90])."""
+    out = image
+    sigma = float(rng.uniform(0.0, 1.5))
+    if sigma > 0.1:
+        out = cv2.GaussianBlur(out, (0, 0), sigma)
+    q = int(rng.integers(30, 91))
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(out, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, q])
+    if not ok:  # pragma: no cover - OpenCV always encodes a valid uint8 image
+        raise RuntimeError("JPEG encoding failed")
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+@DEGRADERS.register("iqd")
+def _iqd(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """LiSiam's image-quality degradation (IQD: JPEG, resize, blur in random order; ``dflab.synthesis.iqd``)."""
+    import dflab.synthesis  # noqa: F401  (fills SYNTHESIZERS)
+    from dflab.synthesis.base import SYNTHESIZERS
+
+    iqd = SYNTHESIZERS.get("iqd")
+    face = FaceSample(image=image, landmarks=np.zeros((68, 2), np.float32))
+    return iqd.apply(face, iqd.sample_params(rng, face), None).image
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB; raises :class:`MediaError` when it is missing or unreadable."""
+    if not path.exists():
+        raise MediaError(path, "missing")
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise MediaError(path, "decode_error", "OpenCV could not decode the crop")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def read_gray01(path: Path) -> np.ndarray:
+    """Read a mask image as (H, W) float32 in [0, 1]."""
+    if not path.exists():
+        raise MediaError(path, "missing")
+    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if img is None:
+        raise MediaError(path, "decode_error", "OpenCV could not decode the mask")
+    return img.astype(np.float32) / 255.0
+
+
+def _stream_hash(name: str) -> int:
+    return zlib.crc32(name.encode()) & 0x7FFFFFFF
+
+
+def select_rows(manifest: Manifest, cfg: StreamConfig) -> list[FaceRow]:
+    """Manifest rows a stream reads (split / dataset / method filters; reals only in ``real_only`` mode)."""
+    where: dict[str, Any] = {"split": cfg.splits()}
+    if cfg.datasets:
+        where["dataset"] = list(cfg.datasets)
+    if cfg.methods:
+        where["method"] = list(cfg.methods)
+    if cfg.mode == "real_only":
+        where["label"] = 0
+    rows = manifest.faces(**where)
+    excluded = set(cfg.exclude_videos)
+    return [r for r in rows if r.video_id not in excluded]
+
+
+class FaceStream(Dataset):
+    """A map-style dataset over a stream's rows; indexed by plan items ``(row, make_fake, item_seed)``.
+
+    Args:
+        rows: the stream's manifest rows.
+        cfg: the stream's config.
+        root: the manifest folder (crop paths are relative to it).
+        size: output crop size.
+        targets: the detector's declared target keys.
+        mean, std: normalisation (the detector's ``input_spec``).
+        seed: run seed; the plan depends on ``(seed, name, epoch)`` only.
+        name: stream name.
+        pool: donor pool for blending synthesizers (``None`` when none is needed).
+    """
+
+    def __init__(
+        self,
+        rows: Sequence[FaceRow],
+        cfg: StreamConfig,
+        *,
+        root: Path,
+        size: int,
+        targets: frozenset[str] = frozenset(),
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        std: Sequence[float] = (0.229, 0.224, 0.225),
+        seed: int = 0,
+        name: str = "default",
+        pool: Any = None,
+    ) -> None:
+        if not rows:
+            raise ConfigError(f"stream {name!r} selects no manifest rows (split={cfg.split}, mode={cfg.mode})")
+        self.rows = list(rows)
+        self.cfg = cfg
+        self.root = Path(root)
+        self.size = int(size)
+        self.targets = frozenset(targets)
+        self.mean = np.asarray(mean, np.float32).reshape(3, 1, 1)
+        self.std = np.asarray(std, np.float32).reshape(3, 1, 1)
+        self.seed = int(seed)
+        self.name = name
+        self.pool = pool
+        if "degraded" in self.targets and not cfg.degrade:
+            raise ConfigError(f"the detector needs a 'degraded' view but stream {name!r} sets no degrade")
+        self.degrade = DEGRADERS.get(cfg.degrade) if cfg.degrade else None
+        self.synths: list[Any] = []
+        if cfg.mode == "real_only" and cfg.fake_ratio > 0:
+            import dflab.synthesis  # noqa: F401  (fills SYNTHESIZERS)
+            from dflab.synthesis.base import SYNTHESIZERS
+
+            self.synths = [SYNTHESIZERS.get(n) for n in cfg.synthesizers]
+        w = np.asarray(cfg.synth_weights or [1.0] * len(self.synths), np.float64)
+        self.synth_p = w / w.sum() if len(w) else w
+        ids = sorted({r.identity for r in self.rows if r.identity})
+        self.identity_index = {k: i for i, k in enumerate(ids)}
+        self.aug = self._build_aug()
+
+    # ------------------------------------------------------------------ plan (all per-epoch randomness)
+    def plan(self, epoch: int, shuffle: bool = True) -> list[Item]:
+        """The epoch's items, a pure function of ``(seed, name, epoch)``."""
+        rng = np.random.default_rng([self.seed, _stream_hash(self.name), int(epoch)])
+        by_video: dict[tuple[str, str], list[int]] = {}
+        for i, r in enumerate(self.rows):
+            by_video.setdefault((r.dataset, r.video_id), []).append(i)
+        chosen: list[int] = []
+        fpv = self.cfg.frames_per_video
+        for key in sorted(by_video):
+            idx = by_video[key]
+            if fpv is not None and len(idx) > fpv:
+                idx = sorted(rng.choice(idx, size=fpv, replace=False).tolist())
+            chosen.extend(idx)
+        r = self.cfg.fake_ratio
+        items: list[tuple[int, int]]
+        if self.cfg.mode == "real_only":
+            # every chosen real once as itself, plus n_fake on-the-fly fakes so that fakes are a fraction r
+            n_fake = 0 if r <= 0 else (len(chosen) if r >= 1 else round(len(chosen) * r / (1 - r)))
+            fake_src = rng.choice(chosen, size=n_fake, replace=n_fake > len(chosen)).tolist() if n_fake else []
+            items = ([] if r >= 1 else [(i, 0) for i in chosen]) + [(i, 1) for i in fake_src]
+        else:
+            reals = [i for i in chosen if self.rows[i].label == 0]
+            fakes = [i for i in chosen if self.rows[i].label == 1]
+            if self.cfg.balance and reals and fakes and 0 < r < 1:
+                want_f = round(len(reals) * r / (1 - r))
+                if want_f > len(fakes):
+                    fakes = fakes + rng.choice(fakes, size=want_f - len(fakes), replace=True).tolist()
+                else:
+                    want_r = round(len(fakes) * (1 - r) / r)
+                    if want_r > len(reals):
+                        reals = reals + rng.choice(reals, size=want_r - len(reals), replace=True).tolist()
+            items = [(i, 0) for i in reals + fakes]
+        order = rng.permutation(len(items)) if shuffle else np.arange(len(items))
+        seeds = rng.integers(0, 2**31 - 1, size=len(items))
+        return [(int(items[k][0]), int(items[k][1]), int(s)) for k, s in zip(order, seeds, strict=True)]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    # ------------------------------------------------------------------ one item
+    def _build_aug(self) -> Any:
+        if not self.cfg.augment.ops:
+            return None
+        import albumentations as A
+
+        ops = []
+        for spec in self.cfg.augment.ops:
+            spec = dict(spec)
+            name = spec.pop("name", None)
+            if not name or not hasattr(A, name):
+                raise ConfigError(f"unknown albumentations transform {name!r} in stream {self.name!r}")
+            ops.append(getattr(A, name)(**spec))
+        return A.Compose(ops, seed=self.seed)
+
+    def _face(self, row: FaceRow) -> FaceSample:
+        image = read_rgb(self.root / row.crop_path if not Path(row.crop_path).is_absolute() else Path(row.crop_path))
+        lm = row.landmarks_array()
+        original = None
+        if row.original_crop:
+            original = read_rgb(self._abs(row.original_crop))
+        return FaceSample(
+            image=image,
+            landmarks=lm,
+            identity=_identity(row),
+            key=face_key(row),
+            original=original,
+            label=int(row.label),
+        )
+
+    def _abs(self, p: str) -> Path:
+        return Path(p) if Path(p).is_absolute() else self.root / p
+
+    def __getitem__(self, item: Item) -> dict[str, Any]:
+        row_i, make_fake, item_seed = item
+        row = self.rows[row_i]
+        rng = np.random.default_rng(item_seed)
+        face = self._face(row)
+        h, w = face.image.shape[:2]
+        masks: dict[str, np.ndarray] = {}
+        category = -1
+        if make_fake:
+            k = int(rng.choice(len(self.synths), p=self.synth_p))
+            synth = self.synths[k]
+            kw = self.cfg.synth_kwargs.get(self.cfg.synthesizers[k], {})
+            params = synth.sample_params(rng, face, self.pool, **kw)
+            res = synth.apply(face, params, self.pool)
+            image, label = res.image, int(res.label)
+            masks["mask"] = np.asarray(res.mask, np.float32)
+            masks.update({n: np.asarray(m, np.float32) for n, m in res.masks.items()})
+            category = int(getattr(params, "category", k)) if label else -1
+        else:
+            image, label = face.image, int(row.label)
+            if label == 0:
+                masks["mask"] = np.zeros((h, w), np.float32)
+            elif row.mask_crop:
+                masks["mask"] = read_gray01(self._abs(row.mask_crop))
+            elif face.original is not None:
+                # DIFF mask (Dang et al. CVPR 2020; LiSiam Table VII) from the original crop taken with the same box
+                masks["mask"] = diff_mask(face.image, face.original)
+            elif self.targets & {"mask", "boundary"}:
+                raise MediaError(
+                    self._abs(row.crop_path), "missing", "fake row has neither mask_crop nor original_crop for a mask"
+                )
+        if "boundary" in self.targets and "boundary" not in masks:
+            m = masks["mask"]
+            masks["boundary"] = 4.0 * m * (1.0 - m)  # Face X-ray eq. (2): B = 4·M·(1−M)
+        for key in ("mask_in", "mask_ex"):
+            if key in self.targets and key not in masks:
+                if label == 0:
+                    masks[key] = np.zeros((h, w), np.float32)
+                else:
+                    raise ConfigError(f"the detector needs {key!r} but the sample's synthesizer does not produce it")
+        return self._finish(image, label, masks, category, row, rng, item_seed)
+
+    def _finish(
+        self,
+        image: np.ndarray,
+        label: int,
+        masks: dict[str, np.ndarray],
+        category: int,
+        row: FaceRow,
+        rng: np.random.Generator,
+        item_seed: int,
+    ) -> dict[str, Any]:
+        wanted = [k for k in ("mask", "mask_in", "mask_ex", "boundary") if k in self.targets]
+        if image.shape[0] != self.size or image.shape[1] != self.size:
+            image = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA)
+        mlist = []
+        for k in wanted:
+            m = masks[k]
+            if m.shape != (self.size, self.size):
+                m = cv2.resize(m, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+            mlist.append(m)
+        if self.aug is not None:
+            self.aug.set_random_seed(item_seed)
+            out = self.aug(image=image, masks=mlist) if mlist else self.aug(image=image)
+            image = out["image"]
+            mlist = list(out.get("masks", mlist))
+        batch: dict[str, Any] = {
+            "image": self._to_tensor(image),
+            "label": torch.tensor(label, dtype=torch.long),
+            "video_id": row.video_id,
+        }
+        for k, m in zip(wanted, mlist, strict=True):
+            batch[k] = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None]
+        if "degraded" in self.targets:
+            assert self.degrade is not None
+            batch["degraded"] = self._to_tensor(self.degrade(rng, np.ascontiguousarray(image)))
+        if "category" in self.targets:
+            batch["category"] = torch.tensor(category, dtype=torch.long)
+        if "identity" in self.targets:
+            batch["identity"] = torch.tensor(self.identity_index.get(row.identity, -1), dtype=torch.long)
+        return batch
+
+    def _to_tensor(self, image: np.ndarray) -> torch.Tensor:
+        x = image.astype(np.float32).transpose(2, 0, 1) / 255.0
+        return torch.from_numpy((x - self.mean) / self.std)
+
+
+def face_key(row: FaceRow) -> str:
+    """The key of a face row in a donor pool (``dflab.synthesis.donors.face_key``)."""
+    from dflab.synthesis.donors import face_key as _key
+
+    return _key(row.dataset, row.video_id, row.frame_index, row.track_id)
+
+
+def _identity(row: FaceRow) -> str:
+    """Identity as the donor pool defines it: ``identity``, else ``original_id``, else ``video_id``."""
+    return row.identity or row.original_id or row.video_id
+
+
+class PlanSampler(Sampler[Item]):
+    """Yields a stream's epoch plan, sharded across ranks, optionally from a start offset (for resume).
+
+    Like ``DistributedSampler``: call :meth:`set_epoch` every epoch; with ``world > 1`` the plan is padded by
+    repetition to a multiple of ``world`` (training) and rank ``r`` gets items ``r, r+world, …``.
+    """
+
+    def __init__(
+        self, stream: FaceStream, *, rank: int = 0, world: int = 1, shuffle: bool = True, pad: bool = True
+    ) -> None:
+        self.stream = stream
+        self.rank, self.world = rank, world
+        self.shuffle, self.pad = shuffle, pad
+        self.epoch = 0
+        self.start = 0
+        self.limit: int | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def set_start(self, start: int) -> None:
+        self.start = int(start)
+
+    def _mine(self) -> list[Item]:
+        plan = self.stream.plan(self.epoch, shuffle=self.shuffle)
+        if self.limit is not None:
+            plan = plan[: self.limit]
+        if self.world > 1:
+            if self.pad and len(plan) % self.world:
+                plan = plan + plan[: self.world - len(plan) % self.world]
+            plan = plan[self.rank :: self.world]
+        return plan
+
+    def __iter__(self) -> Iterator[Item]:
+        yield from self._mine()[self.start :]
+
+    def __len__(self) -> int:
+        return max(0, len(self._mine()) - self.start)
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack tensors; keep strings (``video_id``) as a list."""
+    out: dict[str, Any] = {}
+    for k in items[0]:
+        vals = [it[k] for it in items]
+        out[k] = torch.stack(vals) if isinstance(vals[0], torch.Tensor) else vals
+    return out
+
+
+def build_pool(root: Path, rows: Sequence[FaceRow]) -> Any:
+    """A nearest-landmark donor pool over ``rows`` (:class:`dflab.synthesis.donors.DonorPool`); images load lazily."""
+    from dflab.synthesis.donors import DonorPool
+
+    keys = [face_key(r) for r in rows]
+    by_key = dict(zip(keys, rows, strict=True))
+
+    def load(key: str) -> FaceSample:
+        r = by_key[key]
+        p = Path(r.crop_path)
+        image = read_rgb(p if p.is_absolute() else root / p)
+        return FaceSample(image, r.landmarks_array(), identity=_identity(r), key=key, label=int(r.label))
+
+    lms = np.stack([r.landmarks_array() for r in rows])
+    return DonorPool(keys, [_identity(r) for r in rows], lms, load)
+
+
+def build_stream(
+    manifest: Manifest,
+    cfg: StreamConfig,
+    data: DataConfig,
+    *,
+    targets: frozenset[str],
+    mean: Sequence[float],
+    std: Sequence[float],
+    seed: int,
+    name: str,
+) -> FaceStream:
+    """Select rows, build the donor pool if a synthesizer needs one, and return the stream."""
+    rows = select_rows(manifest, cfg)
+    pool = None
+    if cfg.mode == "real_only" and cfg.fake_ratio > 0 and cfg.donor_pool:
+        pool = build_pool(manifest.root, rows)
+    return FaceStream(
+        rows, cfg, root=manifest.root, size=data.size, targets=targets, mean=mean, std=std, seed=seed, name=name, pool=pool
+    )

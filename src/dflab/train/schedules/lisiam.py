@@ -1,0 +1,70 @@
+"""LiSiam's three-phase training (Wang et al., TIFS 2022, §IV-B) and its quality-degraded view.
+
+Phase 1 trains the segmentation modules only (feature extractor + segmentation/auxiliary decoders; the
+classification modules are frozen) for ~146k iterations; phase 2 trains the classification modules only (separable
+conv unit, mask-guided transformer, SE, MLP head) for ~16k; phase 3 trains everything for ~324k. The phase lengths
+are given as proportions of the run (default 146 : 16 : 324), so a short recipe keeps the paper's ratios.
+``compute_loss`` receives ``stage="seg" | "cls" | "all"`` so that frozen parts' losses (and branch 2 in phase 2)
+are not computed.
+
+This module also registers the degrader ``lisiam_iqd`` in :data:`dflab.train.data.DEGRADERS`: the synthesis
+library's IQD (§IV-A.3: JPEG quality 10–100, resize to 100–200 px and back, Gaussian blur σ 0.1–1.0, each with
+p = 0.5 in random order) producing the ``degraded`` batch key of the Siamese branch 2.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dflab.models.detectors.lisiam import CLS_MODULES, SEG_MODULES
+from dflab.train.data import DEGRADERS
+from dflab.train.schedule import SCHEDULES, Phase, Schedule
+
+
+class LiSiamSchedule(Schedule):
+    """Args:
+    seg, cls, all: relative lengths of the three phases (paper: 146k, 16k, 324k iterations).
+    stream: the data stream every phase draws from.
+    """
+
+    def __init__(self, seg: float = 146.0, cls: float = 16.0, all: float = 324.0, stream: str = "default") -> None:
+        super().__init__(seg=seg, cls=cls, all=all, stream=stream)
+        if min(seg, cls, all) < 0 or seg + cls + all <= 0:
+            raise ValueError(f"phase lengths must be >= 0 with a positive sum; got {seg}, {cls}, {all}")
+        self.lengths = (float(seg), float(cls), float(all))
+        self.stream = stream
+
+    def streams(self) -> list[str]:
+        return [self.stream]
+
+    def boundaries(self, total_steps: int) -> tuple[int, int]:
+        """First step of phase 2 and of phase 3 for a run of ``total_steps``."""
+        s = sum(self.lengths)
+        b1 = round(total_steps * self.lengths[0] / s)
+        b2 = round(total_steps * (self.lengths[0] + self.lengths[1]) / s)
+        return b1, b2
+
+    def phase(self, step: int, total_steps: int) -> Phase:
+        b1, b2 = self.boundaries(total_steps)
+        if step < b1:
+            return Phase(name="seg", stream=self.stream, trainable=SEG_MODULES, loss_kwargs={"stage": "seg"})
+        if step < b2:
+            return Phase(name="cls", stream=self.stream, trainable=CLS_MODULES, loss_kwargs={"stage": "cls"})
+        return Phase(name="all", stream=self.stream, trainable=None, loss_kwargs={"stage": "all"})
+
+
+def lisiam_iqd(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """LiSiam's quality-degraded view of ``image`` (synthesis ``iqd``), randomness from ``rng`` only.
+
+    Shape:
+        (H, W, 3) uint8 -> (H, W, 3) uint8
+    """
+    from dflab.synthesis.base import FaceSample
+    from dflab.synthesis.iqd import IQD, iqd_apply
+
+    face = FaceSample(image=image, landmarks=np.zeros((68, 2), np.float32))
+    return iqd_apply(image, IQD().sample_params(rng, face))
+
+
+SCHEDULES.add("lisiam", LiSiamSchedule)
+DEGRADERS.add("lisiam_iqd", lisiam_iqd)

@@ -1,0 +1,135 @@
+"""The scanner on synthetic inputs and the astronaut photo, with a tiny untrained detector (fast tier)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from dflab.scan.corpus import EXPECTED, outcome
+from dflab.scan.pipeline import (
+    ScanOptions,
+    _Face,
+    bootstrap_ci,
+    link_tracks,
+    sample_plan,
+    scan_file,
+    scorer_from_model,
+    verdict_of,
+)
+
+
+def _face(frame: int, box: tuple[float, float, float, float]) -> _Face:
+    b = np.asarray(box, np.float32)
+    return _Face(frame, 0.0, b, b, 1.0, np.zeros((4, 4, 3), np.uint8), np.eye(2, 3, dtype=np.float32))
+
+
+def test_link_tracks_follows_moving_faces_and_splits_new_ones():
+    frames = [
+        [_face(0, (0, 0, 10, 10)), _face(0, (50, 50, 60, 60))],
+        [_face(1, (52, 51, 62, 61)), _face(1, (1, 0, 11, 10))],  # order swapped, both moved a little
+        [_face(2, (100, 100, 110, 110))],  # a third person appears far away
+    ]
+    n = link_tracks(frames)
+    assert n == 3
+    assert frames[1][1].track_id == frames[0][0].track_id
+    assert frames[1][0].track_id == frames[0][1].track_id
+    assert frames[2][0].track_id == 2
+
+
+def test_bootstrap_ci_brackets_the_mean_and_narrows_with_agreement(rng):
+    noisy = rng.uniform(0, 1, 30)
+    tight = 0.6 + rng.normal(0, 0.01, 30)
+    lo, hi = bootstrap_ci(noisy, rng)
+    assert lo < noisy.mean() < hi
+    tlo, thi = bootstrap_ci(tight, rng)
+    assert thi - tlo < (hi - lo) / 5
+    assert bootstrap_ci(np.array([0.3]), rng) == [0.3, 0.3]
+
+
+def test_verdict_rules():
+    assert verdict_of(0.9, [0.8, 0.95], 0.5) == "fake"
+    assert verdict_of(0.1, [0.05, 0.2], 0.5) == "real"
+    assert verdict_of(0.55, [0.4, 0.7], 0.5) == "uncertain"
+    assert verdict_of(0.5, [0.5, 0.5], 0.5) == "fake"
+
+
+def test_sample_plan_every_and_spread():
+    assert sample_plan(100, ScanOptions(every=10, max_frames=4)) == [0, 10, 20, 30]
+    spread = sample_plan(300, ScanOptions(max_frames=5))
+    assert spread[0] == 0 and spread[-1] == 299 and len(spread) == 5
+
+
+def test_temperature_softens_probabilities(tiny_scorer):
+    crops = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(4)]
+    hot = scorer_from_model(tiny_scorer.model, {"calibration": {"temperature": 4.0}})
+    p1, _ = tiny_scorer.score(crops)
+    p4, _ = hot.score(crops)
+    assert hot.temperature == 4.0
+    assert np.all(np.abs(p4 - 0.5) <= np.abs(p1 - 0.5) + 1e-6)
+    assert not np.allclose(p1, p4)
+
+
+def test_scan_image_gives_scored_face_interval_and_overlay(tiny_scorer, media_dir):
+    res = scan_file(media_dir / "astronaut.png", tiny_scorer, ScanOptions(overlays=1))
+    rec = res.record
+    assert rec["status"] == "ok", rec
+    assert rec["kind"] == "image" and rec["n_faces"] == 1
+    x0, y0, x1, y1 = rec["frames"][0]["faces"][0]["box"]
+    assert 150 < (x0 + x1) / 2 < 260 and 50 < (y0 + y1) / 2 < 170  # the astronaut's face, not the flag
+    assert 0.0 <= rec["score"] <= 1.0
+    lo, hi = rec["ci"]
+    assert lo <= rec["score"] <= hi
+    assert rec["verdict"] in ("fake", "real", "uncertain")
+    assert len(res.overlays) == 1 and res.overlays[0][1].dtype == np.uint8
+
+
+def test_scan_video_tracks_one_face_over_sampled_frames(tiny_scorer, media_dir):
+    progress = []
+    res = scan_file(
+        media_dir / "clip.mp4",
+        [tiny_scorer, tiny_scorer],  # the ensemble path
+        ScanOptions(max_frames=6, overlays=2, overlay_video=True),
+        progress=lambda f, m: progress.append(f),
+    )
+    rec = res.record
+    assert rec["status"] == "ok", rec
+    assert rec["n_sampled"] == 6 and rec["n_frames"] == 12
+    assert len(rec["tracks"]) == 1 and rec["tracks"][0]["n_faces"] == 6
+    assert [f["frame_index"] for f in rec["frames"]] == sample_plan(12, ScanOptions(max_frames=6))
+    assert len(res.overlays) == 2 and len(res.video_frames) == 6
+    assert progress == sorted(progress) and progress[-1] == 1.0
+
+
+def test_past_deadline_gives_timeout_record(tiny_scorer, media_dir):
+    rec = scan_file(media_dir / "clip.mp4", tiny_scorer, deadline=time.monotonic() - 1).record
+    assert rec["status"] == "error" and rec["error"]["cause"] == "timeout"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_bad_media_gives_a_clear_record(tiny_scorer, media_dir, name):
+    rec = scan_file(media_dir / name, tiny_scorer, ScanOptions(max_frames=4)).record
+    assert outcome(rec) in EXPECTED[name], rec
+    if rec["status"] == "error":
+        assert rec["verdict"] == "error" and rec["error"]["cause"]
+
+
+def test_missing_file_is_a_record_not_an_exception(tiny_scorer, tmp_path):
+    rec = scan_file(tmp_path / "nope.mp4", tiny_scorer).record
+    assert outcome(rec) == "missing"
+
+
+def test_maps_come_from_the_detector_or_gradcam(tiny_scorer):
+    """LiSiam-tiny has its own predicted mask; MML-tiny has none, so Grad-CAM supplies the map."""
+    from dflab.models.base import build_detector
+
+    crops = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(2)]
+    _, maps = tiny_scorer.score(crops, maps=True)
+    assert len(maps) == 2 and maps[0].shape == (64, 64)
+    torch.manual_seed(0)
+    mml = scorer_from_model(build_detector("mml_tiny"))
+    scores, cams = mml.score(crops, maps=True)
+    assert cams[0].shape == (64, 64) and cams[0].min() >= 0.0 and cams[0].max() <= 1.0
+    assert np.allclose(scores, mml.score(crops)[0], atol=1e-5)

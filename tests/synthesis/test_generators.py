@@ -1,0 +1,182 @@
+"""Property tests run over every registered synthesizer and category: shapes, ranges, determinism, replay from
+saved params, and masks consistent with the image difference."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from dflab.synthesis import SYNTHESIZERS, make_fake, replay
+from dflab.synthesis import masks as mk
+from dflab.synthesis.addg import CATEGORIES, ADDGParams, perturb
+from dflab.synthesis.base import Params
+from dflab.synthesis.partial import REGIONS
+
+# (registered name, sample_params kwargs, needs the fake face)
+CASES = (
+    [("addg", {"category": c}, False) for c in CATEGORIES]
+    + [("partial", {"category": r}, True) for r in REGIONS]
+    + [("bigarts_rr", {}, False), ("bigarts_fr", {}, True), ("bi", {}, False), ("fwa", {}, False), ("iqd", {}, False)]
+)
+IDS = [f"{n}-{kw.get('category', '')}".rstrip("-") for n, kw, _ in CASES]
+
+
+def test_every_registered_synthesizer_is_covered():
+    assert sorted({n for n, _, _ in CASES}) == SYNTHESIZERS.names()
+
+
+def _face(needs_fake, astro_face, fake_face):
+    return fake_face if needs_fake else astro_face
+
+
+@pytest.mark.parametrize(("name", "kw", "needs_fake"), CASES, ids=IDS)
+def test_output_contract(name, kw, needs_fake, astro_face, fake_face, pool):
+    face = _face(needs_fake, astro_face, fake_face)
+    res = make_fake(name, np.random.default_rng(0), face, pool, **kw)
+    h, w = face.image.shape[:2]
+    assert res.image.shape == (h, w, 3) and res.image.dtype == np.uint8
+    assert res.mask.shape == (h, w) and res.mask.dtype == np.float32
+    assert 0.0 <= res.mask.min() and res.mask.max() <= 1.0
+    for m in res.masks.values():
+        assert m.shape == (h, w) and 0.0 <= m.min() and m.max() <= 1.0
+    if name == "iqd":
+        assert res.label == face.label and not res.mask.any()
+    else:
+        assert res.label == 1 and res.mask.sum() > 100
+    assert res.params.method == name
+
+
+@pytest.mark.parametrize(("name", "kw", "needs_fake"), CASES, ids=IDS)
+def test_same_seed_same_output_and_replay(name, kw, needs_fake, astro_face, fake_face, pool):
+    face = _face(needs_fake, astro_face, fake_face)
+    a = make_fake(name, np.random.default_rng(7), face, pool, **kw)
+    b = make_fake(name, np.random.default_rng(7), face, pool, **kw)
+    assert a.params.to_dict() == b.params.to_dict()
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.mask, b.mask)
+    # replay from params saved as JSON
+    saved = json.loads(json.dumps(a.params.to_dict()))
+    assert Params.from_dict(saved) == a.params
+    c = replay(saved, face, pool)
+    np.testing.assert_array_equal(a.image, c.image)
+    np.testing.assert_array_equal(a.mask, c.mask)
+    for k in a.masks:
+        np.testing.assert_array_equal(a.masks[k], c.masks[k])
+
+
+def test_different_seeds_give_different_samples(astro_face, pool):
+    outs = [make_fake("addg", np.random.default_rng(s), astro_face, pool) for s in range(6)]
+    assert len({json.dumps(o.params.to_dict()) for o in outs}) == 6
+
+
+@pytest.mark.parametrize("category", CATEGORIES)
+def test_addg_eq1_outside_mask_unchanged_inside_perturbed(category, astro_face, pool):
+    """X_N = X_P ⊙ M + X ⊙ (1 − M): pixels with M = 0 are the input, pixels with M = 1 the perturbed frame."""
+    synth = SYNTHESIZERS.get("addg")
+    p = synth.sample_params(np.random.default_rng(3), astro_face, pool, category=category)
+    res = synth.apply(astro_face, p, pool)
+    x_p = perturb(astro_face, p, pool)
+    out, inside = res.mask == 0, res.mask == 1
+    assert out.any() and inside.any()
+    np.testing.assert_array_equal(res.image[out], astro_face.image[out])
+    np.testing.assert_array_equal(res.image[inside], x_p[inside])
+    # every changed pixel lies in the mask's support
+    assert not (mk.changed_region(res.image, astro_face.image) & (res.mask == 0)).any()
+    # Outer- categories perturb the background: the face centre stays untouched
+    cy, cx = np.round(astro_face.landmarks[30]).astype(int)[::-1]
+    if category.startswith("Outer-"):
+        assert res.mask[cy, cx] == 0
+    assert res.masks["support"].sum() >= inside.sum()
+
+
+def test_addg_soft_and_hard_masks(astro_face, pool):
+    synth = SYNTHESIZERS.get("addg")
+    soft = hard = None
+    for s in range(20):
+        p = synth.sample_params(np.random.default_rng(s), astro_face, pool, category="Inner-GaussBlur")
+        if p.soft_sigma > 0 and soft is None:
+            soft = synth.apply(astro_face, p, pool).mask
+        if p.soft_sigma == 0 and hard is None:
+            hard = synth.apply(astro_face, p, pool).mask
+    assert soft is not None and hard is not None
+    assert set(np.unique(hard)) <= {0.0, 1.0}
+    assert ((soft > 0.05) & (soft < 0.95)).sum() > 200  # a smooth band at the boundary
+
+
+def test_addg_sb_sim_uses_nearest_other_identity(astro_face, pool):
+    p = SYNTHESIZERS.get("addg").sample_params(np.random.default_rng(0), astro_face, pool, category="SB-Sim")
+    assert isinstance(p, ADDGParams)
+    assert p.donor_key == pool.nearest(astro_face.landmarks, "astronaut")[0] and p.donor_key != "astronaut"
+
+
+def test_pool_methods_refuse_without_pool(astro_face):
+    with pytest.raises(ValueError, match="pool"):
+        make_fake("addg", np.random.default_rng(0), astro_face, None, category="SB-Rand")
+    with pytest.raises(ValueError, match="pool"):
+        make_fake("bi", np.random.default_rng(0), astro_face, None)
+
+
+def test_fake_methods_refuse_a_real(astro_face, pool):
+    with pytest.raises(ValueError, match="original"):
+        make_fake("bigarts_fr", np.random.default_rng(0), astro_face, pool)
+    with pytest.raises(ValueError, match="original"):
+        make_fake("partial", np.random.default_rng(0), astro_face, pool)
+
+
+def test_wrong_params_type_is_a_clear_error(astro_face, pool):
+    p = SYNTHESIZERS.get("fwa").sample_params(np.random.default_rng(0), astro_face)
+    with pytest.raises(TypeError, match="ADDGParams"):
+        SYNTHESIZERS.get("addg").apply(astro_face, p, pool)
+    with pytest.raises(KeyError, match="unknown addg params field"):
+        Params.from_dict({"method": "addg", "nonsense": 1})
+
+
+def test_bigarts_rr_masks(astro_face, pool):
+    res = make_fake("bigarts_rr", np.random.default_rng(1), astro_face, pool)
+    assert not res.masks["mask_in"].any()  # (Real, Real): no intrinsic artifacts
+    ring = res.masks["mask_ex"]
+    np.testing.assert_array_equal(ring, mk.bigarts_extrinsic(res.mask, res.params.boundary))
+    # A's pixels inside M̃
+    inside = res.mask == 1
+    np.testing.assert_array_equal(res.image[inside], astro_face.image[inside])
+    cy, cx = np.round(astro_face.landmarks[30]).astype(int)[::-1]
+    assert ring[cy, cx] == 0 and ring.sum() > 0
+
+
+def test_bigarts_fr_mask_inside_diff_and_hull(fake_face, fake_region, pool):
+    res = make_fake("bigarts_fr", np.random.default_rng(2), fake_face, pool)
+    m = res.masks["mask_in"]
+    hull = mk.hull_mask(fake_face.landmarks, fake_face.image.shape)
+    assert (m * (1 - mk.dilate(hull, 41))).sum() == 0  # bounded by the (deformed) hull M''
+    # covers most of the manipulated region
+    assert (m * fake_region).sum() / fake_region.sum() > 0.8
+    inside = m == 1
+    np.testing.assert_array_equal(res.image[inside], fake_face.image[inside])
+
+
+def test_partial_pastes_only_the_region(fake_face, pool):
+    for region in REGIONS:
+        res = make_fake("partial", np.random.default_rng(0), fake_face, pool, category=region)
+        out, inside = res.mask == 0, res.mask == 1
+        np.testing.assert_array_equal(res.image[out], fake_face.original[out])
+        np.testing.assert_array_equal(res.image[inside], fake_face.image[inside])
+    left = make_fake("partial", np.random.default_rng(0), fake_face, pool, category="left").mask
+    right = make_fake("partial", np.random.default_rng(0), fake_face, pool, category="right").mask
+    assert (left * right).sum() == 0 and np.argwhere(left)[:, 1].mean() < np.argwhere(right)[:, 1].mean()
+
+
+def test_bi_boundary_and_support(astro_face, pool):
+    res = make_fake("bi", np.random.default_rng(4), astro_face, pool)
+    np.testing.assert_allclose(res.masks["boundary"], 4 * res.mask * (1 - res.mask), atol=1e-6)
+    out = res.mask == 0
+    np.testing.assert_array_equal(res.image[out], astro_face.image[out])
+    assert res.params.donor_key != "astronaut"
+
+
+def test_fwa_changes_only_inside_mask(astro_face):
+    res = make_fake("fwa", np.random.default_rng(5), astro_face)
+    changed = mk.changed_region(res.image, astro_face.image)
+    assert not (changed & (res.mask == 0)).any()
+    assert changed[res.mask == 1].mean() > 0.5

@@ -1,0 +1,110 @@
+"""DADD (Algorithm 1), MML (stages) and LAE (two stages + active selection) schedules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import dflab.train.schedules  # noqa: F401  (fills SCHEDULES)
+from dflab.train.schedule import SCHEDULES
+
+
+def test_dadd_schedule_follows_algorithm_1():
+    s = SCHEDULES.get("dadd")(sub_streams=["a", "b"], k=2, t=3)
+    names = [s.phase(i, 100).name for i in range(8)]
+    assert names == ["subtask:a", "subtask:b", "subtask:a", "subtask:b", "final", "final", "final", "subtask:a"]
+    p = s.phase(1, 100)
+    assert p.stream == "b" and p.loss_kwargs == {"task": "sub:1"}
+    assert s.phase(4, 100).loss_kwargs == {"task": "final"} and s.phase(4, 100).stream == "default"
+    assert s.streams() == ["default", "a", "b"]
+    blocked = SCHEDULES.get("dadd")(sub_streams=["a", "b"], k=2, t=1, order="blocked", categories=[4, 7])
+    assert [blocked.phase(i, 10).stream for i in range(5)] == ["a", "a", "b", "b", "default"]
+    assert blocked.phase(2, 10).loss_kwargs == {"task": "sub:1", "category": 7}
+    with pytest.raises(ValueError):
+        SCHEDULES.get("dadd")(sub_streams=[], k=1, t=1)
+
+
+def test_mml_schedule_stages():
+    s = SCHEDULES.get("mml")()
+    stages = [s.phase(i, 10).loss_kwargs["stage"] for i in range(10)]
+    assert stages == ["early"] * 3 + ["middle"] * 3 + ["end"] * 4
+    s2 = SCHEDULES.get("mml")(middle_step=1, end_step=2)
+    assert [s2.phase(i, 100).name for i in range(3)] == ["early", "middle", "end"]
+
+
+@dataclass
+class _Row:
+    dataset: str
+    video_id: str
+    frame_index: int
+    track_id: int
+    label: int
+    mask_crop: str = ""
+
+
+class _Stream:
+    """A FaceStream stand-in: ``rows`` and ``stream[(row, 0, seed)] -> item``."""
+
+    def __init__(self, images, labels, masks):
+        self.images, self.labels, self.masks = images, labels, masks
+        self.rows = [_Row("d", f"v{i}", 0, 0, int(l)) for i, l in enumerate(labels)]
+
+    def __getitem__(self, item):
+        i = item[0]
+        return {"image": self.images[i], "label": torch.tensor(self.labels[i]), "mask": self.masks[i][None]}
+
+
+@dataclass
+class _Trainer:
+    model: torch.nn.Module
+    streams: dict
+    run_dir: Path
+    logs: list = field(default_factory=list)
+
+    def log(self, d):
+        self.logs.append(d)
+
+
+@pytest.mark.parametrize("selection", ["active", "random"])
+def test_lae_schedule_switches_to_encoder_only_stage2_after_selection(tmp_path, selection):
+    from dflab.models.base import build_detector
+
+    torch.manual_seed(0)
+    model = build_detector("lae_tiny")
+    n = 12
+    labels = np.array([0, 1] * (n // 2))
+    images = torch.randn(n, 3, 64, 64)
+    masks = torch.zeros(n, 64, 64)
+    masks[:, 16:48, 16:48] = torch.from_numpy(labels).float()[:, None, None]
+    src, dst = _Stream(images, labels, masks), _Stream(images, labels, masks)
+    trainer = _Trainer(model, {"default": src, "active": dst}, tmp_path)
+    s = SCHEDULES.get("lae")(stage1_epochs=2, n_active=2, selection=selection, top_k=4)
+    assert s.phase(0, 10).loss_kwargs == {"stage": "stage1"} and s.phase(0, 10).trainable is None
+    s.on_epoch_end(trainer, 0)
+    assert not s.in_stage2
+    s.on_epoch_end(trainer, 1)
+    assert s.in_stage2 and s.selected is not None and len(s.selected.keys) == 2
+    p = s.phase(5, 10)
+    assert p.stream == "active" and p.trainable == ("encoder.",) and p.loss_kwargs == {"stage": "stage2"}
+    assert p.lr_scale == pytest.approx(0.1)
+    fakes = [r for r in dst.rows if r.label == 1]
+    assert len(fakes) == 2 and all(Path(r.mask_crop).exists() for r in fakes)
+    assert sum(r.label == 0 for r in dst.rows) == n // 2
+    assert trainer.logs[-1]["event"] == "active_selection" and trainer.logs[-1]["n_masks"] == 2
+    for e in range(3):
+        s.on_epoch_end(trainer, 2 + e)
+    assert s.phase(0, 10).lr_scale == pytest.approx(0.01)  # ÷10 again after 3 stage-2 epochs
+    state = s.state_dict()
+    s2 = SCHEDULES.get("lae")(stage1_epochs=2, n_active=2, selection=selection)
+    s2.load_state_dict(state)
+    assert s2.in_stage2 and s2.selected.keys == s.selected.keys
+
+
+def test_lae_schedule_none_has_no_stage2():
+    s = SCHEDULES.get("lae")(stage1_epochs=1, selection="none")
+    s.on_epoch_end(None, 0)
+    assert s.streams() == ["default"] and s.phase(100, 100).name == "stage1"
