@@ -38,11 +38,18 @@ def test_within_end_to_end(tmp_path: Path, synth_manifest: Path, bright: Brightn
 
 def test_cross_manipulation_marks_seen_and_unseen(tmp_path: Path, bright: BrightnessDetector) -> None:
     m = _ffpp(tmp_path)
-    card = {"training": {"data": {"streams": {"default": {"datasets": ["ffpp"], "methods": ["real", "Deepfakes"]}},
-                                  "val": {"methods": ["NeuralTextures"]}}}}
+    card = {
+        "training": {
+            "data": {
+                "streams": {"default": {"datasets": ["ffpp"], "methods": ["real", "Deepfakes"]}},
+                "val": {"methods": ["NeuralTextures"]},
+            }
+        }
+    }
     assert training_facts(card)["methods"] == {"real", "Deepfakes"}
-    cfg = EvalConfig(protocol="cross_manipulation_ffpp", data=[str(m)], bootstrap=0, gallery=0, average=False,
-                     tsne=False)
+    cfg = EvalConfig(
+        protocol="cross_manipulation_ffpp", data=[str(m)], bootstrap=0, gallery=0, average=False, tsne=False
+    )
     res = evaluate(bright, cfg, card=card, log=lambda m: None)
     tests = res["tests"]
     assert tests["Deepfakes"]["seen"] is True and tests["NeuralTextures"]["seen"] is False
@@ -52,8 +59,15 @@ def test_cross_manipulation_marks_seen_and_unseen(tmp_path: Path, bright: Bright
 
 
 def test_where_override_is_reported(tmp_path: Path, synth_manifest: Path, bright: BrightnessDetector) -> None:
-    cfg = EvalConfig(protocol="within", data=[str(synth_manifest)], where={"split": "val"}, bootstrap=0, gallery=0,
-                     average=False, tsne=False)
+    cfg = EvalConfig(
+        protocol="within",
+        data=[str(synth_manifest)],
+        where={"split": "val"},
+        bootstrap=0,
+        gallery=0,
+        average=False,
+        tsne=False,
+    )
     res = evaluate(bright, cfg, log=lambda m: None)
     assert res["tests"]["test"]["video"]["n"] == 2
     assert any("overridden" in w for w in res["warnings"])
@@ -64,13 +78,14 @@ def test_card_training_mismatch_is_warned(tmp_path: Path, bright: BrightnessDete
     cfg = EvalConfig(protocol="cross_dataset_ffpp", data=[str(m)], bootstrap=0, gallery=0, average=False, tsne=False)
     res = evaluate(bright, cfg, card={"data": {"datasets": ["celebdf"]}}, log=lambda m: None)
     assert any("expects training on dataset='ffpp'" in w for w in res["warnings"])
-    assert res["tests"]["Celeb-DF v2"]["status"] == "no data"
+    assert res["tests"]["Celeb-DF"]["status"] == "no data"
 
 
 def test_single_class_test_set_reports_undefined_auc(tmp_path: Path, bright: BrightnessDetector) -> None:
     m = make_manifest(tmp_path / "p", [v for v in STANDARD if v["label"] == 0 or v["split"] != "test"])
-    res = evaluate(bright, EvalConfig(data=[str(m)], bootstrap=10, gallery=0, average=False, tsne=False),
-                   log=lambda m: None)
+    res = evaluate(
+        bright, EvalConfig(data=[str(m)], bootstrap=10, gallery=0, average=False, tsne=False), log=lambda m: None
+    )
     assert res["tests"]["test"]["video"]["auc"] != res["tests"]["test"]["video"]["auc"]  # nan
     assert any("one class" in w for w in res["warnings"])
 
@@ -99,3 +114,10 @@ def test_partial_face_builds_fakes_from_original_crops(tmp_path: Path, bright: B
     row.original_crop = ""
     with pytest.raises(ValueError, match="no original crop"):
         partial_transform(region)(row, fake)
+
+
+def test_training_facts_read_from_the_training_manifest(synth_manifest: Path) -> None:
+    card = {"training": {"manifest": str(synth_manifest), "streams": {"default": {"split": "val", "methods": None}}}}
+    facts = training_facts(card)
+    assert facts == {"datasets": {"synth"}, "methods": {"real", "Deepfakes"}}
+    assert training_facts({}) == {"datasets": None, "methods": None}

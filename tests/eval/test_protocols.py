@@ -27,7 +27,7 @@ def test_registered_protocols_cover_the_papers() -> None:
     assert all(t.where["method"] == ["real", t.name] and t.where["split"] == "test" for t in cm.tests)
     assert [t.name for t in get_protocol("cross_quality_ffpp").tests] == ["c0", "c23", "c40"]
     names = [t.name for t in get_protocol("cross_dataset_ffpp").tests]
-    assert {"Celeb-DF v1", "Celeb-DF v2", "DFDC", "DFD", "UADFV", "DT-LQ", "DT-HQ", "WildDeepfake"} <= set(names)
+    assert {"Celeb-DF", "DFDC", "DFD", "UADFV", "DT-LQ", "DT-HQ", "WildDeepfake"} <= set(names)
     # every protocol selects on val and never tests on it
     for name in PROTOCOLS.names():
         p = get_protocol(name)

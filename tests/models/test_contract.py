@@ -23,7 +23,11 @@ def make_batch(targets: frozenset[str], b: int = 4, size: int = SIZE) -> dict:
     label = torch.tensor([0, 1] * (b // 2))
     mask = torch.zeros(b, 1, size, size)
     mask[label == 1, :, size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 1.0
-    batch = {"image": torch.randn(b, 3, size, size, generator=g), "label": label, "video_id": [f"v{i}" for i in range(b)]}
+    batch = {
+        "image": torch.randn(b, 3, size, size, generator=g),
+        "label": label,
+        "video_id": [f"v{i}" for i in range(b)],
+    }
     extra = {
         "mask": mask,
         "mask_in": mask * 0.5,
@@ -39,7 +43,14 @@ def make_batch(targets: frozenset[str], b: int = 4, size: int = SIZE) -> dict:
 
 
 def test_registry_has_tiny_variants():
-    for name in ("xception_tiny", "resnet18_tiny", "resnet34_tiny", "resnet50_tiny", "vgg16_tiny", "meso_inception4_tiny"):
+    for name in (
+        "xception_tiny",
+        "resnet18_tiny",
+        "resnet34_tiny",
+        "resnet50_tiny",
+        "vgg16_tiny",
+        "meso_inception4_tiny",
+    ):
         assert name in TINY
 
 

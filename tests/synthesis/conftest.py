@@ -50,7 +50,9 @@ def fake_face(astro_face) -> FaceSample:
     altered = cv2.GaussianBlur(astro_face.image, (0, 0), 3)
     altered = np.clip(altered.astype(int) + np.array([40, -30, 25]), 0, 255).astype(np.uint8)
     image = mk.blend(altered, astro_face.image, region)
-    return FaceSample(image, astro_face.landmarks, identity="astronaut", key="astro_fake", original=astro_face.image, label=1)
+    return FaceSample(
+        image, astro_face.landmarks, identity="astronaut", key="astro_fake", original=astro_face.image, label=1
+    )
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,9 @@ def test_stronger_levels_degrade_more(img):
 
 
 def test_blur_is_a_3x3_gaussian(img):
-    ref = cv2.filter2D(img.astype(np.float32), -1, np.outer(*[cv2.getGaussianKernel(3, 0.5)] * 2), borderType=cv2.BORDER_REFLECT_101)
+    ref = cv2.filter2D(
+        img.astype(np.float32), -1, np.outer(*[cv2.getGaussianKernel(3, 0.5)] * 2), borderType=cv2.BORDER_REFLECT_101
+    )
     assert np.abs(degrade.gaussian_blur(img, 0.5).astype(np.float32) - ref).max() <= 1.0
 
 

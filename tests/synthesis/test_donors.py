@@ -40,7 +40,9 @@ def test_nearest_matches_brute_force_and_excludes_identity():
 def test_nearest_when_neighbours_share_the_identity():
     # 200 near-identical faces of one identity, one far face of another: the search must widen until it finds it
     base = np.random.default_rng(0).uniform(0, 100, (68, 2)).astype(np.float32)
-    lms = np.stack([base + i * 1e-3 for i in range(200)] + [base * 1.3 + np.random.default_rng(1).normal(0, 9, (68, 2))])
+    lms = np.stack(
+        [base + i * 1e-3 for i in range(200)] + [base * 1.3 + np.random.default_rng(1).normal(0, 9, (68, 2))]
+    )
     pool = DonorPool([f"k{i}" for i in range(201)], ["a"] * 200 + ["b"], lms.astype(np.float32), lambda k: None)
     assert pool.nearest(base, "a") == ["k200"]
     with pytest.raises(LookupError):
@@ -116,8 +118,20 @@ def test_pool_from_manifest(tmp_path, astro_face):
         crop = tmp_path / f"crop{i}.png"
         cv2.imwrite(str(crop), cv2.cvtColor(astro_face.image, cv2.COLOR_RGB2BGR))
         rows.append(
-            FaceRow("folder", f"v{i}", 0, 0, 0, "real", "train", "", crop.name, [0, 0, 256, 256], [0, 0, 256, 256],
-                    (astro_face.landmarks + i).tolist())
+            FaceRow(
+                "folder",
+                f"v{i}",
+                0,
+                0,
+                0,
+                "real",
+                "train",
+                "",
+                crop.name,
+                [0, 0, 256, 256],
+                [0, 0, 256, 256],
+                (astro_face.landmarks + i).tolist(),
+            )
         )
     with Manifest(tmp_path) as m:
         for i, r in enumerate(rows):

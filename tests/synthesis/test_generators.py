@@ -38,9 +38,9 @@ def test_output_contract(name, kw, needs_fake, astro_face, fake_face, pool):
     h, w = face.image.shape[:2]
     assert res.image.shape == (h, w, 3) and res.image.dtype == np.uint8
     assert res.mask.shape == (h, w) and res.mask.dtype == np.float32
-    assert 0.0 <= res.mask.min() and res.mask.max() <= 1.0
+    assert res.mask.min() >= 0.0 and res.mask.max() <= 1.0
     for m in res.masks.values():
-        assert m.shape == (h, w) and 0.0 <= m.min() and m.max() <= 1.0
+        assert m.shape == (h, w) and m.min() >= 0.0 and m.max() <= 1.0
     if name == "iqd":
         assert res.label == face.label and not res.mask.any()
     else:

@@ -98,3 +98,18 @@ def test_xray_boundary_and_blend():
     fg = np.full((1, 3, 3), 200, np.uint8)
     bg = np.full((1, 3, 3), 100, np.uint8)
     np.testing.assert_array_equal(mk.blend(fg, bg, m)[0, :, 0], [100, 150, 200])
+
+
+def test_piecewise_affine_field_is_affine_per_triangle_and_exact_at_nodes():
+    off = np.random.default_rng(0).uniform(-0.05, 0.05, (5, 5, 2))
+    f = mk.piecewise_affine_field(off, 257, 257)
+    for a in range(5):
+        for b in range(5):
+            np.testing.assert_allclose(f[a * 64, b * 64], off[a, b] * 257, atol=1e-3)
+    # inside one triangle (below the anti-diagonal of cell (0, 0)) the field is affine: zero second differences
+    tri = f[2:30, 2:30][np.add.outer(np.arange(28), np.arange(28)) < 28]
+    ys, xs = np.nonzero(np.add.outer(np.arange(28), np.arange(28)) < 28)
+    design = np.stack([np.ones_like(xs), xs, ys], 1).astype(np.float64)
+    coef, *_ = np.linalg.lstsq(design, tri, rcond=None)
+    assert np.abs(design @ coef - tri).max() < 1e-3
+    assert np.abs(np.diff(f, axis=0)).max() < 1.0 and np.abs(np.diff(f, axis=1)).max() < 1.0  # continuous

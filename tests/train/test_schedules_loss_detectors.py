@@ -51,7 +51,7 @@ class _Stream:
 
     def __init__(self, images, labels, masks):
         self.images, self.labels, self.masks = images, labels, masks
-        self.rows = [_Row("d", f"v{i}", 0, 0, int(l)) for i, l in enumerate(labels)]
+        self.rows = [_Row("d", f"v{i}", 0, 0, int(lab)) for i, lab in enumerate(labels)]
 
     def __getitem__(self, item):
         i = item[0]
@@ -65,8 +65,8 @@ class _Trainer:
     run_dir: Path
     logs: list = field(default_factory=list)
 
-    def log(self, d):
-        self.logs.append(d)
+    def log(self, d, file="metrics.csv"):
+        self.logs.append((file, d))
 
 
 @pytest.mark.parametrize("selection", ["active", "random"])
@@ -94,7 +94,9 @@ def test_lae_schedule_switches_to_encoder_only_stage2_after_selection(tmp_path, 
     fakes = [r for r in dst.rows if r.label == 1]
     assert len(fakes) == 2 and all(Path(r.mask_crop).exists() for r in fakes)
     assert sum(r.label == 0 for r in dst.rows) == n // 2
-    assert trainer.logs[-1]["event"] == "active_selection" and trainer.logs[-1]["n_masks"] == 2
+    file, row = trainer.logs[-1]
+    assert file == "active.csv" and row["n_masks"] == 2 and row["method"] == selection
+    assert (tmp_path / "active_selection.json").exists()
     for e in range(3):
         s.on_epoch_end(trainer, 2 + e)
     assert s.phase(0, 10).lr_scale == pytest.approx(0.01)  # ÷10 again after 3 stage-2 epochs

@@ -62,9 +62,12 @@ class EvalConfig:
 
 
 def training_facts(card: dict[str, Any]) -> dict[str, set[str] | None]:
-    """Datasets and methods the checkpoint was trained on, as far as its card says (``None`` = unknown).
+    """Datasets and methods the checkpoint was trained on, as far as its card tells (``None`` = unknown).
 
-    Looks for ``datasets``/``methods`` lists anywhere in the card except under ``val``/``eval``/``metrics`` keys.
+    Explicit ``datasets``/``methods`` lists anywhere in the card count (except under ``val``/``eval``/``metrics``).
+    When the card names its training manifest (``training.manifest``, as ``dflab train`` writes it) and that file
+    still exists, the methods and datasets of its training-stream rows are read from it as well, so a stream with
+    no method filter still says which manipulations were seen.
     """
     found: dict[str, set[str]] = {"datasets": set(), "methods": set()}
 
@@ -82,6 +85,21 @@ def training_facts(card: dict[str, Any]) -> dict[str, set[str] | None]:
                 walk(v)
 
     walk(card or {})
+    training = (card or {}).get("training") or {}
+    manifest = training.get("manifest")
+    if manifest and Path(manifest).exists():
+        from dflab.data.manifest import Manifest
+
+        with Manifest(manifest, readonly=True) as man:
+            for stream in (training.get("streams") or {}).values():
+                where: dict[str, Any] = {"split": stream.get("split", "train")}
+                if stream.get("datasets"):
+                    where["dataset"] = stream["datasets"]
+                if stream.get("methods"):
+                    where["method"] = stream["methods"]
+                for r in man.faces(**where):
+                    found["datasets"].add(r.dataset)
+                    found["methods"].add(r.method)
     return {k: (v or None) for k, v in found.items()}
 
 

@@ -7,8 +7,8 @@ on. ``dflab eval CKPT --protocol NAME --data MANIFEST...`` runs it; ``dflab list
 Registered (paper tables they reproduce):
 
 * ``within`` — the test split of whatever manifest is given (BiG-Arts Table 2, MML Tables 1–2, LiSiam Tables I–II).
-* ``cross_dataset_ffpp`` — train FF++ → Celeb-DF v1/v2, DFDC, DFDC-P, DFD, UADFV, DF-TIMIT LQ/HQ, WildDeepfake
-  (BiG-Arts Table 4, LiSiam Table III, DADD Table 1 last column).
+* ``cross_dataset_ffpp`` — train FF++ → Celeb-DF (v1 or v2: one manifest each), DFDC, DFDC-P, DFD, UADFV,
+  DF-TIMIT LQ/HQ, WildDeepfake (BiG-Arts Table 4, LiSiam Table III, DADD Table 1 last column).
 * ``cross_dataset_celebdf`` — train Celeb-DF → the others (BiG-Arts Tables 1, 3).
 * ``cross_manipulation_ffpp`` — one test set per FF++ method, each = the real test videos + that method's fakes
   (DADD Table 1, MML Table 1, LAE Table 3 seen/unseen: methods in the checkpoint's training data are marked seen).
@@ -129,18 +129,19 @@ register(
     )
 )
 
-# (report name, manifest filters). The dataset names are those of dflab.data.datasets.DATASETS; Celeb-DF versions
-# and DF-TIMIT qualities are told apart by the ``compression`` column the adapters write (v1/v2, lq/hq).
+# (report name, manifest filters). Dataset names are those of dflab.data.datasets.DATASETS. DF-TIMIT fakes carry
+# compression LQ/HQ and its VidTIMIT reals none, so each quality is tested against all the reals (BiG-Arts Table 1).
+# Celeb-DF v1 and v2 share the adapter and its columns: prepare each into its own manifest and run the protocol once
+# per manifest (LiSiam Table III reports both).
 _CROSS_TARGETS: dict[str, tuple[str, dict[str, Any]]] = {
     "ffpp": ("FF++", {"dataset": "ffpp", "split": "test", "method": ["real", "Deepfakes"], "compression": "c23"}),
-    "celebdf_v1": ("Celeb-DF v1", {"dataset": "celebdf", "split": "test", "compression": "v1"}),
-    "celebdf_v2": ("Celeb-DF v2", {"dataset": "celebdf", "split": "test", "compression": ["", "v2"]}),
+    "celebdf": ("Celeb-DF", {"dataset": "celebdf", "split": "test"}),
     "dfdc": ("DFDC", {"dataset": "dfdc", "split": "test"}),
     "dfdc_preview": ("DFDC-P", {"dataset": "dfdc_preview"}),
     "dfd": ("DFD", {"dataset": "dfd"}),
     "uadfv": ("UADFV", {"dataset": "uadfv"}),
-    "dftimit_lq": ("DT-LQ", {"dataset": "dftimit", "compression": "lq"}),
-    "dftimit_hq": ("DT-HQ", {"dataset": "dftimit", "compression": "hq"}),
+    "dftimit_lq": ("DT-LQ", {"dataset": "dftimit", "compression": ["", "LQ"]}),
+    "dftimit_hq": ("DT-HQ", {"dataset": "dftimit", "compression": ["", "HQ"]}),
     "wilddeepfake": ("WildDeepfake", {"dataset": "wilddeepfake", "split": "test"}),
 }
 
@@ -152,13 +153,12 @@ def _cross(keys: list[str], paper: str) -> tuple[TestSet, ...]:
 register(
     Protocol(
         name="cross_dataset_ffpp",
-        description="train FF++ (c23) -> Celeb-DF v1/v2, DFDC, DFDC-P, DFD, UADFV, DF-TIMIT, WildDeepfake",
+        description="train FF++ (c23) -> Celeb-DF, DFDC, DFDC-P, DFD, UADFV, DF-TIMIT LQ/HQ, WildDeepfake",
         # BiG-Arts §4.1: the testing set for datasets with a split, entire videos for the others
         tests=_cross(
             [
                 "ffpp",
-                "celebdf_v1",
-                "celebdf_v2",
+                "celebdf",
                 "dfdc",
                 "dfdc_preview",
                 "dfd",
@@ -179,7 +179,7 @@ register(
         name="cross_dataset_celebdf",
         description="train Celeb-DF -> UADFV, DF-TIMIT LQ/HQ, FF++, DFD, DFDC-P, Celeb-DF, WildDeepfake",
         tests=_cross(
-            ["uadfv", "dftimit_lq", "dftimit_hq", "ffpp", "dfd", "dfdc_preview", "celebdf_v2", "wilddeepfake"],
+            ["uadfv", "dftimit_lq", "dftimit_hq", "ffpp", "dfd", "dfdc_preview", "celebdf", "wilddeepfake"],
             "BiG-Arts Tables 1, 3",
         ),
         # BiG-Arts §4.1: Celeb-DF has no validation set; its training set is split 8:2 into train/val

@@ -5,9 +5,11 @@ Grad-CAM on the last convolutional stage. We use pytorch-grad-cam's ``GradCAM`` 
 detector's ``logits`` and target class 1 (fake).
 
 Target layer: a detector may name it with a ``cam_layer`` attribute (a dotted module path such as
-``"backbone.conv_head"``, or the module itself). Otherwise :func:`cam_layer_of` picks the *last convolution, in
-execution order, whose output the fake logit depends on* — found with one forward pass and autograd — so a
-segmentation decoder that runs after the encoder but does not feed the classifier (BiG-Arts, LiSiam) is not taken.
+``"backbone.layer4"``, or the module itself). Otherwise :func:`cam_layer_of` picks the *last module to finish, in
+execution order, whose output is a spatial map (B, C, H, W) with H, W > 1 that the fake logit depends on* — found
+with one forward pass and autograd. That is the last convolutional stage (e.g. a ResNet's ``layer4``, after the
+residual sum, rather than its shortcut convolution), and a segmentation decoder that runs after the encoder but does
+not feed the classifier (BiG-Arts, LiSiam) is not taken.
 """
 
 from __future__ import annotations
@@ -45,24 +47,26 @@ def _resolve(model: nn.Module, ref: str | nn.Module) -> nn.Module:
 
 
 def cam_layer_of(model: Detector, example: torch.Tensor | None = None) -> nn.Module:
-    """The module Grad-CAM hooks: ``model.cam_layer`` if set, else the last conv the fake logit depends on.
+    """The module Grad-CAM hooks: ``model.cam_layer`` if set, else the last spatial map the fake logit depends on.
 
     Shape:
-        example: (B, 3, H, W) input used to trace execution order; defaults to one zero image at the spec size.
+        example: (B, 3, H, W) input used to trace execution order; defaults to one seeded random image at the spec
+        size.
     """
     ref = getattr(model, "cam_layer", None)
     if ref is not None:
         return _resolve(model, ref)
     if example is None:
         s = model.input_spec.size
-        example = torch.zeros(1, 3, s, s, device=next(model.parameters()).device)
+        gen = torch.Generator().manual_seed(0)
+        example = torch.randn(1, 3, s, s, generator=gen).to(next(model.parameters()).device)
     order: list[tuple[nn.Module, torch.Tensor]] = []
 
     def hook(mod: nn.Module, _inp: tuple, out: torch.Tensor) -> None:
-        if isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[-1] > 1 and out.requires_grad:
+        if isinstance(out, torch.Tensor) and out.dim() == 4 and min(out.shape[-2:]) > 1 and out.requires_grad:
             order.append((mod, out))
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
     was_training = model.training
     model.eval()
     try:
@@ -77,7 +81,7 @@ def cam_layer_of(model: Detector, example: torch.Tensor | None = None) -> nn.Mod
     for (mod, _), g in zip(reversed(order), reversed(grads), strict=True):
         if g is not None and bool(g.abs().sum() > 0):
             return mod
-    raise ValueError(f"{type(model).__name__}: no convolution feeds the logits; set a cam_layer attribute")
+    raise ValueError(f"{type(model).__name__}: no spatial feature map feeds the logits; set a cam_layer attribute")
 
 
 def gradcam(

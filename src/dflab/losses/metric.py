@@ -48,9 +48,7 @@ def triplet_loss_from_similarities(s_an: torch.Tensor, s_ap: torch.Tensor, margi
     return F.relu(s_an - s_ap + margin)
 
 
-def triplet_loss(
-    emb: torch.Tensor, labels: torch.Tensor, margin: float = 1.0, mining: str = "all"
-) -> torch.Tensor:
+def triplet_loss(emb: torch.Tensor, labels: torch.Tensor, margin: float = 1.0, mining: str = "all") -> torch.Tensor:
     """Batch triplet loss on dot-product similarities (Eq. 2).
 
     Args:
@@ -139,9 +137,7 @@ def ahe_eta(ce_loss: torch.Tensor | float) -> float:
     return math.exp(-1.0 / ce) if ce > 0 else 0.0
 
 
-def ahe_triplet_loss(
-    emb: torch.Tensor, labels: torch.Tensor, eta: float, margin: float = 1.0
-) -> torch.Tensor:
+def ahe_triplet_loss(emb: torch.Tensor, labels: torch.Tensor, eta: float, margin: float = 1.0) -> torch.Tensor:
     """Triplet loss (Eq. 2) on every batch triplet with its negative replaced by the AHE synthetic one (Eq. 6).
 
     Shape:

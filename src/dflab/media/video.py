@@ -290,33 +290,31 @@ def _decode_wanted(
     pos = 0  # index of the next wanted entry
     idx = -1  # index of the frame last decoded
     while pos < len(wanted):
-        target = wanted[pos]
-        if can_seek and target - idx > SEEK_GAP:
-            ts = start_pts + int(math.floor(target / fps / tb))
+        if can_seek and wanted[pos] - idx > SEEK_GAP:
+            ts = start_pts + int(math.floor(wanted[pos] / fps / tb))
             container.seek(ts, stream=stream, backward=True, any_frame=False)
             idx = None  # unknown until the first frame's timestamp
-        restarted = False
+        sought_for = pos
         for frame in container.decode(stream):
             if idx is None:
                 if frame.pts is None:
                     raise av.error.ValueError(0, "frame without timestamp after a seek")
                 idx = int(round((frame.pts - start_pts) * tb * fps))
-                restarted = True
             else:
                 idx += 1
             while pos < len(wanted) and wanted[pos] < idx:
-                pos += 1  # the seek landed past it (should not happen with backward=True); skip, never duplicate
+                pos += 1  # a seek landed past it (not expected with backward=True): skip, never duplicate
             if pos < len(wanted) and wanted[pos] == idx:
                 produced += 1
                 yield idx, frame.to_ndarray(format="rgb24")
                 pos += 1
             if pos >= len(wanted):
                 return produced
-            if can_seek and wanted[pos] - idx > SEEK_GAP:
-                break  # seek again for the next far target
+            # seek again only for a *new* far target; the keyframe a seek lands on may itself be far before it
+            if can_seek and pos != sought_for and wanted[pos] - idx > SEEK_GAP:
+                break
         else:
             return produced  # end of stream
-        del restarted
     return produced
 
 

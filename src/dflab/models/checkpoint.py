@@ -41,7 +41,11 @@ def git_sha(cwd: str | Path | None = None) -> str:
             ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=10
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -206,4 +210,5 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> Loade
         mean=tuple(spec_d["mean"]),
         std=tuple(spec_d["std"]),
     )
+    model.input_spec = spec  # the card's contract (the trainer may have trained at another size than the default)
     return LoadedDetector(model=model, spec=spec, card=card)

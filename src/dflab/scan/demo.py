@@ -41,7 +41,7 @@ def self_blend(rgb: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator)
     x0, y0, bw, bh = cv2.boundingRect(hull)
     k = max(3, int(0.08 * max(bw, bh)) | 1)
     mask = cv2.erode(mask, np.ones((k // 2 + 1, k // 2 + 1), np.uint8))
-    mask = cv2.GaussianBlur(mask, (k, k), 0)
+    mask = np.clip(cv2.GaussianBlur(mask, (k, k), 0), 0.0, 1.0)
     src = rgb.astype(np.float32)
     src = src * rng.uniform(0.85, 0.95, size=3) + rng.uniform(8, 20, size=3)  # colour/brightness mismatch
     scale = rng.uniform(1.03, 1.07)

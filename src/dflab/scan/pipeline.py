@@ -37,7 +37,7 @@ from dflab.models.base import Detector, InputSpec
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "default.safetensors"
 IMAGE_MAX_PIXELS = 40_000_000  # a 8k × 5k still is fine; a PNG bomb (e.g. 30k × 30k) is refused unread
-DETECT_LONG_SIDE = 640  # faces are found on a copy this size; crops come from the full-resolution frame
+DETECT_LONG_SIDE = 960  # faces are found on a copy at most this long (≥ 40–80 px faces); crops use the full frame
 
 ProgressFn = Callable[[float, str], None]
 
@@ -227,69 +227,27 @@ class _Face:
     heat: np.ndarray | None = None
 
 
-_DETECTORS: dict[str, Any] = {}
+_LOCAL = threading.local()  # dlib's detector is not thread-safe: one FaceDetector per thread (--jobs, workers)
 
 
-def _face_detector():
+def face_detector():
+    """This thread's :class:`dflab.faces.FaceDetector` (dlib HOG + 68 landmarks, the prepare path's detector).
+
+    Frames are downscaled to :data:`DETECT_LONG_SIDE` for detection only; crops come from the full frame.
+    """
     from dflab.faces import FaceDetector
 
-    if "dlib" not in _DETECTORS:
-        _DETECTORS["dlib"] = FaceDetector(backend="dlib")
-    return _DETECTORS["dlib"]
+    if getattr(_LOCAL, "detector", None) is None:
+        _LOCAL.detector = FaceDetector(backend="dlib", max_side=DETECT_LONG_SIDE)
+    return _LOCAL.detector
 
 
-def find_faces(rgb: np.ndarray, spec: InputSpec, *, margin: float | None = None) -> list[tuple[Any, Any]]:
-    """Detect faces on a copy at most :data:`DETECT_LONG_SIDE` px long; crop each from the full frame.
-
-    Returns:
-        list of (detection with box in frame px, :class:`dflab.faces.CropResult`).
-    """
-    import cv2
-
+def _crop(rgb: np.ndarray, det: Any, spec: InputSpec, frame_index: int, ts: float, margin: float | None = None):
     from dflab.faces import crop_face
 
-    h, w = rgb.shape[:2]
-    scale = min(1.0, DETECT_LONG_SIDE / max(h, w))
-    small = rgb if scale == 1.0 else cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-    out = []
-    for det in _face_detector().detect(small):
-        box = np.asarray(det.box, dtype=np.float32) / scale
-        if min(box[2] - box[0], box[3] - box[1]) < 16:  # too small to say anything about
-            continue
-        crop = crop_face(rgb, tuple(box.tolist()), size=spec.size, margin=spec.margin if margin is None else margin)
-        out.append((box, float(getattr(det, "score", 1.0)), crop))
-    return out
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def link_tracks(frames: list[list[_Face]], min_iou: float = 0.3) -> int:
-    """Greedy IoU linking of faces in consecutive sampled frames; sets ``track_id``; returns the track count."""
-    next_id = 0
-    last: dict[int, np.ndarray] = {}
-    for faces in frames:
-        pairs = sorted(
-            ((_iou(f.det_box, box), i, tid) for i, f in enumerate(faces) for tid, box in last.items()), reverse=True
-        )
-        used_f, used_t = set(), set()
-        for iou, i, tid in pairs:
-            if iou < min_iou or i in used_f or tid in used_t:
-                continue
-            faces[i].track_id = tid
-            used_f.add(i)
-            used_t.add(tid)
-        for i, f in enumerate(faces):
-            if i not in used_f:
-                f.track_id = next_id
-                next_id += 1
-        last.update({f.track_id: f.det_box for f in faces})
-    return next_id
+    c = crop_face(rgb, tuple(det.box), size=spec.size, margin=spec.margin if margin is None else margin)
+    box = np.asarray(det.box, np.float32)
+    return _Face(frame_index, ts, np.asarray(c.box, np.float32), box, float(det.score), c.image, c.matrix)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -412,17 +370,25 @@ def _scan(path, scorers, opts, progress, deadline, t0) -> ScanResult:
         if not frames:
             raise MediaError(path, "no_frames", "the decoder returned no frame")
 
-    # faces: detect on every sampled frame, link into tracks
-    per_frame: list[list[_Face]] = []
-    for k, (idx, ts, rgb) in enumerate(frames):
+    # faces: detect on every sampled frame, then track (the prepare path's tracker, dflab.faces.track_faces)
+    from dflab.faces import track_faces
+
+    detections = []
+    for k, (idx, _ts, rgb) in enumerate(frames):
         _check_deadline(deadline)
-        faces = [
-            _Face(idx, ts, np.asarray(c.box, np.float32), box, s, c.image, np.asarray(c.matrix, np.float32))
-            for box, s, c in find_faces(rgb, spec)
-        ]
-        per_frame.append(faces)
+        detections.append((idx, face_detector().detect(rgb)))
         progress(0.3 + 0.3 * (k + 1) / len(frames), f"faces in {k + 1}/{len(frames)} frames")
-    n_tracks = link_tracks(per_frame)
+    per_frame: list[list[_Face]] = []
+    dets_by_track: dict[int, Any] = {}
+    for (idx, ts, rgb), (_idx, labelled) in zip(frames, track_faces(detections), strict=True):
+        faces = []
+        for tid, det in labelled:
+            face = _crop(rgb, det, spec, idx, ts)
+            face.track_id = tid
+            faces.append(face)
+            dets_by_track.setdefault(tid, det)
+        per_frame.append(faces)
+    n_tracks = 1 + max((f.track_id for faces in per_frame for f in faces), default=-1)
     all_faces = [f for faces in per_frame for f in faces]
     base = {
         "path": str(path),
@@ -466,14 +432,13 @@ def _scan(path, scorers, opts, progress, deadline, t0) -> ScanResult:
     tta_scores: dict[int, list[float]] = {}
     if kind == "image" and opts.tta:
         rgb = frames[0][2]
-        for m in (spec.margin - 0.1, spec.margin, spec.margin + 0.1):
-            for box, _s, c in find_faces(rgb, spec, margin=m):
-                face = next((f for f in all_faces if _iou(f.det_box, box) > 0.5), None)
-                if face is None:
-                    continue
-                views = [c.image, np.ascontiguousarray(c.image[:, ::-1])]
-                vals = np.mean([sc.score(views)[0] for sc in scorers], axis=0)
-                tta_scores.setdefault(face.track_id, []).extend(float(v) for v in vals)
+        for tid, det in dets_by_track.items():
+            views = []
+            for m in (spec.margin - 0.1, spec.margin, spec.margin + 0.1):
+                crop = _crop(rgb, det, spec, 0, 0.0, margin=m).crop
+                views += [crop, np.ascontiguousarray(crop[:, ::-1])]
+            vals = np.mean([sc.score(views)[0] for sc in scorers], axis=0)
+            tta_scores[tid] = [float(v) for v in vals]
 
     tracks = []
     for tid in range(n_tracks):

@@ -28,18 +28,24 @@ def _dlib_models():
     return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(path))
 
 
+@lru_cache(maxsize=1)
+def _project_detector():
+    try:
+        from dflab.faces import FaceDetector
+    except ImportError:
+        return None
+    return FaceDetector(backend="dlib")
+
+
 def detect_landmarks(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Largest face's box (x0, y0, x1, y1) and 68 landmarks in image pixels.
 
     Shape:
         rgb (H, W, 3) uint8; returns ((4,) float32, (68, 2) float32). Raises NoFaceError when there is none.
     """
-    try:
-        from dflab.faces import FaceDetector
-    except ImportError:
-        FaceDetector = None
-    if FaceDetector is not None:
-        dets = FaceDetector(backend="dlib").detect(rgb)
+    detector = _project_detector()
+    if detector is not None:
+        dets = detector.detect(rgb)
         if not dets:
             raise NoFaceError("no face found")
         best = max(dets, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))

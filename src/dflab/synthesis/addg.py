@@ -72,7 +72,7 @@ def perturb(face: FaceSample, p: ADDGParams, pool: DonorPoolLike | None = None) 
     h, w = x.shape[:2]
     kind = p.category.split("-", 1)[-1] if p.category.startswith(("Inner-", "Outer-")) else p.category
     if kind == "GaussBlur":
-        k = max(3, int(round(6 * p.blur_sigma + 1)) | 1)
+        k = max(3, round(6 * p.blur_sigma + 1) | 1)
         return cv2.GaussianBlur(x, (k, k), sigmaX=p.blur_sigma, sigmaY=p.blur_sigma)
     if kind == "Scaling":
         small = cv2.resize(x, (max(1, round(w * p.scale)), max(1, round(h * p.scale))), interpolation=cv2.INTER_AREA)

@@ -1,7 +1,7 @@
 """BiG-Arts forgery face augmentation (Sec. 3.3, Fig. 4-5) and its batch policy (Sec. 4.1).
 
 - ``bigarts_rr`` — (Real, Real): source A (the real face given), target B = the real face of another identity
-  with the nearest landmarks; mask = convex hull of A's landmarks distorted by a random smooth (piecewise)
+  with the nearest landmarks; mask = convex hull of A's landmarks distorted by a random 2D piecewise-affine
   transform ``T``; image ``M̃ ⊙ A + (1 − M̃) ⊙ B``. ``M_in`` is all black (no intrinsic artifacts: both are
   real), ``M_ex = D(M̃) − E(M̃)``.
 - ``bigarts_fr`` — (Fake, Real): source A is a dataset fake with its aligned original (``FaceSample.original``);
@@ -13,9 +13,9 @@
   JPEG quality 75-100 as the only augmentation (Sec. 4.1).
 
 Deviations: B is aligned to A by a landmark similarity transform before blending (the paper blends the
-landmark-nearest frame directly; alignment removes the residual offset); ``T`` is the smooth grid warp of
-:func:`dflab.synthesis.masks.deform_mask`; γ = 20 on the 0-255 scale and the expansion / boundary element sizes
-(15 px / 9 px at 256 px) are our choices (the paper gives none).
+landmark-nearest frame directly; alignment removes the residual offset); ``T`` is the piecewise-affine warp of a
+randomly displaced 4×4 control grid (:func:`dflab.synthesis.masks.deform_mask`); γ = 20 on the 0-255 scale and
+the expansion / boundary element sizes (15 px / 9 px at 256 px) are our choices (the paper gives none).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ Examples::
         --out out/ --seed 0 --n 4
     dflab synth --method bigarts_fr --input prepared/manifest.sqlite --out out/ --seed 1
     dflab synth --sheet --input 519.mp4 --pair 519_515.mp4 519.mp4 --pool faces/ --out docs/synthesis_sheet.png
+    dflab synth --replay out/0003_addg_params.json --input face.jpg --pool ../shared/data/real_faces/deepface --out re/
 
 Each sample ``i`` gives ``{i:04d}_{method}.png`` (image), ``…_mask.png``, one PNG per extra mask and
 ``…_params.json`` (``Params.to_dict()`` plus the seed and input), from which :func:`dflab.synthesis.replay`
@@ -24,7 +25,7 @@ import numpy as np
 from dflab.errors import DflabError, MediaError
 from dflab.synthesis import SYNTHESIZERS, DonorPool
 from dflab.synthesis._faces import face_sample, read_frame
-from dflab.synthesis.base import FaceSample
+from dflab.synthesis.base import FaceSample, SynthResult
 
 _IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 _NEEDS_FAKE = ("bigarts_fr", "partial")
@@ -44,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frame", type=int, default=0, help="frame index for video inputs")
     parser.add_argument("--size", type=int, default=256, help="crop size for image/video inputs")
     parser.add_argument("--sheet", action="store_true", help="write one contact sheet PNG of every method")
+    parser.add_argument("--replay", default=None, help="a written *_params.json: rebuild that sample exactly")
 
 
 def _is_manifest(path: Path) -> bool:
@@ -114,6 +116,37 @@ def _save(path: Path, arr: np.ndarray) -> None:
         raise OSError(f"cannot write {path}")
 
 
+def _write(stem: Path, res: SynthResult, record: dict) -> None:
+    _save(stem.with_name(stem.name + ".png"), res.image)
+    _save(stem.with_name(stem.name + "_mask.png"), res.mask)
+    for name, m in res.masks.items():
+        _save(stem.with_name(f"{stem.name}_{name}.png"), m)
+    stem.with_name(stem.name + "_params.json").write_text(json.dumps(record, indent=2))
+
+
+def _replay(args: argparse.Namespace, inp: Path, pool: DonorPool | None, pair: FaceSample | None) -> int:
+    from dflab.synthesis import replay
+    from dflab.synthesis.base import Params
+
+    record = json.loads(Path(args.replay).read_text())
+    params = Params.from_dict(record["params"])
+    if params.method in _NEEDS_FAKE:
+        if pair is None:
+            print(f"[synth] replaying {params.method} needs --pair FAKE ORIGINAL")
+            return 2
+        face = pair
+    elif _is_manifest(inp):
+        face = DonorPool.from_manifest(inp, label=[0, 1]).load(record["face_key"])
+    else:
+        face = face_sample(read_frame(inp, args.frame), size=args.size, identity=inp.stem, key=f"input:{inp}")
+    res = replay(params, face, pool)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write(out_dir / f"replay_{params.method}", res, {**record, "label": res.label})
+    print(f"[synth] replayed {params.method} into {out_dir}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     import dflab.synthesis  # noqa: F401
 
@@ -142,8 +175,10 @@ def run(args: argparse.Namespace) -> int:
             write_sheet(out, face, pool, pair, seed=args.seed)
             print(f"[synth] wrote {out}")
             return 0
+        if args.replay:
+            return _replay(args, inp, pool, pair)
         if not args.method:
-            print("[synth] give --method NAME or --sheet")
+            print("[synth] give --method NAME, --sheet or --replay")
             return 2
         fake_needed = args.method in _NEEDS_FAKE
         if _is_manifest(inp):
@@ -163,14 +198,8 @@ def run(args: argparse.Namespace) -> int:
             face = faces[i % len(faces)]
             params = synth.sample_params(rng, face, pool, **kw)
             res = synth.apply(face, params, pool)
-            stem = out_dir / f"{i:04d}_{args.method}"
-            _save(stem.with_name(stem.name + ".png"), res.image)
-            _save(stem.with_name(stem.name + "_mask.png"), res.mask)
-            for name, m in res.masks.items():
-                _save(stem.with_name(f"{stem.name}_{name}.png"), m)
             record = {"params": params.to_dict(), "seed": args.seed, "index": i, "face_key": face.key}
-            record["label"] = res.label
-            stem.with_name(stem.name + "_params.json").write_text(json.dumps(record, indent=2))
+            _write(out_dir / f"{i:04d}_{args.method}", res, {**record, "label": res.label})
         print(f"[synth] wrote {args.n} sample(s) of {args.method} to {out_dir}")
         return 0
     except (DflabError, MediaError, KeyError, ValueError, OSError) as exc:

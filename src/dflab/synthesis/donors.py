@@ -173,9 +173,7 @@ class DonorPool:
         keys = [face_key(r.dataset, r.video_id, r.frame_index, r.track_id) for r in rows]
         ids = [r.identity or r.original_id or r.video_id for r in rows]
         lms = np.stack([r.landmarks_array() for r in rows])
-        info = {
-            k: (r.crop_path, r.original_crop, i, r.label) for k, r, i in zip(keys, rows, ids, strict=True)
-        }
+        info = {k: (r.crop_path, r.original_crop, i, r.label) for k, r, i in zip(keys, rows, ids, strict=True)}
 
         def load(key: str) -> FaceSample:
             crop, orig, ident, label = info[key]

@@ -41,7 +41,7 @@ def iqd_apply(image: np.ndarray, p: IQDParams) -> np.ndarray:
         elif op == "resize":
             out = degrade.resize_to_side(out, p.side)
         elif op == "blur":
-            k = max(3, int(round(6 * p.sigma + 1)) | 1)
+            k = max(3, round(6 * p.sigma + 1) | 1)
             out = degrade.gaussian_blur(out, p.sigma, ksize=k)
         else:
             raise ValueError(f"unknown IQD op {op!r}; known: {OPS}")

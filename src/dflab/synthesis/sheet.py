@@ -81,6 +81,6 @@ def write_sheet(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     img = compose(sheet_entries(face, pool, pair, seed), tile=tile)
-    if not cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
+    if not cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9]):
         raise OSError(f"cannot write {path}")
     return path

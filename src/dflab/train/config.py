@@ -113,6 +113,9 @@ class DataConfig(_Strict):
         num_workers: DataLoader workers.
         streams: named training streams; ``default`` is required.
         val: the validation stream (model selection uses only it; its split may never be ``test``).
+        unsplit_val_fraction: rows whose dataset has no official split (``split == ""``, e.g. a ``folder``
+            dataset) are assigned to ``val`` for this fraction of videos (by a hash of the video id, so whole
+            videos go one way) and to ``train`` otherwise.
     """
 
     manifest: str | None = None
@@ -121,6 +124,7 @@ class DataConfig(_Strict):
     num_workers: int = Field(0, ge=0)
     streams: dict[str, StreamConfig]
     val: StreamConfig | None = None
+    unsplit_val_fraction: float = Field(0.0, ge=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:

@@ -94,9 +94,18 @@ def _stream_hash(name: str) -> int:
     return zlib.crc32(name.encode()) & 0x7FFFFFFF
 
 
-def select_rows(manifest: Manifest, cfg: StreamConfig) -> list[FaceRow]:
+def effective_split(row: FaceRow, unsplit_val_fraction: float) -> str:
+    """The row's split. With ``unsplit_val_fraction > 0`` a row without one (``""``) goes to ``val`` for a hashed
+    fraction of videos and to ``train`` otherwise; with 0 it stays ``""`` (a stream may list ``""`` in its split)."""
+    if row.split or unsplit_val_fraction <= 0:
+        return row.split
+    h = zlib.crc32(f"{row.dataset}/{row.video_id}".encode()) / 2**32
+    return "val" if h < unsplit_val_fraction else "train"
+
+
+def select_rows(manifest: Manifest, cfg: StreamConfig, unsplit_val_fraction: float = 0.0) -> list[FaceRow]:
     """Manifest rows a stream reads (split / dataset / method filters; reals only in ``real_only`` mode)."""
-    where: dict[str, Any] = {"split": cfg.splits()}
+    where: dict[str, Any] = {}
     if cfg.datasets:
         where["dataset"] = list(cfg.datasets)
     if cfg.methods:
@@ -105,7 +114,8 @@ def select_rows(manifest: Manifest, cfg: StreamConfig) -> list[FaceRow]:
         where["label"] = 0
     rows = manifest.faces(**where)
     excluded = set(cfg.exclude_videos)
-    return [r for r in rows if r.video_id not in excluded]
+    splits = set(cfg.splits())
+    return [r for r in rows if r.video_id not in excluded and effective_split(r, unsplit_val_fraction) in splits]
 
 
 class FaceStream(Dataset):
@@ -414,10 +424,19 @@ def build_stream(
     name: str,
 ) -> FaceStream:
     """Select rows, build the donor pool if a synthesizer needs one, and return the stream."""
-    rows = select_rows(manifest, cfg)
+    rows = select_rows(manifest, cfg, data.unsplit_val_fraction)
     pool = None
     if cfg.mode == "real_only" and cfg.fake_ratio > 0 and cfg.donor_pool:
         pool = build_pool(manifest.root, rows)
     return FaceStream(
-        rows, cfg, root=manifest.root, size=data.size, targets=targets, mean=mean, std=std, seed=seed, name=name, pool=pool
+        rows,
+        cfg,
+        root=manifest.root,
+        size=data.size,
+        targets=targets,
+        mean=mean,
+        std=std,
+        seed=seed,
+        name=name,
+        pool=pool,
     )

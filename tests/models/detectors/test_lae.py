@@ -37,7 +37,8 @@ def test_stage1_gradients_separate_autoencoder_and_discriminator(model):
     batch = _batch()
     out = model(batch["image"])
     parts = model.compute_loss(batch, out, stage="stage1")
-    assert {"latent", "pixel", "perceptual", "adversarial", "disc", "ae"} <= set(parts)
+    assert list(parts) == ["loss", "latent", "attention", "pixel", "perceptual", "adversarial", "disc", "ae"]
+    assert parts["attention"].isnan() and not parts["disc"].isnan()
     parts["loss"].backward()
     d_grads = {n: p.grad.clone() for n, p in model.discriminator.named_parameters()}
     enc_grad = model.encoder.fc.weight.grad.clone()
@@ -57,6 +58,7 @@ def test_stage2_is_latent_plus_attention_and_cam_gradients_reach_encoder(model):
     batch = _batch()
     out = model(batch["image"])
     parts = model.compute_loss(batch, out, stage="stage2")
+    assert parts["pixel"].isnan()  # not computed in stage 2
     assert parts["loss"].item() == pytest.approx(0.5 * parts["latent"].item() + parts["attention"].item(), rel=1e-5)
     model.zero_grad()
     # the attention term alone reaches the encoder's convs through the CAM map (Eq. 8 is differentiable)

@@ -164,6 +164,9 @@ def test_schedule_three_phases_cover_all_parameters() -> None:
     names = [sched.phase(s, total).name for s in range(total)]
     assert names[:146] == ["seg"] * 146 and names[146:162] == ["cls"] * 16 and names[162:] == ["all"] * 324
     assert sched.phase(0, total).loss_kwargs == {"stage": "seg"} and sched.phase(485, total).trainable is None
+    # poly policy, power 0.9, per step (§IV-B)
+    assert sched.phase(0, total).lr_scale == 1.0
+    assert sched.phase(243, total).lr_scale == pytest.approx(0.5**0.9)
     model = build_detector("lisiam_tiny")
     for n in dict(model.named_parameters()):
         assert n.startswith(SEG_MODULES) != n.startswith(CLS_MODULES), f"{n} is in neither or both phase groups"
@@ -182,10 +185,27 @@ def test_lisiam_iqd_degrader_is_seeded() -> None:
     assert any(not np.array_equal(o, img) for o in outs)
 
 
+def test_recipes_validate_and_build_their_variant() -> None:
+    from dflab.models.base import VARIANTS
+    from dflab.train.recipes import load_recipe
+
+    for name in ["lisiam", *(f"lisiam_model_{m}" for m in "bcdefg")]:
+        r = load_recipe(name)
+        assert r.data.size == 299 and r.optim.name == "sgd" and r.optim.lr == 0.002 and r.optim.weight_decay == 5e-4
+        assert r.schedule.name == "lisiam" and r.lr_schedule.name == "none"
+        assert r.data.streams["default"].degrade == "lisiam_iqd" and r.data.val.degrade == "lisiam_iqd"
+        assert VARIANTS.get(r.model.name)[0] == "lisiam"
+    tiny = load_recipe("lisiam_tiny")
+    assert tiny.data.size == 64 and tiny.model.name == "lisiam_tiny"
+
+
 @pytest.mark.slow
-def test_paper_config_forward_backward_at_299() -> None:
-    model = build_detector("lisiam")
-    assert model.input_spec.size == 299
+def test_paper_recipe_forward_backward_at_299() -> None:
+    from dflab.train.recipes import load_recipe
+
+    r = load_recipe("lisiam")
+    model = build_detector(r.model.name, **r.model.kwargs)
+    assert r.data.size == 299 and model.input_spec.size == 299
     batch = _batch(2, 299)
     out = model(batch["image"])
     assert out["seg"].shape == (2, 2, 37, 37)  # 1024x37x37 backbone output, §III-E

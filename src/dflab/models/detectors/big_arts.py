@@ -152,7 +152,9 @@ class BiGArts(Detector):
         if len(enc) != 5:
             raise ValueError(f"backbone {backbone!r} gives {len(enc)} feature stages; BiG-Arts needs 5")
         width = cls_width or enc[-1]
-        self.cls_block = nn.Sequential(conv_bn_relu(enc[-1], width), conv_bn_relu(width, width), nn.MaxPool2d(2))
+        self.cls_block = nn.Sequential(
+            conv_bn_relu(enc[-1], width), conv_bn_relu(width, width), nn.MaxPool2d(2, ceil_mode=True)
+        )
         self.fc = nn.Linear(width, 2)
         self.decoders = nn.ModuleDict({b: _MapDecoder(enc, tuple(decoder_widths)) for b in branches})
 

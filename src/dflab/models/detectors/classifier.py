@@ -18,7 +18,7 @@ Xception layout (``xception41`` family, 3 small entry blocks) because ``legacy_x
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -45,7 +45,7 @@ class BinaryClassifier(Detector):
     """
 
     default_backbone = "resnet18"
-    default_input: dict[str, Any] = {"size": 256, **_IMAGENET}
+    default_input: ClassVar[dict[str, Any]] = {"size": 256, **_IMAGENET}
 
     def __init__(
         self,
@@ -107,7 +107,7 @@ class XceptionClassifier(BinaryClassifier):
     """FF++ XceptionNet baseline (Rössler et al. 2019), 299 px, mean = std = 0.5."""
 
     default_backbone = "xception"
-    default_input = {"size": 299, **_HALF}
+    default_input: ClassVar[dict[str, Any]] = {"size": 299, **_HALF}
 
 
 @register_detector("resnet18", tiny=_TINY_RESNET)

@@ -123,7 +123,10 @@ class DADD(Detector):
         return rn.view(self.n_tasks, self.feat_dim) if self.multitask else rn[None]
 
     def compute_loss(self, batch: dict[str, Any], outputs: dict[str, torch.Tensor], **phase: Any) -> dict[str, Any]:
-        """``task="sub:k"`` → L_S of sub-task k (Eq. 2); ``task="final"`` (default) → L_F + λ·ℓ2,1 (Eq. 4)."""
+        """``task="sub:k"`` → L_S of sub-task k (Eq. 2); ``task="final"`` (default) → L_F + λ·ℓ2,1 (Eq. 4).
+
+        Parts: ``ce`` (of the trained head) and ``l21`` (the current ℓ2,1 norm, added to the loss only in ``final``).
+        """
         label = batch["label"].long()
         task = str(phase.get("task", "final"))
         if self.multitask and task.startswith("sub:"):
@@ -136,17 +139,14 @@ class DADD(Detector):
                 keep = (cat == -1) | (cat == int(phase["category"]))
                 logits, lab = logits[keep], lab[keep]
             loss = F.cross_entropy(logits, lab) if len(lab) else logits.sum() * 0.0
-            return {"loss": loss, f"ce_sub{k}": loss.detach()}
+            return {"loss": loss, "ce": loss.detach(), "l21": self.l21().detach()}
         if task not in ("final", "train") and not task.startswith("sub:"):
             raise ValueError(f"unknown DADD task {task!r}; expected 'sub:<k>' or 'final'")
         ce = F.cross_entropy(outputs["logits"], label)
-        parts: dict[str, Any] = {"ce_final": ce.detach()}
-        loss = ce
-        if self.l21_lambda > 0:
-            reg = self.l21()
-            loss = loss + self.l21_lambda * reg
-            parts["l21"] = reg.detach()
-        return {"loss": loss, **parts}
+        reg = self.l21()
+        loss = ce + self.l21_lambda * reg if self.l21_lambda > 0 else ce
+        # same keys in every phase (one CSV log); the phase name says which head ``ce`` belongs to
+        return {"loss": loss, "ce": ce.detach(), "l21": reg.detach()}
 
 
 # Table 2 ablations and the λ sweep of Fig. 7, as configurations.

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
@@ -46,16 +45,23 @@ from dflab.losses.lae import (
 )
 from dflab.models.base import Detector, InputSpec, register_detector, register_variant
 
+#: Logged loss parts, in order (NaN when not computed in a stage): Eq. 4, Eq. 9/11, the three terms of Eq. 5,
+#: Eq. 6, and the autoencoder's total (Eq. 2, + attention when used).
+LOSS_PARTS = ("latent", "attention", "pixel", "perceptual", "adversarial", "disc", "ae")
 #: VGG16 configuration "D" up to conv4_3 (the 10th conv); "M" = max-pool.
 _VGG16_TO_CONV10 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512)
 
 
 def _ch(c: int, width: float) -> int:
-    return max(4, int(round(c * width)))
+    return max(4, round(c * width))
 
 
 class Encoder(nn.Module):
-    """Table 2 encoder. Shape: (B, 3, S, S) -> features (B, 8w·64, S/16, S/16), z (B, latent)."""
+    """Table 2 encoder.
+
+    Shape:
+        (B, 3, S, S) -> features (B, 512·width, S/16, S/16), pooled (B, 512·width), z (B, latent)
+    """
 
     def __init__(self, width: float = 1.0, latent: int = 128) -> None:
         super().__init__()
@@ -238,6 +244,11 @@ class LAE(Detector):
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Shape: images (B, 3, S, S) -> z (B, d_z), logits (B, 2) = [a_T, a_F], recon (B, 3, S, S) in [−1, 1],
         cam (B, 1, S, S) in [0, 1], features (B, 512, S/16, S/16), pooled (B, 512)."""
+        size = self.input_spec.size
+        if tuple(images.shape[-2:]) != (size, size):
+            raise ValueError(
+                f"LAE expects (B, 3, {size}, {size}) images (its decoder's output), got {tuple(images.shape)}"
+            )
         x = images
         if self.training and self.noise_sigma > 0:
             sigma = float(torch.rand(())) * self.noise_sigma / 255.0  # one σ per batch (Sec. 3.1.4)
@@ -260,19 +271,29 @@ class LAE(Detector):
     def explain_maps(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {"cam": outputs["cam"]}
 
-    def _disc_frozen(self, x: torch.Tensor) -> torch.Tensor:
-        assert self.discriminator is not None
-        params = {k: v.detach() for k, v in self.discriminator.named_parameters()}
-        return functional_call(self.discriminator, params, (x,), strict=False)
+    @staticmethod
+    def _frozen(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``module(x)`` with detached parameters: gradients reach ``x`` but never ``module``'s parameters, whatever
+        their ``requires_grad`` (a loop that sets every parameter trainable cannot train C or, through L_AE, D)."""
+        params = {k: v.detach() for k, v in module.named_parameters()}
+        return functional_call(module, params, (x,), strict=False)
 
     def compute_loss(self, batch: dict[str, Any], outputs: dict[str, torch.Tensor], **phase: Any) -> dict[str, Any]:
         """``stage="stage1"`` (default): Eq. 2 + Eq. 6; ``stage="stage2"``: Eq. 12 (latent + attention on fakes whose
-        mask is valid: ``batch["mask_valid"]`` (B,) bool when present, else every fake with a non-empty mask)."""
+        mask is valid: ``batch["mask_valid"]`` (B,) bool when present, else every fake with a non-empty mask).
+
+        The logged parts are always the same keys in the same order (:data:`LOSS_PARTS`); a term not computed in
+        this stage/configuration is NaN (the loss log is one CSV table).
+        """
         stage = str(phase.get("stage", "stage1"))
+        if stage not in ("stage1", "stage2"):
+            raise ValueError(f"unknown LAE stage {stage!r}; expected 'stage1' or 'stage2'")
         label = batch["label"].long()
         z = outputs["z"]
+        nan = torch.tensor(float("nan"), device=z.device)
+        parts: dict[str, Any] = dict.fromkeys(LOSS_PARTS, nan)
         lat = latent_loss(z.float(), label)
-        parts: dict[str, Any] = {"latent": lat.detach()}
+        parts["latent"] = lat.detach()
         att = None
         if "mask" in batch and (stage == "stage2" or self.attention_in_stage1):
             mask = batch["mask"]
@@ -284,8 +305,6 @@ class LAE(Detector):
         if stage == "stage2":
             loss = self.lambda1 * lat + self.lambda2 * (att if att is not None else 0.0)
             return {"loss": loss, **parts}
-        if stage != "stage1":
-            raise ValueError(f"unknown LAE stage {stage!r}; expected 'stage1' or 'stage2'")
         target = self.to_tanh(batch["image"]).float()
         recon = outputs["recon"].float()
         rec = torch.zeros((), device=z.device)
@@ -294,12 +313,14 @@ class LAE(Detector):
             rec = rec + self.beta1 * pix
             parts["pixel"] = pix.detach()
         if self.comparator is not None:
-            per = perceptual_loss(self.comparator(batch["image"].float()), self.comparator(self.from_tanh(recon)))
+            with torch.no_grad():
+                feat_x = self.comparator(batch["image"].float())
+            per = perceptual_loss(feat_x, self._frozen(self.comparator, self.from_tanh(recon)))
             rec = rec + self.beta2 * per
             parts["perceptual"] = per.detach()
         loss_d = None
         if self.discriminator is not None:
-            adv = generator_adv_loss(self._disc_frozen(recon))
+            adv = generator_adv_loss(self._frozen(self.discriminator, recon))
             rec = rec + self.beta3 * adv
             loss_d = discriminator_loss(self.discriminator(target), self.discriminator(recon.detach()))
             parts.update(adversarial=adv.detach(), disc=loss_d.detach())

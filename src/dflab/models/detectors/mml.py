@@ -85,21 +85,27 @@ class MultiMetric(Detector):
         emb = outputs["embedding"].float()
         ce = F.cross_entropy(outputs["logits"].float(), label)
         trip = triplet_loss(emb, label, self.margin, self.mining)
-        parts: dict[str, Any] = {"ce": ce.detach(), "triplet": trip.detach()}
-        if stage == "end" and self.use_ahe:
-            eta = ahe_eta(ce.detach())
-            trip_syn = ahe_triplet_loss(emb, label, eta, self.margin)
-            parts.update(triplet_ahe=trip_syn.detach(), eta=torch.tensor(eta))
-            trip = 0.5 * (trip + trip_syn)
-        loss = self.beta * trip + (self.chi * ce if self.use_ce else 0.0)
+        # every term is computed for logging (same keys in every stage); the stage decides what enters the loss
+        eta = ahe_eta(ce.detach())
+        trip_syn = ahe_triplet_loss(emb, label, eta, self.margin)
         real = emb[label == 0]
-        if self.use_wc and stage in ("middle", "end") and bool(self.wc.initialised):
-            wc = self.wc(real)
+        wc = self.wc(real) if bool(self.wc.initialised) else emb.sum() * 0.0
+        use_ahe = stage == "end" and self.use_ahe
+        loss = self.beta * (0.5 * (trip + trip_syn) if use_ahe else trip)
+        if self.use_ce:
+            loss = loss + self.chi * ce
+        if self.use_wc and stage in ("middle", "end"):
             loss = loss + wc
-            parts["weight_center"] = wc.detach()
         if self.training:
             self.wc.update(real)
-        return {"loss": loss, **parts}
+        return {
+            "loss": loss,
+            "ce": ce.detach(),
+            "triplet": trip.detach(),
+            "triplet_ahe": trip_syn.detach(),
+            "eta": torch.tensor(eta),
+            "weight_center": wc.detach(),
+        }
 
 
 # Table 3 ablations.

@@ -16,6 +16,8 @@ difference to the original crop); pass another oracle object to the constructor 
 from __future__ import annotations
 
 import dataclasses
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +60,12 @@ class LAESchedule(Schedule):
             raise ValueError(f"selection must be 'active', 'random' or 'none', got {selection!r}")
         self.stage1_epochs, self.n_active, self.selection, self.top_k = stage1_epochs, n_active, selection, top_k
         self.decay_epochs, self.stream, self.active_stream = decay_epochs, stream, active_stream
-        self.linear_epochs, self.linear_lr, self.max_score_items, self.seed = linear_epochs, linear_lr, max_score_items, seed
+        self.linear_epochs, self.linear_lr, self.max_score_items, self.seed = (
+            linear_epochs,
+            linear_lr,
+            max_score_items,
+            seed,
+        )
         self.oracle = oracle
         self.in_stage2 = False
         self.stage2_epochs_done = 0
@@ -109,14 +116,21 @@ class LAESchedule(Schedule):
         self.selected = sel
         trainer.log(
             {
-                "event": "active_selection",
                 "method": sel.method,
                 "n_scored": len(keys),
                 "n_fakes_scored": int((labels == 1).sum()),
                 "n_selected": len(sel.keys),
                 "n_masks": len(masks),
-                "channels": sel.channels,
-            }
+                "channels": " ".join(map(str, sel.channels)),
+            },
+            "active.csv",
+        )
+        run_dir = Path(getattr(trainer, "run_dir", "."))
+        (run_dir / "active_selection.json").write_text(json.dumps(dataclasses.asdict(sel), indent=1))
+        print(
+            f"[lae] stage 1 done: {sel.method} selection of {len(sel.keys)} fakes out of "
+            f"{int((labels == 1).sum())} (masks: {len(masks)}); stage 2 fine-tunes the encoder only",
+            file=sys.stderr,
         )
         return sel
 

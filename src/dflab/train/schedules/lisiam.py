@@ -3,7 +3,9 @@
 Phase 1 trains the segmentation modules only (feature extractor + segmentation/auxiliary decoders; the
 classification modules are frozen) for ~146k iterations; phase 2 trains the classification modules only (separable
 conv unit, mask-guided transformer, SE, MLP head) for ~16k; phase 3 trains everything for ~324k. The phase lengths
-are given as proportions of the run (default 146 : 16 : 324), so a short recipe keeps the paper's ratios.
+are given as proportions of the run (default 146 : 16 : 324), so a short recipe keeps the paper's ratios. The
+paper's poly learning-rate policy (power 0.9, per iteration) is applied here as ``Phase.lr_scale =
+(1 − step/total)^power`` — use it with ``lr_schedule.name: none`` so the two do not compound.
 ``compute_loss`` receives ``stage="seg" | "cls" | "all"`` so that frozen parts' losses (and branch 2 in phase 2)
 are not computed.
 
@@ -24,11 +26,20 @@ from dflab.train.schedule import SCHEDULES, Phase, Schedule
 class LiSiamSchedule(Schedule):
     """Args:
     seg, cls, all: relative lengths of the three phases (paper: 146k, 16k, 324k iterations).
+    poly_power: power of the per-step poly lr factor (0.9 in the paper; 0 disables it).
     stream: the data stream every phase draws from.
     """
 
-    def __init__(self, seg: float = 146.0, cls: float = 16.0, all: float = 324.0, stream: str = "default") -> None:
-        super().__init__(seg=seg, cls=cls, all=all, stream=stream)
+    def __init__(
+        self,
+        seg: float = 146.0,
+        cls: float = 16.0,
+        all: float = 324.0,
+        poly_power: float = 0.9,
+        stream: str = "default",
+    ) -> None:
+        super().__init__(seg=seg, cls=cls, all=all, poly_power=poly_power, stream=stream)
+        self.poly_power = float(poly_power)
         if min(seg, cls, all) < 0 or seg + cls + all <= 0:
             raise ValueError(f"phase lengths must be >= 0 with a positive sum; got {seg}, {cls}, {all}")
         self.lengths = (float(seg), float(cls), float(all))
@@ -46,11 +57,14 @@ class LiSiamSchedule(Schedule):
 
     def phase(self, step: int, total_steps: int) -> Phase:
         b1, b2 = self.boundaries(total_steps)
+        scale = max(0.0, 1.0 - step / max(1, total_steps)) ** self.poly_power
         if step < b1:
-            return Phase(name="seg", stream=self.stream, trainable=SEG_MODULES, loss_kwargs={"stage": "seg"})
-        if step < b2:
-            return Phase(name="cls", stream=self.stream, trainable=CLS_MODULES, loss_kwargs={"stage": "cls"})
-        return Phase(name="all", stream=self.stream, trainable=None, loss_kwargs={"stage": "all"})
+            name, trainable = "seg", SEG_MODULES
+        elif step < b2:
+            name, trainable = "cls", CLS_MODULES
+        else:
+            name, trainable = "all", None
+        return Phase(name=name, stream=self.stream, trainable=trainable, loss_kwargs={"stage": name}, lr_scale=scale)
 
 
 def lisiam_iqd(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Data: dataset adapters (official layouts), ``dflab prepare`` and the SQLite face manifest."""

@@ -1,0 +1,316 @@
+"""``dflab prepare``: decode, detect, track and crop every face of a dataset; write crops and a manifest.
+
+One job per video: sample frames (``--frames N`` evenly spaced, ``--stride K``, or ``--all``), detect every face with
+68 landmarks, give each a track id, crop it FF++-style (1.3× box, square, ``--size`` px, PNG: lossless, so no new
+compression traces are added to what a detector must see). For a fake whose original (target) video is present, the
+*same frames* of the original are cropped with the fake's *same boxes* (``original_crop``), and likewise the
+dataset's mask video when it ships one (``mask_crop``), so pixel masks can be computed later (LAE §3.2, Multi-metric
+§3.3, BiG-Arts §3.2, LiSiam §3.3 all derive masks from original/fake differences).
+
+Atomic and resumable: all rows of a video are committed in one SQLite transaction with its status
+(:meth:`Manifest.commit_video`); a rerun skips videos whose status is final and redoes the rest, so killing the run at
+any moment and running it again gives the same manifest as an uninterrupted run. Workers are processes; only the
+main process writes the manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from dflab.data.datasets import DATASETS, scan_dataset
+from dflab.data.manifest import FAKE, MANIFEST_NAME, FaceRow, Manifest, VideoRecord
+from dflab.errors import ConfigError, MediaError
+from dflab.faces import FaceCrop, FaceDetector, Sampling, crop_box, extract_faces
+from dflab.media import iter_frames
+
+DEFAULT_FRAMES = 32  # DADD/ADDG and LAE sample 32 frames per video (Multi-metric: 20)
+PNG_FLAGS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+
+
+@dataclass(frozen=True)
+class PrepareSettings:
+    """What a manifest was prepared with; a resumed run must use the same."""
+
+    count: int | None
+    stride: int | None
+    size: int
+    margin: float
+    detector: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "stride": self.stride, "size": self.size, "margin": self.margin,
+                "detector": self.detector}
+
+
+@dataclass
+class VideoResult:
+    video: VideoRecord
+    faces: list[FaceRow]
+    events: list[tuple[int, str, str]]
+    n_frames: int
+    error: tuple[str, str] | None = None
+
+
+_DETECTOR: FaceDetector | None = None
+
+
+def _detector(backend: str) -> FaceDetector:
+    global _DETECTOR
+    if _DETECTOR is None or _DETECTOR.backend != backend:
+        _DETECTOR = FaceDetector(backend)
+    return _DETECTOR
+
+
+def safe_relpath(video_id: str) -> str:
+    """A file-system-safe relative folder for a video id (ids may contain ``/``)."""
+    parts = [re.sub(r"[^A-Za-z0-9._-]", "_", p) for p in video_id.split("/") if p not in ("", ".", "..")]
+    return "/".join(parts) or "_"
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = rgb if rgb.ndim == 2 else rgb[..., ::-1]
+    if not cv2.imwrite(str(path), np.ascontiguousarray(img), PNG_FLAGS):
+        raise OSError(f"could not write {path}")
+
+
+def _paired_crops(
+    path: str, faces: list[FaceCrop], size: int, out_dir: Path, suffix: str, grey: bool
+) -> tuple[dict[tuple[int, int], str], list[tuple[int, str, str]]]:
+    """Crop the same frames of a paired video (original or mask) with the fake's boxes."""
+    wanted = sorted({f.frame_index for f in faces})
+    crops: dict[tuple[int, int], str] = {}
+    events: list[tuple[int, str, str]] = []
+    try:
+        frames = dict(iter_frames(path, indices=wanted))
+    except MediaError as exc:
+        return crops, [(-1, f"{suffix}_error", f"{exc.cause}: {exc.detail}")]
+    for f in faces:
+        rgb = frames.get(f.frame_index)
+        if rgb is None:
+            events.append((f.frame_index, f"{suffix}_missing_frame", path))
+            continue
+        if (rgb.shape[1], rgb.shape[0]) != f.frame_size:
+            events.append((f.frame_index, f"{suffix}_size_mismatch", f"{rgb.shape[1]}x{rgb.shape[0]} vs {f.frame_size}"))
+            continue
+        img = crop_box(rgb, f.crop.box, size).image
+        if grey:
+            img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        rel = f"{f.frame_index:06d}_{f.track_id:02d}_{suffix}.png"
+        _write_png(out_dir / rel, img)
+        crops[(f.frame_index, f.track_id)] = rel
+    return crops, events
+
+
+def process_video(
+    video: VideoRecord, original_path: str, out: Path, settings: PrepareSettings
+) -> VideoResult:
+    """Prepare one video (runs in a worker process). Media errors become an error result, never an exception."""
+    sampling = Sampling(count=settings.count, stride=settings.stride)
+    try:
+        faces, events = extract_faces(video.path, sampling, _detector(settings.detector), size=settings.size,
+                                      margin=settings.margin)
+    except MediaError as exc:
+        return VideoResult(video, [], [], 0, (exc.cause, exc.detail))
+    n_frames = len({f.frame_index for f in faces}) + sum(1 for e in events if e[1] == "no_face")
+    rel_dir = Path("crops") / safe_relpath(video.dataset) / safe_relpath(video.video_id)
+    out_dir = out / rel_dir
+    for f in faces:
+        _write_png(out_dir / f"{f.frame_index:06d}_{f.track_id:02d}.png", f.crop.image)
+    originals: dict[tuple[int, int], str] = {}
+    masks: dict[tuple[int, int], str] = {}
+    if video.label == FAKE and faces:
+        if original_path and Path(original_path).exists():
+            originals, ev = _paired_crops(original_path, faces, settings.size, out_dir, "orig", grey=False)
+            events += ev
+        elif video.original_id:
+            events.append((-1, "original_missing", video.original_id))
+        if video.mask_path and Path(video.mask_path).exists():
+            masks, ev = _paired_crops(video.mask_path, faces, settings.size, out_dir, "mask", grey=True)
+            events += ev
+    rows = []
+    for f in faces:
+        key = (f.frame_index, f.track_id)
+        rows.append(
+            FaceRow(
+                dataset=video.dataset, video_id=video.video_id, frame_index=f.frame_index, track_id=f.track_id,
+                label=video.label, method=video.method, split=video.split, compression=video.compression,
+                crop_path=str(rel_dir / f"{f.frame_index:06d}_{f.track_id:02d}.png"),
+                box=[float(v) for v in f.crop.box], det_box=[float(v) for v in f.det.box],
+                landmarks=np.round(f.landmarks.astype(np.float64), 3).tolist(), det_score=float(f.det.score),
+                identity=video.identity, original_id=video.original_id,
+                original_crop=str(rel_dir / originals[key]) if key in originals else "",
+                mask_crop=str(rel_dir / masks[key]) if key in masks else "",
+                frame_width=f.frame_size[0], frame_height=f.frame_size[1], crop_size=settings.size,
+            )
+        )
+    return VideoResult(video, rows, events, n_frames)
+
+
+def _check_settings(man: Manifest, dataset: str, settings: PrepareSettings) -> None:
+    saved = man.get_meta("settings")
+    if saved is None:
+        man.set_meta("settings", settings.to_dict())
+        man.set_meta("dataset", dataset)
+        man.set_meta("detector", FaceDetector(settings.detector).config())
+    elif saved != settings.to_dict():
+        raise ConfigError(f"{man.path} was prepared with {saved}; this run asks for {settings.to_dict()}")
+
+
+def prepare_records(
+    records: list[VideoRecord],
+    out: str | Path,
+    *,
+    frames: int | None = DEFAULT_FRAMES,
+    stride: int | None = None,
+    size: int = 256,
+    margin: float = 1.3,
+    workers: int = 1,
+    detector: str = "dlib",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Prepare a list of media records into ``out`` (crops + ``manifest.sqlite``); returns the summary."""
+    if frames is not None and stride is not None:
+        raise ValueError("give frames or stride, not both")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = PrepareSettings(frames, stride, size, margin, detector)
+    by_id = {r.video_id: r for r in records}
+    t0 = time.time()
+    with Manifest(out / MANIFEST_NAME) as man:
+        _check_settings(man, records[0].dataset if records else "", settings)
+        todo = [r for r in records if man.video_status(r.dataset, r.video_id) not in ("done", "error")]
+        skipped = len(records) - len(todo)
+        jobs = [(r, by_id[r.original_id].path if r.original_id in by_id else "", out, settings) for r in todo]
+        bar = _progress(len(records), skipped, progress)
+        run_faces = 0
+
+        def commit(res: VideoResult) -> None:
+            nonlocal run_faces
+            status = "error" if res.error else "done"
+            man.commit_video(res.video, res.faces, res.events, status=status, n_frames=res.n_frames, error=res.error)
+            run_faces += len(res.faces)
+            if bar is not None:
+                bar.set_postfix_str(f"faces={run_faces}" + (f" last_error={res.error[0]}" if res.error else ""))
+                bar.update(1)
+
+        if workers <= 1:
+            for job in jobs:
+                commit(process_video(*job))
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                futures = [pool.submit(process_video, *job) for job in jobs]
+                for fut in as_completed(futures):
+                    commit(fut.result())
+        if bar is not None:
+            bar.close()
+        summary = man.summary()
+    summary.update(
+        {"skipped_already_done": skipped, "processed": len(todo), "seconds": round(time.time() - t0, 2),
+         "manifest": str(out / MANIFEST_NAME)}
+    )
+    return summary
+
+
+def _progress(total: int, done: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=done, unit="video", desc="prepare", file=sys.stderr, dynamic_ncols=True)
+
+
+def prepare_dataset(
+    dataset: str,
+    root: str | Path | None,
+    out: str | Path,
+    *,
+    frames: int | None = DEFAULT_FRAMES,
+    stride: int | None = None,
+    size: int = 256,
+    margin: float = 1.3,
+    workers: int = 1,
+    limit: int | None = None,
+    progress: bool = True,
+    detector: str = "dlib",
+    **options: Any,
+) -> dict[str, Any]:
+    """Scan a registered dataset (``options`` go to its adapter, e.g. ``compression="c40"``) and prepare it."""
+    records = scan_dataset(dataset, root, **options)
+    if limit is not None:
+        records = records[:limit]
+    return prepare_records(records, out, frames=frames, stride=stride, size=size, margin=margin, workers=workers,
+                           detector=detector, progress=progress)
+
+
+def prepare_media(paths: list[str | Path], out: str | Path, **kwargs: Any) -> dict[str, Any]:
+    """Prepare an analyst's files and folders (unlabelled) through the same path as a dataset."""
+    return prepare_dataset("media", None, out, paths=paths, **kwargs)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    errors = ", ".join(f"{k}: {v}" for k, v in sorted(summary["errors"].items())) or "none"
+    return (
+        f"videos {summary['videos']} (done {summary['videos_done']}, this run {summary['processed']}, "
+        f"already done {summary['skipped_already_done']}) | frames {summary['frames']} | faces {summary['faces']} | "
+        f"frames without a face {summary['frames_without_face']} | errors by cause: {errors} | "
+        f"{summary['seconds']} s | {summary['manifest']}"
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    import dflab.data.datasets  # noqa: F401  (fills DATASETS)
+
+    parser.add_argument("--dataset", required=True, choices=DATASETS.names())
+    parser.add_argument("--root", nargs="+", required=True, help="dataset root (several paths for --dataset media)")
+    parser.add_argument("--out", required=True, help="output folder (crops/ and manifest.sqlite)")
+    sampling = parser.add_mutually_exclusive_group()
+    sampling.add_argument("--frames", type=int, default=None, help=f"evenly spaced frames per video ({DEFAULT_FRAMES})")
+    sampling.add_argument("--stride", type=int, default=None, help="every K-th frame")
+    sampling.add_argument("--all", action="store_true", help="every frame")
+    parser.add_argument("--size", type=int, default=256, help="crop side in pixels")
+    parser.add_argument("--margin", type=float, default=1.3, help="crop box / detector box (FF++: 1.3)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N videos (sorted by id)")
+    parser.add_argument("--compression", default=None, help="ffpp/dfd: raw|c23|c40; dftimit: LQ|HQ")
+    parser.add_argument("--detector", default="dlib", choices=["dlib", "dlib_cnn"])
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    frames = None if (args.all or args.stride) else (args.frames or DEFAULT_FRAMES)
+    options: dict[str, Any] = {}
+    if args.compression:
+        options["compression"] = args.compression
+    if args.dataset == "media":
+        root, options["paths"] = None, args.root
+    elif len(args.root) != 1:
+        print(f"dflab prepare: --dataset {args.dataset} takes one --root", file=sys.stderr)
+        return 2
+    else:
+        root = args.root[0]
+    try:
+        summary = prepare_dataset(
+            args.dataset, root, args.out, frames=frames, stride=args.stride, size=args.size, margin=args.margin,
+            workers=args.workers, limit=args.limit, progress=not args.no_progress and sys.stderr.isatty()
+            or os.environ.get("DFLAB_PROGRESS") == "1", detector=args.detector, **options,
+        )
+    except ConfigError as exc:
+        print(f"dflab prepare: {exc}", file=sys.stderr)
+        return 2
+    print(format_summary(summary))
+    with Manifest(Path(args.out) / MANIFEST_NAME, readonly=True) as man:
+        for v in man.videos(status="error"):
+            print(f"  error {v['error_cause']}: {v['video_id']} ({v['path']})")
+    return 0

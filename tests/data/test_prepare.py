@@ -1,0 +1,157 @@
+"""``dflab prepare``: crops + manifest, fakes linked to their originals' same-box crops, errors recorded, resume."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from dflab.data.manifest import Manifest
+from dflab.data.prepare import prepare_dataset, prepare_media
+from dflab.errors import ConfigError
+from dflab.faces import crop_box
+from dflab.media import iter_frames, write_video
+
+
+def _snapshot(out: Path) -> dict:
+    """Everything a run leaves: face rows, video rows, events, and the bytes of every crop."""
+    with Manifest(out, readonly=True) as m:
+        faces = [r.__dict__ for r in m.faces()]
+        videos = m.videos()
+        events = m.events()
+    crops = {
+        str(p.relative_to(out)): hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted((out / "crops").rglob("*.png"))
+    }
+    return {"faces": faces, "videos": videos, "events": events, "crops": crops}
+
+
+@pytest.fixture
+def ffpp_tree(tmp_path, face_frames):
+    """FF++ layout: original 000, fake Deepfakes/000_001 (mouth region altered) with its mask video."""
+    root = tmp_path / "ff"
+    orig = write_video(root / "original_sequences/youtube/c23/videos/000.mp4", face_frames, fps=25)
+    fakes, masks = [], []
+    for f in face_frames:
+        g = f.copy()
+        g[120:150, 60:130] = 255 - g[120:150, 60:130]
+        m = np.zeros_like(f)
+        m[120:150, 60:130] = 255
+        fakes.append(g)
+        masks.append(m)
+    write_video(root / "manipulated_sequences/Deepfakes/c23/videos/000_001.mp4", fakes, fps=25)
+    write_video(root / "manipulated_sequences/Deepfakes/masks/videos/000_001.mp4", masks, fps=25)
+    (root / "splits").mkdir()
+    (root / "splits/train.json").write_text(json.dumps([["000", "001"]]))
+    return root, orig
+
+
+def test_ffpp_fake_linked_to_original_crop_with_same_box(tmp_path, ffpp_tree):
+    root, orig = ffpp_tree
+    out = tmp_path / "out"
+    summary = prepare_dataset("ffpp", root, out, frames=3, size=64, progress=False)
+    assert summary["videos_done"] == 2 and summary["errors"] == {}
+    with Manifest(out, readonly=True) as m:
+        fakes = m.faces(method="Deepfakes")
+        reals = m.faces(label=0)
+    assert len(fakes) == 3 and len(reals) == 3
+    assert [f.frame_index for f in fakes] == [0, 2, 5]
+    orig_frames = dict(iter_frames(orig, indices=[0, 2, 5]))
+    for f in fakes:
+        assert (f.split, f.compression, f.original_id, f.identity) == ("train", "c23", "000", "000")
+        oc = cv2.imread(str(out / f.original_crop))[..., ::-1]
+        np.testing.assert_array_equal(oc, crop_box(orig_frames[f.frame_index], tuple(f.box), 64).image)
+        mask = cv2.imread(str(out / f.mask_crop), cv2.IMREAD_UNCHANGED)
+        assert mask.ndim == 2 and mask.max() > 200 and mask.min() < 50
+        fake_crop = cv2.imread(str(out / f.crop_path))[..., ::-1].astype(int)
+        diff = np.abs(fake_crop - oc.astype(int)).mean(axis=2)
+        assert diff[mask > 128].mean() > 5 * diff[mask < 10].mean()  # the altered region is where the mask says
+        assert np.asarray(f.landmarks).shape == (68, 2) and f.crop_size == 64
+
+
+def test_errors_and_faceless_frames_are_recorded(tmp_path, face_frames, astronaut):
+    root = tmp_path / "d"
+    write_video(root / "real/good.mp4", face_frames[:3], fps=25)
+    write_video(root / "real/empty.mp4", [np.full((64, 64, 3), 80, np.uint8)] * 3, fps=25)
+    (root / "fake").mkdir(parents=True)
+    (root / "fake/zero.mp4").write_bytes(b"")
+    (root / "fake/text.mp4").write_text("nope\n" * 40)
+    summary = prepare_dataset("folder", root, tmp_path / "out", frames=3, size=64, progress=False)
+    assert summary["errors"] == {"zero_bytes": 1, "not_media": 1}
+    assert summary["frames_without_face"] == 3 and summary["faces"] == 3
+    with Manifest(tmp_path / "out", readonly=True) as m:
+        empty = m.videos(video_id="real/empty")[0]
+        assert (empty["status"], empty["n_frames"], empty["n_faces"], empty["n_missed"]) == ("done", 3, 0, 3)
+    with pytest.raises(ConfigError):  # a resumed run must keep the settings
+        prepare_dataset("folder", root, tmp_path / "out", frames=4, size=64, progress=False)
+
+
+def test_prepare_media_on_the_astronaut(tmp_path, astronaut):
+    cv2.imwrite(str(tmp_path / "astronaut.png"), astronaut[..., ::-1])
+    summary = prepare_media([tmp_path / "astronaut.png"], tmp_path / "out", size=128, progress=False)
+    assert summary["faces"] == 1
+    with Manifest(tmp_path / "out", readonly=True) as m:
+        (row,) = m.faces()
+    assert row.label == -1 and row.frame_width == 512 and cv2.imread(str(tmp_path / "out" / row.crop_path)).shape == (
+        128, 128, 3)
+
+
+def _cli(root: Path, out: Path, workers: int) -> list[str]:
+    return [sys.executable, "-m", "dflab.cli", "prepare", "--dataset", "folder", "--root", str(root), "--out", str(out),
+            "--frames", "3", "--size", "64", "--workers", str(workers), "--no-progress"]
+
+
+def _done_count(out: Path) -> int:
+    try:
+        con = sqlite3.connect(out / "manifest.sqlite", timeout=1)
+        try:
+            return con.execute("SELECT COUNT(*) FROM videos").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_kill_and_resume_equals_uninterrupted_run(tmp_path, face_frames):
+    root = tmp_path / "d"
+    n = 8
+    for i in range(n):
+        frames = [np.roll(f, 4 * i, axis=1) for f in face_frames]
+        write_video(root / ("real" if i % 2 else "fake") / f"v{i}.mp4", frames, fps=25)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    subprocess.run(_cli(root, ref, 2), check=True, env=env, capture_output=True, timeout=600)
+
+    proc = subprocess.Popen(_cli(root, killed, 1), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while _done_count(killed) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = _done_count(killed)
+    assert 2 <= partial < n, f"the kill came at {partial}/{n} videos"
+
+    out = subprocess.run(_cli(root, killed, 1), check=True, env=env, capture_output=True, text=True, timeout=600)
+    assert f"already done {partial}" in out.stdout
+    assert _snapshot(killed) == _snapshot(ref)
+
+
+@pytest.mark.slow
+def test_shared_ffpp_and_dfdc(tmp_path, shared_data):
+    s = prepare_dataset("ffpp", shared_data / "ffpp", tmp_path / "ff", frames=2, size=128, progress=False)
+    assert s["videos_done"] == 4 and s["faces"] >= 8
+    with Manifest(tmp_path / "ff", readonly=True) as m:
+        fakes = m.faces(label=1)
+        assert {f.original_id for f in fakes} == {"004", "519"}
+        assert all(f.original_crop and (tmp_path / "ff" / f.original_crop).exists() for f in fakes)
+    s = prepare_dataset("dfdc", shared_data / "dfdc", tmp_path / "dfdc", frames=2, size=128, progress=False)
+    assert s["videos_done"] == 1 and s["errors"] == {"missing": 5} and s["faces"] >= 2

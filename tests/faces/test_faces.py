@@ -1,0 +1,128 @@
+"""Faces: dlib detection + 68 landmarks, FF++ crops and their transform, tracking, the extract pipeline."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from dflab.faces import (
+    DetectedFace,
+    FaceDetector,
+    Sampling,
+    crop_box,
+    crop_face,
+    extract_faces,
+    model_file,
+    square_box,
+    track_faces,
+    transform_points,
+)
+from dflab.media import write_video
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return FaceDetector("dlib")
+
+
+def test_model_files_ship_in_a_package():
+    for name in ("shape_predictor_68_face_landmarks.dat", "mmod_human_face_detector.dat"):
+        assert model_file(name).stat().st_size > 100_000
+
+
+def test_astronaut_one_face_68_landmarks(detector, astronaut):
+    faces = detector.detect(astronaut)
+    assert len(faces) == 1
+    f = faces[0]
+    assert f.landmarks.shape == (68, 2) and f.landmarks.dtype == np.float32
+    x0, y0, x1, y1 = f.box
+    assert 150 < (x0 + x1) / 2 < 260 and 60 < (y0 + y1) / 2 < 200  # Eileen Collins' face, top centre
+    # iBUG order: the jaw runs left to right; eyes (36-47) lie above the mouth (48-67)
+    assert f.landmarks[0, 0] < f.landmarks[16, 0]
+    assert f.landmarks[36:48, 1].mean() < f.landmarks[48:68, 1].mean()
+
+
+def test_two_faces_both_found_and_blank_has_none(detector, astronaut):
+    pair = np.concatenate([astronaut[:320, 60:380], astronaut[:320, 60:380]], axis=1)
+    faces = detector.detect(np.ascontiguousarray(pair))
+    assert len(faces) == 2
+    assert faces[0].box[0] < faces[1].box[0]  # sorted left to right
+    assert detector.detect(np.full((200, 200, 3), 128, np.uint8)) == []
+
+
+def test_square_box_and_crop_geometry(astronaut):
+    box = square_box((100, 100, 140, 160), margin=1.3)
+    assert box[2] - box[0] == box[3] - box[1] == 78  # 1.3 × max(40, 60)
+    assert ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2) == (120, 130)
+    crop = crop_face(astronaut, (100, 100, 140, 160), size=64, margin=1.3)
+    assert crop.image.shape == (64, 64, 3)
+    # the matrix maps the crop window's corners to the crop's corners
+    corners = transform_points(np.array([[box[0], box[1]], [box[2], box[3]]]), crop.matrix)
+    np.testing.assert_allclose(corners, [[0, 0], [64, 64]], atol=1e-5)
+
+
+def test_crop_past_the_edge_is_padded_black(astronaut):
+    crop = crop_box(astronaut, (-50.0, -50.0, 50.0, 50.0), size=100)
+    assert (crop.image[:50, :50] == 0).all()
+    np.testing.assert_array_equal(crop.image[50:, 50:], astronaut[:50, :50])
+
+
+def test_landmarks_follow_the_crop(detector, astronaut):
+    face = detector.detect(astronaut)[0]
+    crop = crop_face(astronaut, face.box, size=128)
+    lm = transform_points(face.landmarks, crop.matrix)
+    assert (lm > 0).all() and (lm < 128).all()
+    # refitting on the crop (same face, 128 px) lands near the transformed points
+    refit = detector.landmarks(crop.image, tuple(transform_points(np.array(face.box).reshape(2, 2), crop.matrix).ravel()))
+    assert np.linalg.norm(refit - lm, axis=1).mean() < 3.0
+
+
+def _face(x: float, y: float, s: float = 40.0) -> DetectedFace:
+    lm = np.array([[x + s / 2, y + s / 2]] * 68, np.float32)
+    return DetectedFace((x, y, x + s, y + s), 1.0, lm)
+
+
+def test_tracking_keeps_ids_when_faces_move_and_swap_order():
+    frames = [
+        (0, [_face(10, 10), _face(200, 10)]),
+        (10, [_face(30, 12), _face(180, 10)]),  # both moved; no IoU-free confusion
+        (20, []),  # a frame without faces does not end the tracks (max_gap)
+        (30, [_face(200, 12), _face(52, 14)]),  # given in the other order
+        (40, [_face(400, 300)]),  # a new person
+    ]
+    out = track_faces(frames)
+    ids = [[tid for tid, _ in faces] for _, faces in out]
+    assert ids == [[0, 1], [0, 1], [], [1, 0], [2]]
+
+
+def test_extract_faces_every_face_with_stable_tracks(tmp_path, astronaut):
+    left = cv2.resize(astronaut[:320, 60:380], (160, 160))
+    frames = []
+    for t in range(6):
+        canvas = np.full((240, 400, 3), 90, np.uint8)
+        canvas[20 : 20 + 160, 10 + 4 * t : 170 + 4 * t] = left
+        canvas[40 : 40 + 160, 230 - 4 * t : 390 - 4 * t] = left
+        frames.append(canvas)
+    frames.append(np.full((240, 400, 3), 90, np.uint8))  # last frame: nobody
+    path = write_video(tmp_path / "two.mp4", frames, fps=10)
+    crops, events = extract_faces(path, Sampling(count=7), FaceDetector(), size=64)
+    assert events == [(6, "no_face", "")]
+    by_frame: dict[int, list] = {}
+    for c in crops:
+        by_frame.setdefault(c.frame_index, []).append(c)
+    assert sorted(by_frame) == list(range(6))
+    for cs in by_frame.values():
+        assert [c.track_id for c in cs] == [0, 1]
+        left_face, right_face = cs
+        assert left_face.det.box[0] < right_face.det.box[0]
+        assert left_face.crop.image.shape == (64, 64, 3)
+        assert (left_face.landmarks >= 0).all() and (left_face.landmarks <= 64).all()
+
+
+def test_extract_faces_on_an_image(tmp_path, astronaut):
+    Image.fromarray(astronaut).save(tmp_path / "a.jpg", quality=95)
+    crops, events = extract_faces(tmp_path / "a.jpg", Sampling(), FaceDetector(), size=96)
+    assert events == [] and len(crops) == 1
+    assert crops[0].frame_index == 0 and crops[0].frame_size == (512, 512)

@@ -1,0 +1,99 @@
+"""Images: every pixel format to RGB uint8, EXIF orientation, and specific errors for bad files."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dflab.errors import MediaError
+from dflab.media import read_image, sniff
+
+
+def _save(img: Image.Image, path: Path, **kw) -> Path:
+    img.save(path, **kw)
+    return path
+
+
+def test_grey_rgba_cmyk_and_16bit_become_rgb_uint8(tmp_path, astronaut):
+    rgb = astronaut[:64, :48]
+    grey = Image.fromarray(rgb).convert("L")
+    out = read_image(_save(grey, tmp_path / "g.png"))
+    assert out.shape == (64, 48, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[..., 0], np.asarray(grey))
+
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    rgba[:10, :, 3] = 0  # transparent rows composite onto white
+    out = read_image(_save(Image.fromarray(rgba, "RGBA"), tmp_path / "a.png"))
+    assert out.shape == (64, 48, 3)
+    assert (out[:10] == 255).all()
+    np.testing.assert_array_equal(out[10:], rgb[10:])
+
+    cmyk = Image.fromarray(rgb).convert("CMYK")
+    out = read_image(_save(cmyk, tmp_path / "c.jpg", quality=98))
+    assert out.shape == (64, 48, 3)
+    assert np.abs(out.astype(int) - rgb.astype(int)).mean() < 12
+
+    g16 = (np.asarray(grey).astype(np.uint16) * 257).astype(np.uint16)  # full 16-bit range
+    out = read_image(_save(Image.fromarray(g16), tmp_path / "g16.png"))
+    assert out.dtype == np.uint8
+    assert np.abs(out[..., 0].astype(int) - np.asarray(grey).astype(int)).max() <= 1
+
+
+def test_exif_orientation_is_applied(tmp_path, astronaut):
+    rgb = astronaut[:40, :80]
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    path = _save(Image.fromarray(rgb), tmp_path / "o.jpg", exif=exif, quality=98)
+    out = read_image(path)
+    assert out.shape == (80, 40, 3)
+    expected = np.rot90(rgb, k=-1)
+    assert np.abs(out.astype(int) - expected.astype(int)).mean() < 6
+
+
+def test_bad_files_give_specific_causes(tmp_path, astronaut):
+    cases = {}
+    cases["missing"] = tmp_path / "nope.png"
+    (tmp_path / "zero.jpg").write_bytes(b"")
+    cases["zero_bytes"] = tmp_path / "zero.jpg"
+    (tmp_path / "text.jpg").write_text("hello, not an image\n" * 10)
+    cases["not_media"] = tmp_path / "text.jpg"
+    full = _save(Image.fromarray(astronaut), tmp_path / "full.jpg", quality=90).read_bytes()
+    (tmp_path / "trunc.jpg").write_bytes(full[: len(full) // 3])
+    cases["truncated"] = tmp_path / "trunc.jpg"
+    for cause, path in cases.items():
+        with pytest.raises(MediaError) as info:
+            read_image(path)
+        assert info.value.cause == cause, (path, info.value)
+        assert str(path) in str(info.value)
+
+
+def _png_bomb(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header declares huge dimensions with almost no data (a decompression bomb's header)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b"")
+    path.write_bytes(data)
+    return path
+
+
+def test_decompression_bomb_refused_from_header(tmp_path):
+    path = _png_bomb(tmp_path / "bomb.png", 60000, 60000)  # 3.6 GP declared, 100 bytes of data
+    assert sniff(path) == "image"
+    with pytest.raises(MediaError) as info:
+        read_image(path)
+    assert info.value.cause == "too_large"
+
+
+def test_tiny_image_is_bad_dimensions(tmp_path):
+    path = _save(Image.new("RGB", (4, 4)), tmp_path / "tiny.png")
+    with pytest.raises(MediaError) as info:
+        read_image(path)
+    assert info.value.cause == "bad_dimensions"

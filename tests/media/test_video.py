@@ -1,0 +1,97 @@
+"""Videos: sampling by count/stride/indices, seeking gives the same frames as decoding everything, bad files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dflab.media.video as video_mod
+from dflab.errors import MediaError
+from dflab.media import iter_frames, probe, sample_indices, sniff, write_video
+
+N = 60
+
+
+def _frame(i: int) -> np.ndarray:
+    """A frame whose index can be read back after lossy coding: a grey level of 4·i."""
+    return np.full((48, 64, 3), 4 * i, dtype=np.uint8)
+
+
+def _read_index(rgb: np.ndarray) -> int:
+    return int(round(float(rgb.mean()) / 4))
+
+
+@pytest.fixture(scope="module")
+def counter_video(tmp_path_factory):
+    return write_video(tmp_path_factory.mktemp("v") / "count.mp4", [_frame(i) for i in range(N)], fps=25)
+
+
+def test_probe(counter_video):
+    info = probe(counter_video)
+    assert (info.kind, info.n_frames, info.width, info.height) == ("video", N, 64, 48)
+    assert info.fps == pytest.approx(25.0)
+    assert info.duration == pytest.approx(N / 25, abs=0.1)
+
+
+def test_sample_indices():
+    assert sample_indices(100, count=5) == [0, 25, 50, 74, 99]
+    assert sample_indices(3, count=8) == [0, 1, 2]
+    assert sample_indices(25, stride=10) == [0, 10, 20]
+    assert sample_indices(25) is None
+    with pytest.raises(ValueError):
+        sample_indices(10, count=2, stride=2)
+
+
+def test_all_frames_in_order(counter_video):
+    got = [(i, _read_index(f)) for i, f in iter_frames(counter_video)]
+    assert [i for i, _ in got] == list(range(N))
+    assert all(i == j for i, j in got)
+
+
+@pytest.mark.parametrize("seek_gap", [2, 10_000])
+def test_count_stride_indices_match_content(counter_video, monkeypatch, seek_gap):
+    """With seeking forced on every gap (2) or never (10 000), the same frames come back."""
+    monkeypatch.setattr(video_mod, "SEEK_GAP", seek_gap)
+    for kwargs, expected in [
+        ({"count": 7}, sample_indices(N, count=7)),
+        ({"stride": 10}, list(range(0, N, 10))),
+        ({"indices": [59, 3, 40, 3]}, [3, 40, 59]),
+    ]:
+        got = list(iter_frames(counter_video, **kwargs))
+        assert [i for i, _ in got] == expected, kwargs
+        assert [_read_index(f) for _, f in got] == expected, kwargs
+        assert all(f.shape == (48, 64, 3) and f.dtype == np.uint8 for _, f in got)
+
+
+def test_frame_folder_is_a_video(tmp_path, astronaut):
+    from PIL import Image
+
+    folder = tmp_path / "seq"
+    folder.mkdir()
+    for i in range(5):
+        Image.fromarray(_frame(i)).save(folder / f"{i:03d}.png")
+    assert sniff(folder) == "video"
+    assert probe(folder).n_frames == 5
+    assert [i for i, _ in iter_frames(folder, stride=2)] == [0, 2, 4]
+
+
+def test_image_is_one_frame(tmp_path, astronaut):
+    from PIL import Image
+
+    Image.fromarray(astronaut).save(tmp_path / "a.png")
+    frames = list(iter_frames(tmp_path / "a.png", count=8))
+    assert len(frames) == 1 and frames[0][0] == 0
+    np.testing.assert_array_equal(frames[0][1], astronaut)
+
+
+def test_bad_videos(tmp_path, counter_video):
+    data = counter_video.read_bytes()
+    (tmp_path / "zero.mp4").write_bytes(b"")
+    (tmp_path / "text.mp4").write_text("not a video at all\n" * 20)
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])  # moov atom lost (written at the end)
+    for name, cause in [("zero.mp4", "zero_bytes"), ("text.mp4", "not_media"), ("cut.mp4", "truncated"),
+                        ("absent.mp4", "missing")]:
+        with pytest.raises(MediaError) as info:
+            list(iter_frames(tmp_path / name, count=4))
+        assert info.value.cause == cause, (name, info.value)
+        assert name in str(info.value)

@@ -1,0 +1,88 @@
+"""``dflab scan`` and ``dflab demo`` end to end through the CLI, with a tiny checkpoint saved as safetensors + card."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from dflab.cli import main
+from dflab.scan.corpus import EXPECTED, outcome
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    from dflab.models.base import build_detector
+    from dflab.models.checkpoint import save_detector
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("ckpt") / "tiny"
+    save_detector(build_detector("lisiam_tiny"), out, {"name": "tiny-test", "calibration": {"temperature": 1.5}})
+    return out
+
+
+def test_scan_folder_writes_json_csv_html_and_exit_code(ckpt, media_dir, tmp_path, capsys):
+    out = tmp_path / "rep"
+    code = main(["scan", str(media_dir), "--detector", str(ckpt), "--out", str(out), "--max-frames", "3",
+                 "--jobs", "2", "--no-progress", "--overlay-video"])  # fmt: skip
+    records = json.loads((out / "scan.json").read_text())["files"]
+    names = sorted(p.name for p in media_dir.iterdir())
+    assert sorted(r["path"].rsplit("/", 1)[-1] for r in records) == names  # every media file, in order
+    for r in records:
+        name = r["path"].rsplit("/", 1)[-1]
+        if name in EXPECTED:
+            assert outcome(r) in EXPECTED[name], r
+    assert code & 4  # some files could not be scanned
+    assert bool(code & 1) == any(r["verdict"] == "fake" for r in records)
+    rows = list(csv.DictReader((out / "scan.csv").open()))
+    assert len(rows) == len(records) and {"verdict", "score", "ci_low", "ci_high"} <= set(rows[0])
+    page = (out / "report.html").read_text()
+    assert page.count("<section>") == len(records) and "data:image/png;base64," in page
+    clip = next(r for r in records if r["path"].endswith("clip.mp4"))
+    assert clip["status"] == "ok" and (out / clip["overlay_video"]).stat().st_size > 0
+    printed = capsys.readouterr().out
+    assert "zero_bytes.mp4: ERROR zero_bytes" in printed
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_scan_cli_on_each_broken_file(ckpt, media_dir, name, capsys):
+    code = main(["scan", str(media_dir / name), "--detector", str(ckpt), "--out", "-", "--no-progress"])
+    rec = json.loads(capsys.readouterr().out)["files"][0]
+    assert outcome(rec) in EXPECTED[name]
+    assert code == (4 if rec["status"] == "error" else (1 if rec["verdict"] == "fake" else 0))
+
+
+def test_ensemble_and_calibration_are_recorded(ckpt, media_dir, capsys):
+    main(["scan", str(media_dir / "astronaut.png"), "--detector", str(ckpt), "--detector", str(ckpt),
+          "--out", "-", "--no-progress"])  # fmt: skip
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["files"][0]["detectors"] == ["tiny-test", "tiny-test"]
+    assert doc["meta"]["cards"][0]["calibration"]["temperature"] == 1.5
+
+
+def test_unusable_detector_is_exit_2(tmp_path, media_dir, capsys):
+    assert main(["scan", str(media_dir / "astronaut.png"), "--detector", str(tmp_path / "none.safetensors")]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
+
+
+def test_demo_writes_report_with_real_and_forgery(ckpt, tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--detector", str(ckpt)]) == 0
+    printed = capsys.readouterr().out
+    assert "astronaut.png:" in printed and "astronaut_forgery.png:" in printed
+    records = json.loads((tmp_path / "demo" / "scan.json").read_text())["files"]
+    assert [r["status"] for r in records] == ["ok", "ok"]
+    assert (tmp_path / "demo" / "report.html").exists()
+
+
+def test_self_blend_changes_only_the_face(astronaut):
+    import numpy as np
+
+    from dflab.scan.demo import self_blend
+
+    lm = np.array([[180 + 60 * np.cos(t), 120 + 70 * np.sin(t)] for t in np.linspace(0, 6.28, 68)], np.float32)
+    fake, mask = self_blend(astronaut, lm, np.random.default_rng(0))
+    changed = np.abs(fake.astype(int) - astronaut.astype(int)).sum(axis=2) > 0
+    assert changed[120, 180] and not changed[400, 400] and not changed[10, 500]
+    assert mask.max() <= 1.0 and mask[120, 180] > 0.9 and mask[400, 400] == 0

@@ -1,0 +1,111 @@
+"""Data streams: replayable plans, class balance, frames per video, sharding, targets, no swallowed errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dflab.data.manifest import Manifest
+from dflab.errors import MediaError
+from dflab.train.config import DataConfig, StreamConfig
+from dflab.train.data import PlanSampler, build_stream, collate, effective_split
+
+
+def _stream(manifest, targets=frozenset(), **cfg):
+    data = DataConfig(size=32, streams={"default": StreamConfig(**cfg)})
+    m = Manifest(manifest, readonly=True)
+    return build_stream(m, data.streams["default"], data, targets=frozenset(targets), mean=(0.5,) * 3,
+                        std=(0.5,) * 3, seed=3, name="default")  # fmt: skip
+
+
+def test_supervised_plan_is_balanced_and_replayable(supervised_manifest):
+    s = _stream(supervised_manifest, mode="supervised", split="train")
+    p0, p0b, p1 = s.plan(0), s.plan(0), s.plan(1)
+    assert p0 == p0b and p0 != p1
+    labels = [s.rows[i].label for i, _, _ in p0]
+    assert labels.count(1) == labels.count(0) == 16  # 12 fake rows oversampled to the 16 reals
+    no_bal = _stream(supervised_manifest, mode="supervised", split="train", balance=False)
+    assert len(no_bal.plan(0)) == 28
+
+
+def test_frames_per_video(supervised_manifest):
+    s = _stream(supervised_manifest, mode="supervised", split="val", frames_per_video=2, balance=False)
+    plan = s.plan(0)
+    per_video = {}
+    for i, _, _ in plan:
+        per_video.setdefault(s.rows[i].video_id, set()).add(s.rows[i].frame_index)
+    assert all(len(v) == 2 for v in per_video.values()) and len(per_video) == 4
+    assert {r for v in per_video.values() for r in v} != set()  # frames differ between epochs (a chance of equality)
+    other = {(s.rows[i].video_id, s.rows[i].frame_index) for i, _, _ in s.plan(1)}
+    assert len(other) == 8
+
+
+def test_real_only_makes_fakes_with_targets(supervised_manifest):
+    s = _stream(
+        supervised_manifest, targets={"mask", "boundary", "category"}, mode="real_only", split="train",
+        synthesizers=["test_patch"], fake_ratio=0.5, donor_pool=False,
+    )  # fmt: skip
+    plan = s.plan(0)
+    assert all(s.rows[i].label == 0 for i, _, _ in plan)
+    assert sum(f for _, f, _ in plan) == len(plan) // 2
+    batch = collate([s[it] for it in plan[:6]])
+    assert batch["image"].shape == (6, 3, 32, 32) and batch["mask"].shape == (6, 1, 32, 32)
+    assert set(batch) == {"image", "label", "video_id", "mask", "boundary", "category"}
+    for k in range(6):
+        fake = bool(plan[k][1])
+        assert int(batch["label"][k]) == int(fake)
+        assert (batch["mask"][k].sum() > 0) == fake
+        assert int(batch["category"][k]) == (0 if fake else -1)
+    again = collate([s[it] for it in plan[:6]])
+    torch.testing.assert_close(again["image"], batch["image"], rtol=0, atol=0)
+
+
+def test_only_declared_targets(supervised_manifest):
+    s = _stream(supervised_manifest, mode="supervised", split="train")
+    item = s[s.plan(0)[0]]
+    assert set(item) == {"image", "label", "video_id"}
+
+
+def test_augmentation_replays_from_item_seed(supervised_manifest):
+    aug = {"ops": [{"name": "HorizontalFlip", "p": 0.5}]}
+    s = _stream(supervised_manifest, mode="supervised", split="train", augment=aug)
+    plain = _stream(supervised_manifest, mode="supervised", split="train")
+    kinds = []
+    for it in s.plan(0)[:16]:
+        a = s[it]["image"]
+        torch.testing.assert_close(s[it]["image"], a, rtol=0, atol=0)  # same item seed, same augmentation
+        raw = plain[it]["image"]
+        assert torch.equal(a, raw) or torch.equal(a, raw.flip(-1))
+        kinds.append(torch.equal(a, raw))
+    assert any(kinds) and not all(kinds)
+
+
+def test_sampler_shards_and_resumes(supervised_manifest):
+    s = _stream(supervised_manifest, mode="supervised", split="train")
+    full = list(PlanSampler(s))
+    r0, r1 = list(PlanSampler(s, rank=0, world=2)), list(PlanSampler(s, rank=1, world=2))
+    assert sorted(r0 + r1) == sorted(full) and not set(r0) & set(r1)
+    late = PlanSampler(s)
+    late.set_start(10)
+    assert list(late) == full[10:]
+    late.set_epoch(1)
+    assert list(late) != full[10:]
+
+
+def test_missing_crop_raises(supervised_manifest, tmp_path):
+    s = _stream(supervised_manifest, mode="supervised", split="train")
+    item = s.plan(0)[0]
+    (s.root / s.rows[item[0]].crop_path).unlink()
+    with pytest.raises(MediaError, match="missing"):
+        s[item]
+
+
+def test_effective_split_hash():
+    from dflab.data.manifest import FaceRow
+
+    rows = [FaceRow("d", f"v{i}", 0, 0, 0, "real", "", "", "", [], [], []) for i in range(400)]
+    val = [effective_split(r, 0.25) for r in rows].count("val")
+    assert 60 < val < 140
+    assert effective_split(rows[0], 0.0) == ""
+    assert np.all([effective_split(r, 0.25) in ("val", "train") for r in rows])
