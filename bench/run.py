@@ -15,7 +15,14 @@ from pathlib import Path
 
 import torch
 
-MODULES = ["bench.bench_prepare", "bench.bench_synthesis", "bench.bench_train", "bench.bench_scan", "bench.bench_serve"]
+MODULES = [
+    "bench.bench_prepare",
+    "bench.bench_faces",
+    "bench.bench_synthesis",
+    "bench.bench_train",
+    "bench.bench_scan",
+    "bench.bench_serve",
+]
 
 
 def main() -> None:

@@ -146,14 +146,15 @@ def val_logits(ckpt: Path) -> dict:
     loaded = load_detector(ckpt)
     sc = scorer_from_model(loaded.model, loaded.card)
     size = sc.spec.size
+    man_root = RUN / "faces"
     with Manifest(RUN / "faces", readonly=True) as man:
-        rows = [r for r in man.rows() if r.split == "val"]
+        rows = man.faces(split="val")
     logits, labels, groups, videos = [], [], [], []
     for start in range(0, len(rows), 64):
         chunk = rows[start : start + 64]
         crops = []
         for r in chunk:
-            bgr = cv2.imread(str(RUN / "faces" / r.crop_path))
+            bgr = cv2.imread(str(man_root / r.crop_path))
             crops.append(cv2.resize(bgr[:, :, ::-1], (size, size), interpolation=cv2.INTER_AREA))
         with torch.inference_mode():
             logits.append(sc.model(sc.to_tensor(crops))["logits"].float().numpy())
@@ -234,7 +235,7 @@ def data_summary() -> dict:
     from dflab.data.manifest import Manifest
 
     with Manifest(RUN / "faces", readonly=True) as man:
-        rows = list(man.rows())
+        rows = man.faces()
     out: dict = {}
     for r in rows:
         k = f"{r.split}/{r.dataset}/{'fake' if r.label else 'real'}"

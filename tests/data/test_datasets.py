@@ -15,17 +15,31 @@ def _by_id(records):
 
 
 def test_registry_lists_every_seed_dataset():
-    for name in ("ffpp", "celebdf", "dfdc", "dfdc_preview", "dfd", "uadfv", "dftimit", "wilddeepfake", "folder", "media"):
+    for name in (
+        "ffpp",
+        "celebdf",
+        "dfdc",
+        "dfdc_preview",
+        "dfd",
+        "uadfv",
+        "dftimit",
+        "wilddeepfake",
+        "folder",
+        "media",
+    ):
         assert name in DATASETS
 
 
 def test_ffpp_layout_splits_compression_masks(tmp_path, tiny_mp4, place):
     r = tmp_path / "ff"
     for comp in ("raw", "c40"):
-        place(tiny_mp4, r / f"original_sequences/youtube/{comp}/videos/000.mp4",
-              r / f"original_sequences/youtube/{comp}/videos/003.mp4",
-              r / f"manipulated_sequences/Face2Face/{comp}/videos/000_003.mp4",
-              r / f"manipulated_sequences/FaceShifter/{comp}/videos/003_000.mp4")
+        place(
+            tiny_mp4,
+            r / f"original_sequences/youtube/{comp}/videos/000.mp4",
+            r / f"original_sequences/youtube/{comp}/videos/003.mp4",
+            r / f"manipulated_sequences/Face2Face/{comp}/videos/000_003.mp4",
+            r / f"manipulated_sequences/FaceShifter/{comp}/videos/003_000.mp4",
+        )
     place(tiny_mp4, r / "manipulated_sequences/Face2Face/masks/videos/000_003.mp4")
     (r / "splits").mkdir()
     (r / "splits/test.json").write_text(json.dumps([["000", "003"]]))
@@ -63,8 +77,12 @@ def test_dfdc_parts_and_cross_part_originals(tmp_path, tiny_mp4, place):
     place(tiny_mp4, p0 / "aaa.mp4", p1 / "bbb.mp4")
     (p0 / "metadata.json").write_text(json.dumps({"aaa.mp4": {"label": "REAL", "split": "train", "original": None}}))
     (p1 / "metadata.json").write_text(
-        json.dumps({"bbb.mp4": {"label": "FAKE", "split": "train", "original": "aaa.mp4"},
-                    "ccc.mp4": {"label": "FAKE", "split": "train", "original": "aaa.mp4"}})
+        json.dumps(
+            {
+                "bbb.mp4": {"label": "FAKE", "split": "train", "original": "aaa.mp4"},
+                "ccc.mp4": {"label": "FAKE", "split": "train", "original": "aaa.mp4"},
+            }
+        )
     )
     recs = _by_id(scan_dataset("dfdc", tmp_path))
     assert recs["aaa"].label == 0 and recs["aaa"].identity == "aaa"
@@ -74,10 +92,14 @@ def test_dfdc_parts_and_cross_part_originals(tmp_path, tiny_mp4, place):
 
 def test_dfdc_preview(tmp_path, tiny_mp4, place):
     place(tiny_mp4, tmp_path / "original_videos/1/1_A/001.mp4", tmp_path / "method_A/1/1_A/2_001.mp4")
-    (tmp_path / "dataset.json").write_text(json.dumps({
-        "original_videos/1/1_A/001.mp4": {"label": "real", "set": "train"},
-        "method_A/1/1_A/2_001.mp4": {"label": "fake", "set": "test", "target_id": "1"},
-    }))
+    (tmp_path / "dataset.json").write_text(
+        json.dumps(
+            {
+                "original_videos/1/1_A/001.mp4": {"label": "real", "set": "train"},
+                "method_A/1/1_A/2_001.mp4": {"label": "fake", "set": "test", "target_id": "1"},
+            }
+        )
+    )
     recs = _by_id(scan_dataset("dfdc_preview", tmp_path))
     fake = recs["method_A/1/1_A/2_001"]
     assert (fake.label, fake.method, fake.split, fake.identity) == (1, "method_A", "test", "1")
@@ -85,8 +107,13 @@ def test_dfdc_preview(tmp_path, tiny_mp4, place):
 
 
 def test_celebdf_test_list(tmp_path, tiny_mp4, place):
-    place(tiny_mp4, tmp_path / "Celeb-real/id0_0000.mp4", tmp_path / "Celeb-synthesis/id0_id1_0000.mp4",
-          tmp_path / "YouTube-real/00001.mp4", tmp_path / "Celeb-real/id1_0003.mp4")
+    place(
+        tiny_mp4,
+        tmp_path / "Celeb-real/id0_0000.mp4",
+        tmp_path / "Celeb-synthesis/id0_id1_0000.mp4",
+        tmp_path / "YouTube-real/00001.mp4",
+        tmp_path / "Celeb-real/id1_0003.mp4",
+    )
     (tmp_path / "List_of_testing_videos.txt").write_text(
         "1 YouTube-real/00001.mp4\n0 Celeb-synthesis/id0_id1_0000.mp4\n1 Celeb-real/id9_0009.mp4\n"
     )
@@ -99,8 +126,11 @@ def test_celebdf_test_list(tmp_path, tiny_mp4, place):
 
 
 def test_dfd(tmp_path, tiny_mp4, place):
-    place(tiny_mp4, tmp_path / "original_sequences/actors/c23/videos/01__exit_phone_room.mp4",
-          tmp_path / "manipulated_sequences/DeepFakeDetection/c23/videos/01_02__exit_phone_room__YVGY8LOK.mp4")
+    place(
+        tiny_mp4,
+        tmp_path / "original_sequences/actors/c23/videos/01__exit_phone_room.mp4",
+        tmp_path / "manipulated_sequences/DeepFakeDetection/c23/videos/01_02__exit_phone_room__YVGY8LOK.mp4",
+    )
     recs = _by_id(scan_dataset("dfd", tmp_path))
     fake = recs["DeepFakeDetection/01_02__exit_phone_room__YVGY8LOK"]
     assert (fake.original_id, fake.source_id, fake.identity) == ("01__exit_phone_room", "02", "01")
@@ -116,8 +146,11 @@ def test_uadfv(tmp_path, tiny_mp4, place):
 def test_dftimit_quality_and_vidtimit_frames(tmp_path, tiny_mp4, place):
     from PIL import Image
 
-    place(tiny_mp4, tmp_path / "DeepfakeTIMIT/lower_quality/fadg0/sa1-video-fram1.avi",
-          tmp_path / "DeepfakeTIMIT/higher_quality/fadg0/sa1-video-fram1.avi")
+    place(
+        tiny_mp4,
+        tmp_path / "DeepfakeTIMIT/lower_quality/fadg0/sa1-video-fram1.avi",
+        tmp_path / "DeepfakeTIMIT/higher_quality/fadg0/sa1-video-fram1.avi",
+    )
     frames = tmp_path / "VidTIMIT/fadg0/video/sa1"
     frames.mkdir(parents=True)
     for i in range(3):

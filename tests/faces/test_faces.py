@@ -75,7 +75,9 @@ def test_landmarks_follow_the_crop(detector, astronaut):
     lm = transform_points(face.landmarks, crop.matrix)
     assert (lm > 0).all() and (lm < 128).all()
     # refitting on the crop (same face, 128 px) lands near the transformed points
-    refit = detector.landmarks(crop.image, tuple(transform_points(np.array(face.box).reshape(2, 2), crop.matrix).ravel()))
+    refit = detector.landmarks(
+        crop.image, tuple(transform_points(np.array(face.box).reshape(2, 2), crop.matrix).ravel())
+    )
     assert np.linalg.norm(refit - lm, axis=1).mean() < 3.0
 
 

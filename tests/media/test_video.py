@@ -18,7 +18,7 @@ def _frame(i: int) -> np.ndarray:
 
 
 def _read_index(rgb: np.ndarray) -> int:
-    return int(round(float(rgb.mean()) / 4))
+    return round(float(rgb.mean()) / 4)
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +89,12 @@ def test_bad_videos(tmp_path, counter_video):
     (tmp_path / "zero.mp4").write_bytes(b"")
     (tmp_path / "text.mp4").write_text("not a video at all\n" * 20)
     (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])  # moov atom lost (written at the end)
-    for name, cause in [("zero.mp4", "zero_bytes"), ("text.mp4", "not_media"), ("cut.mp4", "truncated"),
-                        ("absent.mp4", "missing")]:
+    for name, cause in [
+        ("zero.mp4", "zero_bytes"),
+        ("text.mp4", "not_media"),
+        ("cut.mp4", "truncated"),
+        ("absent.mp4", "missing"),
+    ]:
         with pytest.raises(MediaError) as info:
             list(iter_frames(tmp_path / name, count=4))
         assert info.value.cause == cause, (name, info.value)

@@ -86,3 +86,22 @@ def test_self_blend_changes_only_the_face(astronaut):
     changed = np.abs(fake.astype(int) - astronaut.astype(int)).sum(axis=2) > 0
     assert changed[120, 180] and not changed[400, 400] and not changed[10, 500]
     assert mask.max() <= 1.0 and mask[120, 180] > 0.9 and mask[400, 400] == 0
+
+
+def test_a_pickled_checkpoint_is_never_unpickled(tmp_path, media_dir, capsys):
+    """A torch/pickle file whose unpickling would run code is refused without being executed."""
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    evil = tmp_path / "model.pt"
+    evil.write_bytes(pickle.dumps(Payload()))
+    (tmp_path / "model.safetensors").write_bytes(pickle.dumps(Payload()))
+    for det in (evil, tmp_path / "model.safetensors", tmp_path):
+        code = main(["scan", str(media_dir / "astronaut.png"), "--detector", str(det), "--out", "-", "--no-progress"])
+        assert code == 2, det
+    assert not marker.exists()

@@ -16,6 +16,8 @@ from dflab.train.loop import Trainer
 from dflab.train.recipes import load_recipe
 
 TINY = ["data.size=32", "train.progress=false", "data.batch_size=8", "train.log_every=1", "data.num_workers=0"]
+# the tiny recipes read FF++ + real_videos rows; the synthetic manifest is one dataset with train/val splits
+ANY_ROWS = ["data.streams.default.datasets=null", "data.streams.default.split=train", "data.val.datasets=null"]
 
 
 def _rows(run):
@@ -25,7 +27,7 @@ def _rows(run):
 
 def _train(name, manifest, tmp_path, extra):
     ensure_torchvision()  # the loop's versions() imports timm
-    cfg = load_recipe(name, [f"data.manifest={manifest}", *TINY, *extra])
+    cfg = load_recipe(name, [f"data.manifest={manifest}", *TINY, *ANY_ROWS, *extra])
     tr = Trainer(cfg, tmp_path / name)
     summary = tr.fit()
     tr.close()
@@ -52,7 +54,8 @@ def test_lae_tiny_two_stages_with_active_selection(supervised_manifest, tmp_path
         supervised_manifest,
         tmp_path,
         ["train.epochs=3", "train.steps_per_epoch=2", "schedule.kwargs.stage1_epochs=2", "schedule.kwargs.n_active=2",
-         "data.size=64"],  # the decoder's output size is the model's input_size
+         "data.size=64",  # the decoder's output size is the model's input_size
+         "data.streams.active.datasets=null", "data.streams.active.split=train"],
     )  # fmt: skip
     rows = _rows(run)
     assert [r["phase"] for r in rows] == ["stage1"] * 4 + ["stage2"] * 2

@@ -37,7 +37,7 @@ import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from dflab.data.manifest import FAKE, REAL, VideoRecord
 from dflab.errors import ConfigError
@@ -182,8 +182,16 @@ class DeepFakeDetection:
                 orig = f"{target}__{m['scene']}"
             records.append(
                 VideoRecord(
-                    "dfd", f"DeepFakeDetection/{p.stem}", str(p), FAKE, "DeepFakeDetection", "", comp,
-                    original_id=orig, source_id=source, identity=target,
+                    "dfd",
+                    f"DeepFakeDetection/{p.stem}",
+                    str(p),
+                    FAKE,
+                    "DeepFakeDetection",
+                    "",
+                    comp,
+                    original_id=orig,
+                    source_id=source,
+                    identity=target,
                 )
             )
         return records
@@ -222,8 +230,16 @@ class CelebDF:
                 orig = f"Celeb-real/{m['target']}_{m['clip']}" if m else ""
                 records.append(
                     VideoRecord(
-                        "celebdf", vid, str(root / rel), FAKE, "celebdf", split, "",
-                        original_id=orig, source_id=m["source"] if m else "", identity=m["target"] if m else "",
+                        "celebdf",
+                        vid,
+                        str(root / rel),
+                        FAKE,
+                        "celebdf",
+                        split,
+                        "",
+                        original_id=orig,
+                        source_id=m["source"] if m else "",
+                        identity=m["target"] if m else "",
                     )
                 )
             else:
@@ -256,8 +272,12 @@ class DFDC:
                 for row in csv.DictReader(fh):
                     stem = Path(row["filename"]).stem
                     label = "FAKE" if str(row["label"]).strip() in ("1", "1.0", "FAKE") else "REAL"
-                    entries[stem] = {"label": label, "split": "test", "_path": lc.parent / row["filename"],
-                                     "_part": lc.parent.name}
+                    entries[stem] = {
+                        "label": label,
+                        "split": "test",
+                        "_path": lc.parent / row["filename"],
+                        "_part": lc.parent.name,
+                    }
         records = []
         for stem in sorted(entries):
             info = entries[stem]
@@ -265,8 +285,14 @@ class DFDC:
             orig = Path(info["original"]).stem if fake and info.get("original") else ""
             records.append(
                 VideoRecord(
-                    "dfdc", stem, str(info["_path"]), FAKE if fake else REAL, "dfdc" if fake else "real",
-                    info.get("split", "train"), "", original_id=orig,
+                    "dfdc",
+                    stem,
+                    str(info["_path"]),
+                    FAKE if fake else REAL,
+                    "dfdc" if fake else "real",
+                    info.get("split", "train"),
+                    "",
+                    original_id=orig,
                     identity=orig if fake else stem,  # DFDC names no identity: a fake shares its original's
                     extra={"part": info["_part"]},
                 )
@@ -293,9 +319,15 @@ class DFDCPreview:
             target = str(info.get("target_id", "") or "")
             records.append(
                 VideoRecord(
-                    "dfdc_preview", str(Path(rel).with_suffix("")), str(root / rel), FAKE if fake else REAL, method,
-                    {"train": "train", "test": "test"}.get(str(info.get("set", "")), str(info.get("set", ""))), "",
-                    identity=target, extra={k: v for k, v in info.items() if isinstance(v, str | int | float)},
+                    "dfdc_preview",
+                    str(Path(rel).with_suffix("")),
+                    str(root / rel),
+                    FAKE if fake else REAL,
+                    method,
+                    {"train": "train", "test": "test"}.get(str(info.get("set", "")), str(info.get("set", ""))),
+                    "",
+                    identity=target,
+                    extra={k: v for k, v in info.items() if isinstance(v, str | int | float)},
                 )
             )
         return records
@@ -326,7 +358,7 @@ class DFTIMIT:
     """DeepfakeTIMIT LQ/HQ fakes; VidTIMIT reals (frame folders) when present under ``VidTIMIT/``."""
 
     name = "dftimit"
-    _quality = {"lower_quality": "LQ", "higher_quality": "HQ"}
+    _quality: ClassVar[dict[str, str]] = {"lower_quality": "LQ", "higher_quality": "HQ"}
 
     def scan(self, root: Path, *, compression: str | None = None, **_: Any) -> list[VideoRecord]:
         root = Path(root)
@@ -334,15 +366,23 @@ class DFTIMIT:
         _require(base, *self._quality)
         records = []
         for qdir, q in self._quality.items():
-            if compression and compression.upper() != q or not (base / qdir).is_dir():
+            if (compression and compression.upper() != q) or not (base / qdir).is_dir():
                 continue
             for p in sorted((base / qdir).glob("*/*.avi")):
                 subject = p.parent.name
                 sentence, _, other = p.stem.partition("-video-")
                 records.append(
                     VideoRecord(
-                        "dftimit", f"{q}/{subject}/{p.stem}", str(p), FAKE, "dftimit", "", q,
-                        original_id=f"{subject}/{sentence}", source_id=other, identity=subject,
+                        "dftimit",
+                        f"{q}/{subject}/{p.stem}",
+                        str(p),
+                        FAKE,
+                        "dftimit",
+                        "",
+                        q,
+                        original_id=f"{subject}/{sentence}",
+                        source_id=other,
+                        identity=subject,
                     )
                 )
         vid = root / "VidTIMIT"
@@ -377,8 +417,14 @@ class WildDeepfake:
                 rel = d.relative_to(root)
                 records.append(
                     VideoRecord(
-                        "wilddeepfake", str(rel), str(d), label, "real" if label == REAL else "wilddeepfake",
-                        top.split("_")[1], "", kind="frames",
+                        "wilddeepfake",
+                        str(rel),
+                        str(d),
+                        label,
+                        "real" if label == REAL else "wilddeepfake",
+                        top.split("_")[1],
+                        "",
+                        kind="frames",
                         identity=rel.parts[1] if len(rel.parts) > 1 else "",  # the source-video folder
                     )
                 )

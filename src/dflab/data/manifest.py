@@ -245,11 +245,13 @@ class Manifest:
     def videos(self, **where: Any) -> list[dict[str, Any]]:
         sql, args = self._where(where, [*_VIDEO_COLS, "status", "error_cause"])
         rows = self.db.execute(f"SELECT * FROM videos{sql} ORDER BY dataset, video_id", args).fetchall()
-        return [{k: (json.loads(r[k]) if k in _JSON_COLS else r[k]) for k in r.keys()} for r in rows]
+        return [{k: (json.loads(r[k]) if k in _JSON_COLS else r[k]) for k in r.keys()} for r in rows]  # noqa: SIM118 (sqlite3.Row iterates values)
 
     def events(self, **where: Any) -> list[dict[str, Any]]:
         sql, args = self._where(where, ["dataset", "video_id", "frame_index", "kind"])
-        return [dict(r) for r in self.db.execute(f"SELECT * FROM events{sql} ORDER BY dataset, video_id, frame_index", args)]
+        return [
+            dict(r) for r in self.db.execute(f"SELECT * FROM events{sql} ORDER BY dataset, video_id, frame_index", args)
+        ]
 
     @staticmethod
     def _where(where: dict[str, Any], allowed: list[str]) -> tuple[str, list[Any]]:
@@ -271,7 +273,9 @@ class Manifest:
 
     def summary(self) -> dict[str, Any]:
         q = self.db.execute
-        causes = dict(q("SELECT error_cause, COUNT(*) FROM videos WHERE status='error' GROUP BY error_cause").fetchall())
+        causes = dict(
+            q("SELECT error_cause, COUNT(*) FROM videos WHERE status='error' GROUP BY error_cause").fetchall()
+        )
         return {
             "videos": q("SELECT COUNT(*) FROM videos").fetchone()[0],
             "videos_done": q("SELECT COUNT(*) FROM videos WHERE status='done'").fetchone()[0],

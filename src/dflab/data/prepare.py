@@ -49,8 +49,13 @@ class PrepareSettings:
     detector: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"count": self.count, "stride": self.stride, "size": self.size, "margin": self.margin,
-                "detector": self.detector}
+        return {
+            "count": self.count,
+            "stride": self.stride,
+            "size": self.size,
+            "margin": self.margin,
+            "detector": self.detector,
+        }
 
 
 @dataclass
@@ -102,7 +107,9 @@ def _paired_crops(
             events.append((f.frame_index, f"{suffix}_missing_frame", path))
             continue
         if (rgb.shape[1], rgb.shape[0]) != f.frame_size:
-            events.append((f.frame_index, f"{suffix}_size_mismatch", f"{rgb.shape[1]}x{rgb.shape[0]} vs {f.frame_size}"))
+            events.append(
+                (f.frame_index, f"{suffix}_size_mismatch", f"{rgb.shape[1]}x{rgb.shape[0]} vs {f.frame_size}")
+            )
             continue
         img = crop_box(rgb, f.crop.box, size).image
         if grey:
@@ -113,16 +120,18 @@ def _paired_crops(
     return crops, events
 
 
-def process_video(
-    video: VideoRecord, original_path: str, out: Path, settings: PrepareSettings
-) -> VideoResult:
+def process_video(video: VideoRecord, original_path: str, out: Path, settings: PrepareSettings) -> VideoResult:
     """Prepare one video (runs in a worker process). Media errors become an error result, never an exception."""
     sampling = Sampling(count=settings.count, stride=settings.stride)
     try:
-        faces, events = extract_faces(video.path, sampling, _detector(settings.detector), size=settings.size,
-                                      margin=settings.margin)
+        faces, events = extract_faces(
+            video.path, sampling, _detector(settings.detector), size=settings.size, margin=settings.margin
+        )
     except MediaError as exc:
         return VideoResult(video, [], [], 0, (exc.cause, exc.detail))
+    except (cv2.error, RuntimeError, ValueError, OSError, MemoryError) as exc:
+        # a decoder/detector failure on one file is recorded with its type, and the batch goes on
+        return VideoResult(video, [], [], 0, ("decode_error", f"{type(exc).__name__}: {exc}"))
     n_frames = len({f.frame_index for f in faces}) + sum(1 for e in events if e[1] == "no_face")
     rel_dir = Path("crops") / safe_relpath(video.dataset) / safe_relpath(video.video_id)
     out_dir = out / rel_dir
@@ -144,15 +153,26 @@ def process_video(
         key = (f.frame_index, f.track_id)
         rows.append(
             FaceRow(
-                dataset=video.dataset, video_id=video.video_id, frame_index=f.frame_index, track_id=f.track_id,
-                label=video.label, method=video.method, split=video.split, compression=video.compression,
+                dataset=video.dataset,
+                video_id=video.video_id,
+                frame_index=f.frame_index,
+                track_id=f.track_id,
+                label=video.label,
+                method=video.method,
+                split=video.split,
+                compression=video.compression,
                 crop_path=str(rel_dir / f"{f.frame_index:06d}_{f.track_id:02d}.png"),
-                box=[float(v) for v in f.crop.box], det_box=[float(v) for v in f.det.box],
-                landmarks=np.round(f.landmarks.astype(np.float64), 3).tolist(), det_score=float(f.det.score),
-                identity=video.identity, original_id=video.original_id,
+                box=[float(v) for v in f.crop.box],
+                det_box=[float(v) for v in f.det.box],
+                landmarks=np.round(f.landmarks.astype(np.float64), 3).tolist(),
+                det_score=float(f.det.score),
+                identity=video.identity,
+                original_id=video.original_id,
                 original_crop=str(rel_dir / originals[key]) if key in originals else "",
                 mask_crop=str(rel_dir / masks[key]) if key in masks else "",
-                frame_width=f.frame_size[0], frame_height=f.frame_size[1], crop_size=settings.size,
+                frame_width=f.frame_size[0],
+                frame_height=f.frame_size[1],
+                crop_size=settings.size,
             )
         )
     return VideoResult(video, rows, events, n_frames)
@@ -163,7 +183,7 @@ def _check_settings(man: Manifest, dataset: str, settings: PrepareSettings) -> N
     if saved is None:
         man.set_meta("settings", settings.to_dict())
         man.set_meta("dataset", dataset)
-        man.set_meta("detector", FaceDetector(settings.detector).config())
+        man.set_meta("detector", _detector(settings.detector).config())
     elif saved != settings.to_dict():
         raise ConfigError(f"{man.path} was prepared with {saved}; this run asks for {settings.to_dict()}")
 
@@ -179,8 +199,12 @@ def prepare_records(
     workers: int = 1,
     detector: str = "dlib",
     progress: bool = True,
+    retry_errors: bool = False,
 ) -> dict[str, Any]:
-    """Prepare a list of media records into ``out`` (crops + ``manifest.sqlite``); returns the summary."""
+    """Prepare a list of media records into ``out`` (crops + ``manifest.sqlite``); returns the summary.
+
+    Videos already ``done`` (or ``error``, unless ``retry_errors``) in the manifest are skipped: that is the resume.
+    """
     if frames is not None and stride is not None:
         raise ValueError("give frames or stride, not both")
     out = Path(out)
@@ -190,7 +214,8 @@ def prepare_records(
     t0 = time.time()
     with Manifest(out / MANIFEST_NAME) as man:
         _check_settings(man, records[0].dataset if records else "", settings)
-        todo = [r for r in records if man.video_status(r.dataset, r.video_id) not in ("done", "error")]
+        final = ("done",) if retry_errors else ("done", "error")
+        todo = [r for r in records if man.video_status(r.dataset, r.video_id) not in final]
         skipped = len(records) - len(todo)
         jobs = [(r, by_id[r.original_id].path if r.original_id in by_id else "", out, settings) for r in todo]
         bar = _progress(len(records), skipped, progress)
@@ -217,8 +242,12 @@ def prepare_records(
             bar.close()
         summary = man.summary()
     summary.update(
-        {"skipped_already_done": skipped, "processed": len(todo), "seconds": round(time.time() - t0, 2),
-         "manifest": str(out / MANIFEST_NAME)}
+        {
+            "skipped_already_done": skipped,
+            "processed": len(todo),
+            "seconds": round(time.time() - t0, 2),
+            "manifest": str(out / MANIFEST_NAME),
+        }
     )
     return summary
 
@@ -244,14 +273,25 @@ def prepare_dataset(
     limit: int | None = None,
     progress: bool = True,
     detector: str = "dlib",
+    retry_errors: bool = False,
     **options: Any,
 ) -> dict[str, Any]:
     """Scan a registered dataset (``options`` go to its adapter, e.g. ``compression="c40"``) and prepare it."""
     records = scan_dataset(dataset, root, **options)
     if limit is not None:
         records = records[:limit]
-    return prepare_records(records, out, frames=frames, stride=stride, size=size, margin=margin, workers=workers,
-                           detector=detector, progress=progress)
+    return prepare_records(
+        records,
+        out,
+        frames=frames,
+        stride=stride,
+        size=size,
+        margin=margin,
+        workers=workers,
+        detector=detector,
+        progress=progress,
+        retry_errors=retry_errors,
+    )
 
 
 def prepare_media(paths: list[str | Path], out: str | Path, **kwargs: Any) -> dict[str, Any]:
@@ -285,6 +325,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="only the first N videos (sorted by id)")
     parser.add_argument("--compression", default=None, help="ffpp/dfd: raw|c23|c40; dftimit: LQ|HQ")
     parser.add_argument("--detector", default="dlib", choices=["dlib", "dlib_cnn"])
+    parser.add_argument("--retry-errors", action="store_true", help="redo videos recorded as errors (e.g. now present)")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -302,9 +343,19 @@ def run(args: argparse.Namespace) -> int:
         root = args.root[0]
     try:
         summary = prepare_dataset(
-            args.dataset, root, args.out, frames=frames, stride=args.stride, size=args.size, margin=args.margin,
-            workers=args.workers, limit=args.limit, progress=not args.no_progress and sys.stderr.isatty()
-            or os.environ.get("DFLAB_PROGRESS") == "1", detector=args.detector, **options,
+            args.dataset,
+            root,
+            args.out,
+            frames=frames,
+            stride=args.stride,
+            size=args.size,
+            margin=args.margin,
+            workers=args.workers,
+            limit=args.limit,
+            progress=(not args.no_progress and sys.stderr.isatty()) or os.environ.get("DFLAB_PROGRESS") == "1",
+            detector=args.detector,
+            retry_errors=args.retry_errors,
+            **options,
         )
     except ConfigError as exc:
         print(f"dflab prepare: {exc}", file=sys.stderr)

@@ -44,17 +44,29 @@ def pick_cases(pred: Predictions, k: int = 4, threshold: float = 0.5) -> dict[st
     return out
 
 
-def read_frame(path: str, index: int) -> np.ndarray | None:
-    """One frame of a video (or the image itself) as RGB, ``None`` when it cannot be decoded (reported, not fatal)."""
+def read_frames(path: str, indices: Sequence[int]) -> dict[int, np.ndarray]:
+    """Frames ``indices`` of a video (or the image itself) as RGB, by one sequential decode up to the last one.
+
+    Sequential rather than seeking: the result must be exactly the frame the crop came from, whatever the keyframe
+    layout. Undecodable media give an empty dict (the gallery then omits the frame panel).
+    """
     from dflab.errors import MediaError
     from dflab.media import iter_frames
 
+    want = set(int(i) for i in indices)
+    out: dict[int, np.ndarray] = {}
+    if not want:
+        return out
+    last = max(want)
     try:
-        for _, rgb in iter_frames(path, indices=[index]):
-            return rgb
+        for i, rgb in iter_frames(path):
+            if i in want:
+                out[i] = rgb
+            if i >= last:
+                break
     except (MediaError, OSError):
-        return None
-    return None
+        return out
+    return out
 
 
 def explain_rows(
@@ -72,6 +84,10 @@ def explain_rows(
         or ``None``), ``maps`` (name -> (h, w) map in crop px).
     """
     spec = spec or model.input_spec
+    frames: dict[tuple[str, str], dict[int, np.ndarray]] = {}
+    for key in {(r.dataset, r.video_id) for r in rows}:
+        if (media or {}).get(key):
+            frames[key] = read_frames(media[key], [r.frame_index for r in rows if (r.dataset, r.video_id) == key])
     out = []
     for r in rows:
         face = read_rgb(r.crop_path)
@@ -83,13 +99,11 @@ def explain_rows(
             panels.append(("Grad-CAM (fake)", overlay(face, cam)))
         maps = {k: _resize(v[0], face.shape[:2]) for k, v in detector_maps(model, x).items()}
         panels.extend((f"map: {k}", overlay(face, v)) for k, v in maps.items())
-        frame_path = (media or {}).get((r.dataset, r.video_id))
         heat = cam if cam is not None else next(iter(maps.values()), None)
-        if frame_path and heat is not None and len(r.box) == 4:
-            frame = read_frame(frame_path, r.frame_index)
-            if frame is not None:
-                m = box_matrix(r.box, (face.shape[1], face.shape[0]))
-                panels.append(("on frame", overlay_on_frame(frame, heat, m, box=r.box)))
+        frame = frames.get((r.dataset, r.video_id), {}).get(r.frame_index)
+        if heat is not None and frame is not None and len(r.box) == 4:
+            m = box_matrix(r.box, (face.shape[1], face.shape[0]))
+            panels.append(("on frame", overlay_on_frame(frame, heat, m, box=r.box)))
         out.append({"row": r, "panels": panels, "gradcam": cam, "maps": maps})
     return out
 

@@ -34,9 +34,9 @@ class CropResult:
 def square_box(det_box: Box, margin: float = 1.3) -> Box:
     """Square window of side ``margin × max(w, h)`` around the detector box's centre, on integer pixels."""
     x0, y0, x1, y1 = det_box
-    side = max(1, int(round(max(x1 - x0, y1 - y0) * margin)))
+    side = max(1, round(max(x1 - x0, y1 - y0) * margin))
     cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
-    bx, by = int(round(cx - side / 2.0)), int(round(cy - side / 2.0))
+    bx, by = round(cx - side / 2.0), round(cy - side / 2.0)
     return (float(bx), float(by), float(bx + side), float(by + side))
 
 
@@ -46,7 +46,7 @@ def crop_box(rgb: np.ndarray, box: Box, size: int = 256) -> CropResult:
     Shape:
         rgb (H, W, C) uint8; returns image (size, size, C).
     """
-    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    x0, y0, x1, y1 = (round(v) for v in box)
     side = x1 - x0
     if side <= 0 or y1 - y0 != side:
         raise ValueError(f"crop box must be a non-empty square, got {box}")
@@ -63,7 +63,9 @@ def crop_box(rgb: np.ndarray, box: Box, size: int = 256) -> CropResult:
     s = size / side
     # pixel centres: crop pixel u covers frame x in [x0 + u/s, x0 + (u+1)/s); we map with the corner convention
     matrix = np.array([[s, 0.0, -x0 * s], [0.0, s, -y0 * s]], dtype=np.float64)
-    return CropResult(image=np.ascontiguousarray(image), box=(float(x0), float(y0), float(x1), float(y1)), matrix=matrix)
+    return CropResult(
+        image=np.ascontiguousarray(image), box=(float(x0), float(y0), float(x1), float(y1)), matrix=matrix
+    )
 
 
 def crop_face(rgb: np.ndarray, det_box: Box, *, size: int = 256, margin: float = 1.3) -> CropResult:

@@ -35,8 +35,10 @@ class _Track:
 
 
 def _centre(face: DetectedFace) -> np.ndarray:
-    return face.landmarks.mean(axis=0) if face.landmarks is not None and len(face.landmarks) else np.array(
-        [(face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2]
+    return (
+        face.landmarks.mean(axis=0)
+        if face.landmarks is not None and len(face.landmarks)
+        else np.array([(face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2])
     )
 
 
@@ -74,7 +76,7 @@ def track_faces(
         if live and faces:
             cost = np.array([[_match_cost(t.face, f, max_shift) for f in faces] for t in live])
             rows, cols = linear_sum_assignment(cost)
-            for r, c in zip(rows, cols):
+            for r, c in zip(rows, cols, strict=True):
                 if cost[r, c] < 1.0:
                     assigned[c] = r
         labelled = []

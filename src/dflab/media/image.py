@@ -91,7 +91,11 @@ def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
                 try:
                     img.load()
                 except OSError as exc:
-                    cause = "truncated" if "truncated" in str(exc).lower() or "broken" in str(exc).lower() else "decode_error"
+                    cause = (
+                        "truncated"
+                        if "truncated" in str(exc).lower() or "broken" in str(exc).lower()
+                        else "decode_error"
+                    )
                     raise MediaError(path, cause, str(exc)) from exc
                 except (ValueError, SyntaxError) as exc:
                     raise MediaError(path, "decode_error", str(exc)) from exc

@@ -166,7 +166,7 @@ def _video_info(path: Path, container: av.container.InputContainer) -> MediaInfo
         duration = 0.0
     n = int(stream.frames or 0)
     if n <= 0 and fps > 0 and duration > 0:
-        n = int(round(duration * fps))
+        n = round(duration * fps)
     return MediaInfo("video", n, fps, w, h, duration)
 
 
@@ -183,7 +183,7 @@ def sample_indices(n_frames: int, *, count: int | None = None, stride: int | Non
             raise ValueError(f"count must be positive, got {count}")
         if n_frames <= 0:
             return []
-        return sorted({int(round(x)) for x in np.linspace(0, n_frames - 1, num=min(count, n_frames))})
+        return sorted({round(x) for x in np.linspace(0, n_frames - 1, num=min(count, n_frames))})
     if stride is not None:
         if stride <= 0:
             raise ValueError(f"stride must be positive, got {stride}")
@@ -291,7 +291,7 @@ def _decode_wanted(
     idx = -1  # index of the frame last decoded
     while pos < len(wanted):
         if can_seek and wanted[pos] - idx > SEEK_GAP:
-            ts = start_pts + int(math.floor(wanted[pos] / fps / tb))
+            ts = start_pts + math.floor(wanted[pos] / fps / tb)
             container.seek(ts, stream=stream, backward=True, any_frame=False)
             idx = None  # unknown until the first frame's timestamp
         sought_for = pos
@@ -299,7 +299,7 @@ def _decode_wanted(
             if idx is None:
                 if frame.pts is None:
                     raise av.error.ValueError(0, "frame without timestamp after a seek")
-                idx = int(round((frame.pts - start_pts) * tb * fps))
+                idx = round((frame.pts - start_pts) * tb * fps)
             else:
                 idx += 1
             while pos < len(wanted) and wanted[pos] < idx:

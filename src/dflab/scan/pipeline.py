@@ -349,10 +349,14 @@ def _scan(path, scorers, opts, progress, deadline, t0) -> ScanResult:
     kind = media.sniff(path)
     spec = scorers[0].spec
     progress(0.02, f"{kind}: decoding")
-    frames: list[tuple[int, float, np.ndarray]] = []
+    # decode → detect → crop one frame at a time; a frame is kept only if an overlay (or the TTA) needs it
+    frames: list[tuple[int, float, np.ndarray | None]] = []
+    detections: list[tuple[int, list[Any]]] = []
+    crops: dict[tuple[int, int], _Face] = {}
     fps = 0.0
     if kind == "image":
-        frames.append((0, 0.0, _read_still(path, opts)))
+        source = iter([(0, _read_still(path, opts))])
+        wanted = [0]
         n_total = 1
     else:
         info = media.probe(path)
@@ -363,27 +367,32 @@ def _scan(path, scorers, opts, progress, deadline, t0) -> ScanResult:
         fps = float(info.fps or 25.0)
         n_total = int(info.n_frames or 0)
         wanted = sample_plan(n_total, opts)
-        for idx, rgb in media.iter_frames(path, indices=wanted):
-            _check_deadline(deadline)
-            frames.append((int(idx), idx / fps if fps else 0.0, rgb))
-            progress(0.02 + 0.28 * len(frames) / len(wanted), f"decoded {len(frames)} frames")
-        if not frames:
-            raise MediaError(path, "no_frames", "the decoder returned no frame")
+        source = media.iter_frames(path, indices=wanted)
+    overlay_frames = _overlay_frame_choice(wanted, opts)
+    first_shape = (0, 0)
+    for idx, rgb in source:
+        _check_deadline(deadline)
+        ts = idx / fps if fps else 0.0
+        dets = face_detector().detect(rgb)
+        detections.append((int(idx), dets))
+        for j, det in enumerate(dets):
+            crops[(int(idx), j)] = _crop(rgb, det, spec, int(idx), ts)
+        keep = kind == "image" or opts.overlay_video or idx in overlay_frames
+        frames.append((int(idx), ts, rgb if keep else None))
+        first_shape = first_shape if first_shape[0] else rgb.shape[:2]
+        progress(0.02 + 0.58 * len(frames) / len(wanted), f"faces in {len(frames)}/{len(wanted)} frames")
+    if not frames:
+        raise MediaError(path, "no_frames", "the decoder returned no frame")
 
-    # faces: detect on every sampled frame, then track (the prepare path's tracker, dflab.faces.track_faces)
+    # tracks: the prepare path's tracker (dflab.faces.track_faces) links the detections across sampled frames
     from dflab.faces import track_faces
 
-    detections = []
-    for k, (idx, _ts, rgb) in enumerate(frames):
-        _check_deadline(deadline)
-        detections.append((idx, face_detector().detect(rgb)))
-        progress(0.3 + 0.3 * (k + 1) / len(frames), f"faces in {k + 1}/{len(frames)} frames")
     per_frame: list[list[_Face]] = []
     dets_by_track: dict[int, Any] = {}
-    for (idx, ts, rgb), (_idx, labelled) in zip(frames, track_faces(detections), strict=True):
+    for idx, labelled in track_faces(detections):
         faces = []
-        for tid, det in labelled:
-            face = _crop(rgb, det, spec, idx, ts)
+        for j, (tid, det) in enumerate(labelled):
+            face = crops[(idx, j)]
             face.track_id = tid
             faces.append(face)
             dets_by_track.setdefault(tid, det)
@@ -393,8 +402,8 @@ def _scan(path, scorers, opts, progress, deadline, t0) -> ScanResult:
     base = {
         "path": str(path),
         "kind": kind,
-        "width": int(frames[0][2].shape[1]),
-        "height": int(frames[0][2].shape[0]),
+        "width": int(first_shape[1]),
+        "height": int(first_shape[0]),
         "fps": fps,
         "n_frames": n_total,
         "n_sampled": len(frames),
@@ -410,7 +419,6 @@ def _scan(path, scorers, opts, progress, deadline, t0) -> ScanResult:
 
     # score: frames chosen for overlays get maps; the rest are scored without gradients
     rng = np.random.default_rng(opts.seed)
-    overlay_frames = _overlay_frame_choice([f[0] for f in frames], opts)
     want = [f.frame_index in overlay_frames for f in all_faces]
     for start in range(0, len(all_faces), opts.batch_size):
         _check_deadline(deadline)
@@ -486,7 +494,7 @@ def _scan(path, scorers, opts, progress, deadline, t0) -> ScanResult:
     }
     result = ScanResult(rec, fps=fps / max(1, _stride_of(frames)) if fps else 0.0)
     for (idx, _ts, rgb), faces in zip(frames, per_frame, strict=True):
-        if idx in overlay_frames or opts.overlay_video:
+        if rgb is not None and (idx in overlay_frames or opts.overlay_video):
             ov = render_overlay(rgb, faces, opts.threshold)
             if idx in overlay_frames:
                 result.overlays.append((f"frame{idx:06d}", ov))

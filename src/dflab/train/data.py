@@ -278,9 +278,6 @@ class FaceStream(Dataset):
                 raise MediaError(
                     self._abs(row.crop_path), "missing", "fake row has neither mask_crop nor original_crop for a mask"
                 )
-        if "boundary" in self.targets and "boundary" not in masks:
-            m = masks["mask"]
-            masks["boundary"] = 4.0 * m * (1.0 - m)  # Face X-ray eq. (2): B = 4·M·(1−M)
         for key in ("mask_in", "mask_ex"):
             if key in self.targets and key not in masks:
                 if label == 0:
@@ -299,7 +296,10 @@ class FaceStream(Dataset):
         rng: np.random.Generator,
         item_seed: int,
     ) -> dict[str, Any]:
-        wanted = [k for k in ("mask", "mask_in", "mask_ex", "boundary") if k in self.targets]
+        wanted = [k for k in ("mask", "mask_in", "mask_ex", "boundary") if k in self.targets and k in masks]
+        derive_boundary = "boundary" in self.targets and "boundary" not in masks
+        if derive_boundary and "mask" not in wanted:
+            wanted.append("mask")
         if image.shape[0] != self.size or image.shape[1] != self.size:
             image = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA)
         mlist = []
@@ -318,8 +318,13 @@ class FaceStream(Dataset):
             "label": torch.tensor(label, dtype=torch.long),
             "video_id": row.video_id,
         }
-        for k, m in zip(wanted, mlist, strict=True):
-            batch[k] = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None]
+        final = {k: np.ascontiguousarray(m, dtype=np.float32) for k, m in zip(wanted, mlist, strict=True)}
+        if derive_boundary:
+            m = final["mask"]
+            final["boundary"] = 4.0 * m * (1.0 - m)  # Face X-ray Eq. (2): B = 4·M·(1−M), on the final mask
+        for k in ("mask", "mask_in", "mask_ex", "boundary"):
+            if k in self.targets:
+                batch[k] = torch.from_numpy(final[k])[None]
         if "degraded" in self.targets:
             assert self.degrade is not None
             batch["degraded"] = self._to_tensor(self.degrade(rng, np.ascontiguousarray(image)))

@@ -472,6 +472,7 @@ class Trainer:
                 self.step += 1
                 n_img += parts.pop("n")
                 if self.step % t.log_every == 0 or self.step == self.total_steps:
+                    parts = {k: ddp.mean_across(v, self.dist) for k, v in parts.items()}  # same steps on every rank
                     ips = n_img * self.dist.world / max(time.perf_counter() - t0, 1e-9)
                     row = {"step": self.step, "epoch": self.epoch, "phase": phase.name, "stream": phase.stream}
                     self.log({**row, **{k: round(v, 6) for k, v in parts.items()}, "images_per_s": round(ips, 2)})
