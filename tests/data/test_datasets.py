@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from dflab.data.datasets import DATASETS, scan_dataset
 from dflab.errors import ConfigError
+from dflab.media import probe
 
 
 def _by_id(records):
@@ -67,7 +69,7 @@ def test_ffpp_shared_subset(shared_data):
 
 def test_dfdc_shared_reports_absent_files(shared_data):
     recs = scan_dataset("dfdc", shared_data / "dfdc")
-    present = [r for r in recs if (r.path and __import__("os").path.exists(r.path))]
+    present = [r for r in recs if Path(r.path).exists()]
     assert [r.video_id for r in present] == ["widuwuoiur"]
     assert len(recs) == 6 and all(r.label == 1 and r.original_id for r in recs)
 
@@ -154,11 +156,12 @@ def test_dftimit_quality_and_vidtimit_frames(tmp_path, tiny_mp4, place):
     frames = tmp_path / "VidTIMIT/fadg0/video/sa1"
     frames.mkdir(parents=True)
     for i in range(3):
-        Image.new("RGB", (32, 32)).save(frames / f"{i:03d}.jpg")
+        Image.new("RGB", (32, 32)).save(frames / f"{i:03d}", format="JPEG")  # VidTIMIT: no extension
     recs = _by_id(scan_dataset("dftimit", tmp_path))
     assert recs["LQ/fadg0/sa1-video-fram1"].compression == "LQ"
     assert recs["HQ/fadg0/sa1-video-fram1"].original_id == "fadg0/sa1"
     assert recs["fadg0/sa1"].label == 0
+    assert probe(recs["fadg0/sa1"].path).n_frames == 3
     assert {r.compression for r in scan_dataset("dftimit", tmp_path, compression="HQ") if r.label} == {"HQ"}
 
 

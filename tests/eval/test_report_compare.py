@@ -52,11 +52,12 @@ def _run(tmp_path: Path, name: str, detector: str, aucs: dict[str, float | None]
 
 def test_compare_table_like_the_papers(tmp_path: Path, capsys) -> None:
     a = _run(tmp_path, "a", "big_arts", {"UADFV": 0.9, "FF++": 0.8})
-    b = _run(tmp_path, "b", "lisiam", {"UADFV": 0.7, "FF++": None, "DFD": 0.6})
+    b = _run(tmp_path, "b", "lisiam", {"UADFV": 0.7, "FF++": None, "DFD": 0.6, "WildDeepfake": None})
     header, rows = compare.table([compare.load_run(a), compare.load_run(b)])
     assert header == ["run", "protocol", "UADFV", "FF++", "DFD", "Avg"]
     assert rows[0][0] == "big_arts" and abs(rows[0][-1] - 0.85) < 1e-12
-    assert rows[1][3] is None and abs(rows[1][-1] - 0.65) < 1e-12  # missing cells do not enter the average
+    # a missing cell does not enter the average; a test set with data in no run gets no column
+    assert rows[1][3] is None and abs(rows[1][-1] - 0.65) < 1e-12
     md = compare.to_markdown(header, rows)
     assert "| big_arts | p | 0.9000 | 0.8000 | – | 0.8500 |" in md
     import argparse
@@ -65,3 +66,14 @@ def test_compare_table_like_the_papers(tmp_path: Path, capsys) -> None:
     compare.add_arguments(parser)
     assert compare.run(parser.parse_args([str(a), str(b), "--format", "csv"])) == 0
     assert "UADFV" in capsys.readouterr().out
+
+
+def test_compare_robustness_columns_are_not_averaged(tmp_path: Path) -> None:
+    run = json.loads((_run(tmp_path, "a", "x", {"t": 0.5}) / "results.json").read_text())
+    run["_path"] = str(tmp_path / "a" / "results.json")
+    lv = {"auc": 1.0}
+    run["robustness"] = {"sweeps": {"jpeg": {"levels": [{"level": 90, "video": lv, "frame": lv}]}}}
+    header, rows = compare.table([run], robustness=True)
+    assert header == ["run", "protocol", "t", "Avg", "jpeg@90"]
+    assert rows[0][3] == 0.5 and rows[0][4] == 1.0
+    assert compare.table([run])[0] == ["run", "protocol", "t", "Avg"]

@@ -100,6 +100,39 @@ def test_within_and_cross_manipulation(trained: tuple[Path, Path], tmp_path: Pat
     _open_in_chromium(out / "report.html", tmp_path / "shot.png")
 
 
+def test_partial_face_on_real_fakes(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    from dflab.eval.protocols import PARTIAL_REGIONS
+
+    ckpt, manifest = trained
+    out = tmp_path / "partial"
+    assert (
+        main(
+            [
+                "eval",
+                str(ckpt),
+                "--protocol",
+                "partial_face",
+                "--data",
+                str(manifest),
+                "--out",
+                str(out),
+                "--bootstrap",
+                "0",
+                "--gallery",
+                "0",
+                "--no-tsne",
+                "--no-average",
+            ]
+        )
+        == 0
+    )
+    res = json.loads((out / "results.json").read_text())
+    for region in PARTIAL_REGIONS:
+        t = res["tests"][region]
+        # every test fake (2 of 519_515, 8 of 004_982) has its original crop, so none is dropped
+        assert t["status"] == "ok" and t["frame"]["n_fake"] == 10 and t["n_missing"] == 0
+
+
 def _open_in_chromium(page: Path, shot: Path) -> None:
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(chromium).exists():

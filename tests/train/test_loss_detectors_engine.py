@@ -66,3 +66,25 @@ def test_lae_tiny_two_stages_with_active_selection(supervised_manifest, tmp_path
     sel = json.loads((run / "active_selection.json").read_text())
     assert sel["method"] == "active" and len(sel["keys"]) == 2 and len(sel["channels"]) == 10
     assert len(list((run / "active_masks").glob("*.png"))) == 2
+
+
+def test_dadd_tiny_alternates_subtasks_and_final(supervised_manifest, tmp_path):
+    # reals-only streams; the engine's test synthesizer stands in for the ADDG categories (one stream per sub-task)
+    subs = ["addg_inner_gaussblur", "addg_outer_gaussblur", "addg_inner_scaling"]
+    extra = ["train.epochs=1", "train.steps_per_epoch=8", "model.kwargs.n_tasks=3", "data.val.datasets=null"]
+    extra += [f"schedule.kwargs.sub_streams=[{','.join(subs)}]", "schedule.kwargs.t=2"]
+    for s in ["default", *subs]:
+        extra += [f"data.streams.{s}.synthesizers=[test_patch]", f"data.streams.{s}.synth_kwargs={{}}"]
+        extra += [
+            f"data.streams.{s}.split=train",
+            f"data.streams.{s}.datasets=null",
+            f"data.streams.{s}.donor_pool=false",
+        ]
+    run, _ = _train("dadd_tiny", supervised_manifest, tmp_path, extra)
+    rows = _rows(run)
+    assert [r["phase"] for r in rows] == [f"subtask:{s}" for s in subs] + ["final"] * 2 + [f"subtask:{s}" for s in subs]
+    assert [r["stream"] for r in rows][3:5] == ["default", "default"]
+    # the ℓ2,1 term enters only the final steps: there loss = ce + 0.1·l21
+    for r in rows:
+        reg = 0.1 * float(r["l21"]) if r["phase"] == "final" else 0.0
+        assert float(r["loss"]) == pytest.approx(float(r["ce"]) + reg, rel=1e-4)

@@ -110,7 +110,7 @@ def robustness_figure(robustness: dict[str, Any], level: str = "video"):
     """One panel per sweep: AUC against the degradation level (BiG-Arts Fig. 9)."""
     plt = _plt()
     n = len(robustness)
-    fig, axes = plt.subplots(1, n, figsize=(3.0 * n, 2.8), dpi=100, squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(2.45 * n, 2.6), dpi=100, squeeze=False)
     for ax, (name, res) in zip(axes[0], robustness.items(), strict=True):
         xs = [r["level"] for r in res["levels"]]
         for lv, style in (("frame", "--"), ("video", "-")):

@@ -79,8 +79,19 @@ def _is_image_head(head: bytes) -> bool:
     return head.startswith(_IMAGE_MAGIC) or (head.startswith(b"RIFF") and head[8:12] == b"WEBP")
 
 
+def _is_frame_file(p: Path) -> bool:
+    if not p.is_file():
+        return False
+    if p.suffix.lower() in IMAGE_EXTS:
+        return True
+    if p.suffix == "":  # VidTIMIT stores its frames as extension-less JPEGs (001, 002, …)
+        with open(p, "rb") as fh:
+            return _is_image_head(fh.read(32))
+    return False
+
+
 def _frame_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    return sorted(p for p in folder.iterdir() if _is_frame_file(p))
 
 
 def sniff(path: str | Path) -> str:

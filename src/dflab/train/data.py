@@ -264,7 +264,7 @@ class FaceStream(Dataset):
             image, label = res.image, int(res.label)
             masks["mask"] = np.asarray(res.mask, np.float32)
             masks.update({n: np.asarray(m, np.float32) for n, m in res.masks.items()})
-            category = int(getattr(params, "category", k)) if label else -1
+            category = self._category_index(synth, getattr(params, "category", k)) if label else -1
         else:
             image, label = face.image, int(row.label)
             if label == 0:
@@ -285,6 +285,16 @@ class FaceStream(Dataset):
                 else:
                     raise ConfigError(f"the detector needs {key!r} but the sample's synthesizer does not produce it")
         return self._finish(image, label, masks, category, row, rng, item_seed)
+
+    @staticmethod
+    def _category_index(synth: Any, category: Any) -> int:
+        """Index of a sample's category: its position in the synthesizer's ``categories`` when it names one."""
+        if isinstance(category, str):
+            names = list(getattr(synth, "categories", ()))
+            if category not in names:
+                raise ConfigError(f"category {category!r} is not one of {synth!r}'s categories {names}")
+            return names.index(category)
+        return int(category)
 
     def _finish(
         self,

@@ -17,7 +17,11 @@ Run directory::
 Resume: ``state.pt`` (loaded with ``weights_only=True``) holds the optimiser, schedule state, per-stream
 (epoch, batches consumed), torch/Python RNG states and the step; the learning rate is a pure function of the epoch.
 Item randomness is derived from the plan (see :mod:`dflab.train.data`), so a run killed at any point and resumed
-from ``last/`` ends with the same weights as an uninterrupted run on CPU.
+from ``last/`` ends with the same weights as an uninterrupted run on CPU. (Tests send the SIGKILL from inside the
+run after a given step with ``DFLAB_TEST_SIGKILL_AT_STEP=N``, so the kill point is exact.)
+
+A phase's ``trainable`` prefixes switch ``requires_grad``; batch-norm layers of frozen stages still update their
+running statistics (the model stays in train mode): freezing here means "no gradient", not eval mode.
 """
 
 from __future__ import annotations
@@ -293,12 +297,24 @@ class Trainer:
         if not self.is_main:
             return
         path = self.run_dir / file
-        new = not path.exists()
-        with open(path, "a", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(row))
-            if new:
+        fields: list[str] = []
+        if path.exists():
+            with open(path, newline="") as fh:
+                fields = next(csv.reader(fh), [])
+        extra = [k for k in row if k not in fields]
+        if extra or not fields:
+            # a phase that logs new loss parts: rewrite once with the union of columns (never misalign them)
+            old_rows = []
+            if fields:
+                with open(path, newline="") as fh:
+                    old_rows = list(csv.DictReader(fh))
+            fields = fields + extra
+            with open(path, "w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=fields)
                 w.writeheader()
-            w.writerow(row)
+                w.writerows(old_rows)
+        with open(path, "a", newline="") as fh:
+            csv.DictWriter(fh, fieldnames=fields).writerow(row)
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 

@@ -133,6 +133,21 @@ def test_recipes_validate_and_build_their_variant() -> None:
     assert tiny.data.size == 64 and tiny.data.streams["default"].synthesizers == ["bigarts_rr"]
 
 
+def test_stream_mix_schedule_keeps_the_batch_composition() -> None:
+    import dflab.train.schedules  # noqa: F401  (registers stream_mix)
+    from dflab.train.schedule import SCHEDULES
+
+    sched = SCHEDULES.get("stream_mix")(weights={"default": 4, "rr": 1, "fr": 1})
+    names = [sched.phase(s, 600).stream for s in range(600)]
+    assert names.count("default") == 400 and names.count("rr") == 100 and names.count("fr") == 100
+    assert all(names[i : i + 6].count("default") == 4 for i in range(0, 600, 6))  # spread within every cycle
+    assert names[:6] == ["default", "default", "rr", "default", "fr", "default"]
+    assert sched.streams() == ["default", "rr", "fr"]
+    assert SCHEDULES.get("stream_mix")(weights={"default": 1, "rr": 0}).streams() == ["default"]
+    with pytest.raises(ValueError, match="non-negative integers"):
+        SCHEDULES.get("stream_mix")(weights={"default": 1.5})
+
+
 @pytest.mark.slow
 def test_paper_recipe_forward_backward_at_256() -> None:
     from dflab.train.recipes import load_recipe

@@ -37,7 +37,9 @@ Deviations and open choices:
   branches' raw segmentation logits (Eq. 15's norm as a mean, so λ_li = 1 does not scale with H0·W0); gradients
   flow into both branches (no stop-gradient; the paper does not mention one).
 * No ImageNet Xception weights exist offline (the paper initialises from ImageNet); ``pretrained_path`` loads a
-  local timm ``legacy_xception`` checkpoint if given.
+  local timm ``legacy_xception`` checkpoint (strict) before the stride surgery. The backbone keeps timm's parameter
+  names (``backbone.conv1…``, ``backbone.block1…block12``), so the engine's ``model.pretrained`` with prefix
+  ``backbone.`` also works once the exit-flow keys (conv3/conv4/bn3/bn4/fc) are dropped from the file.
 * The tiny variant swaps Xception for a dilated timm ResNet-18 (output stride 8) and narrows every width; the
   structure (aux decoder, OCR, seg head, SCU, MT, SE, MLP) is unchanged.
 
@@ -91,13 +93,18 @@ class XceptionFeatures(nn.Module):
             block = getattr(net, name)
             block.skip.stride = (1, 1)
             block.rep[-1] = nn.Identity()
-        self.stem = nn.Sequential(net.conv1, net.bn1, net.act1, net.conv2, net.bn2, net.act2)
-        self.entry = nn.Sequential(net.block1, net.block2, net.block3, net.block4)
-        self.rest = nn.Sequential(*[getattr(net, f"block{i}") for i in range(5, 13)])
+        # keep timm's attribute names so a timm legacy_xception state dict loads under the "backbone." prefix
+        for name in ("conv1", "bn1", "act1", "conv2", "bn2", "act2", *(f"block{i}" for i in range(1, 13))):
+            setattr(self, name, getattr(net, name))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        low = self.entry(self.stem(x))
-        return low, self.rest(low)
+        x = self.act2(self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x))))))
+        for i in range(1, 5):
+            x = getattr(self, f"block{i}")(x)
+        low = x
+        for i in range(5, 13):
+            x = getattr(self, f"block{i}")(x)
+        return low, x
 
 
 class TimmOS8Features(nn.Module):
