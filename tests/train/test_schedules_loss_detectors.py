@@ -104,6 +104,11 @@ def test_lae_schedule_switches_to_encoder_only_stage2_after_selection(tmp_path, 
     s2 = SCHEDULES.get("lae")(stage1_epochs=2, n_active=2, selection=selection)
     s2.load_state_dict(state)
     assert s2.in_stage2 and s2.selected.keys == s.selected.keys
+    # a run resumed in stage 2 restricts a fresh (unrestricted) active stream again, from the masks on disk
+    fresh = _Stream(images, labels, masks)
+    s2.on_resume(_Trainer(model, {"default": src, "active": fresh}, tmp_path))
+    assert [r.video_id for r in fresh.rows] == [r.video_id for r in dst.rows]
+    assert [r.mask_crop for r in fresh.rows] == [r.mask_crop for r in dst.rows]
 
 
 def test_lae_schedule_none_has_no_stage2():

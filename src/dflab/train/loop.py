@@ -394,6 +394,7 @@ class Trainer:
         self.model.to(self.device)
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
+        self.schedule.on_resume(self)
         for n, s in state["streams"].items():
             if n in self._iters:
                 self._iters[n].load(s)

@@ -49,6 +49,10 @@ class Schedule:
     def on_epoch_end(self, trainer: Any, epoch: int) -> None:
         """Hook for extra phases between epochs (e.g. active selection). ``trainer`` exposes model, data, log."""
 
+    def on_resume(self, trainer: Any) -> None:
+        """Hook called after a resumed run restored model, optimiser and this schedule's state: re-apply what the
+        schedule had changed on the trainer (e.g. a restricted data stream)."""
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 

@@ -154,6 +154,23 @@ class LAESchedule(Schedule):
             raise RuntimeError(f"active selection left no fake with a mask in stream {self.active_stream!r}")
         stream.rows = rows
 
+    def on_resume(self, trainer: Any) -> None:
+        """A run resumed in stage 2 re-restricts the active stream to the selected fakes, whose masks were
+        written under ``<run_dir>/active_masks/`` at selection time (no oracle is asked twice)."""
+        if not (self.in_stage2 and self.selected):
+            return
+        import cv2
+
+        out_dir = Path(getattr(trainer, "run_dir", ".")) / "active_masks"
+        masks = {}
+        for key in self.selected.keys:
+            path = out_dir / (key.replace("/", "__") + ".png")
+            img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+            if img is None:
+                raise RuntimeError(f"resuming LAE stage 2: the selected fake's mask {path} is missing")
+            masks[key] = img.astype(np.float32) / 255.0
+        self._restrict(trainer, trainer.streams[self.active_stream], masks)
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "in_stage2": self.in_stage2,
