@@ -121,3 +121,14 @@ def test_training_facts_read_from_the_training_manifest(synth_manifest: Path) ->
     facts = training_facts(card)
     assert facts == {"datasets": {"synth"}, "methods": {"real", "Deepfakes"}}
     assert training_facts({}) == {"datasets": None, "methods": None}
+
+
+def test_media_without_faces_are_reported(tmp_path: Path, bright: BrightnessDetector) -> None:
+    videos = [*STANDARD, {"id": "nf", "label": 1, "method": "Deepfakes", "split": "test", "brightness": 0, "frames": 0}]
+    m = make_manifest(tmp_path / "p", videos)
+    cfg = EvalConfig(data=[str(m)], bootstrap=0, gallery=0, average=False, tsne=False)
+    res = evaluate(bright, cfg, log=lambda m: None)
+    t = res["tests"]["test"]
+    assert t["video"]["n"] == 4  # the faceless video is not scored ...
+    assert [v["video_id"] for v in t["media_without_faces"]] == ["nf"]  # ... and is listed
+    assert any("gave no face" in w for w in res["warnings"])

@@ -99,3 +99,16 @@ def test_bad_videos(tmp_path, counter_video):
             list(iter_frames(tmp_path / name, count=4))
         assert info.value.cause == cause, (name, info.value)
         assert name in str(info.value)
+
+
+@pytest.mark.slow
+def test_single_late_frame_after_seek_equals_full_decode(shared_data):
+    """Regression: a seek as the first decoder operation gave corrupt (green) frames on FF++ c23 (H.264 4:4:4)."""
+    path = shared_data / "ffpp/original_sequences/youtube/c23/videos/519.mp4"
+    full = dict(iter_frames(path, indices=[250, 300, 653, 726]))  # sorted request: sequential + seeks
+    sequential = {i: f for i, f in iter_frames(path) if i in full}
+    for i in (300, 653, 726):
+        ((j, frame),) = list(iter_frames(path, indices=[i]))
+        assert j == i
+        assert np.abs(frame.astype(int) - sequential[i]).mean() < 1.0, f"frame {i} differs from a full decode"
+        assert np.abs(full[i].astype(int) - sequential[i]).mean() < 1.0

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from dflab.data.manifest import Manifest
 from dflab.eval import metrics
 from dflab.eval.predict import Predictions, load_rows, predict, subsample_per_track, video_paths
 from dflab.eval.protocols import Protocol, get_protocol
@@ -88,8 +89,6 @@ def training_facts(card: dict[str, Any]) -> dict[str, set[str] | None]:
     training = (card or {}).get("training") or {}
     manifest = training.get("manifest")
     if manifest and Path(manifest).exists():
-        from dflab.data.manifest import Manifest
-
         with Manifest(manifest, readonly=True) as man:
             for stream in (training.get("streams") or {}).values():
                 where: dict[str, Any] = {"split": stream.get("split", "train")}
@@ -101,6 +100,28 @@ def training_facts(card: dict[str, Any]) -> dict[str, set[str] | None]:
                     found["datasets"].add(r.dataset)
                     found["methods"].add(r.method)
     return {k: (v or None) for k, v in found.items()}
+
+
+def _faceless_media(manifests: Sequence[str | Path], where: dict[str, Any]) -> list[dict[str, str]]:
+    """Media of the test set that contributed no face (no face found, or an error recorded by ``prepare``)."""
+    from dflab.data.manifest import VideoRecord
+
+    cols = {f for f in VideoRecord.__dataclass_fields__}
+    vwhere = {k: v for k, v in where.items() if k in cols}
+    out = []
+    for m in manifests:
+        with Manifest(m, readonly=True) as man:
+            for v in man.videos(**vwhere):
+                if not v.get("n_faces"):
+                    out.append(
+                        {
+                            "dataset": v["dataset"],
+                            "video_id": v["video_id"],
+                            "status": v.get("status", ""),
+                            "cause": v.get("error_cause") or "no_face",
+                        }
+                    )
+    return out
 
 
 def _git_sha() -> str:
@@ -226,6 +247,13 @@ def evaluate(
             tests[ts.name] = {"status": "no data", "reason": f"all {len(rows)} crops unreadable", "where": where}
             continue
         res = score_set(pred, cfg)
+        faceless = _faceless_media(cfg.data, where)
+        if faceless:
+            res["media_without_faces"] = faceless[:50]
+            warnings.append(
+                f"test set {ts.name!r}: {len(faceless)} media item(s) gave no face or failed to decode and are not "
+                "scored (listed in JSON)"
+            )
         res["where"] = where
         res["paper"] = ts.paper
         res["seen"] = (ts.method in facts["methods"]) if (ts.method and facts["methods"] is not None) else None
@@ -439,8 +467,3 @@ def _average_section(model: Detector, spec: InputSpec, pred: Predictions, cfg: E
         )
     what = "Grad-CAM" if cfg.gradcam else "detector map"
     return f"<p class=muted>mean face and mean {what} over five frames per video</p>" + "".join(cells)
-
-
-def evaluate_rows_only(model: Detector, rows: Sequence[Any], cfg: EvalConfig) -> dict[str, Any]:
-    """Metrics of one list of rows (no protocol), e.g. for a quick check in a notebook."""
-    return score_set(predict(model, rows, batch_size=cfg.batch_size), cfg)

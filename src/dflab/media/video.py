@@ -300,6 +300,12 @@ def _decode_wanted(
     produced = 0
     pos = 0  # index of the next wanted entry
     idx = -1  # index of the frame last decoded
+    if can_seek and wanted[0] > SEEK_GAP:
+        # Seeking a decoder that has not yet decoded a frame returns corrupt pictures on some H.264 streams
+        # (seen on FF++ c23 High 4:4:4: a first-operation seek to a keyframe gives a green frame). One decoded
+        # frame opens the decoder properly; it costs one frame, not the gap.
+        next(iter(container.decode(stream)), None)
+        idx = 0
     while pos < len(wanted):
         if can_seek and wanted[pos] - idx > SEEK_GAP:
             ts = start_pts + math.floor(wanted[pos] / fps / tb)

@@ -61,21 +61,26 @@ class StreamConfig(_Strict):
 
     Attributes:
         mode: ``real_only`` — real rows only, a fraction ``fake_ratio`` of items turned into fakes on the fly by
-            ``synthesizers``; ``supervised`` — the manifest's own real and fake rows (masks from the dataset mask
-            or from the difference to ``original_crop``).
+            ``synthesizers``; ``supervised`` — the manifest's own real and fake rows (masks per
+            ``DataConfig.fake_mask``); ``fake_source`` — the manifest's fake rows that have an ``original_crop``,
+            a fraction ``fake_ratio`` of items turned into new fakes by ``synthesizers`` that start from a fake
+            (BiG-Arts (Fake, Real), ``bigarts_fr``; donors = the manifest's reals under the same filters), the
+            rest the dataset fakes themselves.
         split: manifest split(s) to read. A validation stream must not read ``test``.
         datasets, methods: optional row filters (manifest columns).
         exclude_videos: video ids left out (e.g. beauty-filtered clips, see shared/data/README.md).
         synthesizers: names in ``dflab.synthesis.SYNTHESIZERS``; ``synth_weights`` their sampling weights;
             ``synth_kwargs`` per-synthesizer keyword arguments to ``sample_params``.
-        fake_ratio: fraction of fake items per epoch (class balance; 0.5 = balanced).
+        fake_ratio: fraction of fake items per epoch (class balance; 0.5 = balanced); in ``fake_source`` mode the
+            fraction of on-the-fly (synthesised) items, every item being a fake.
         frames_per_video: frames drawn per video each epoch (``None`` = all).
         balance: in ``supervised`` mode, oversample the minority class to ``fake_ratio``.
         degrade: name in ``dflab.train.data.DEGRADERS`` producing the ``degraded`` target when a detector asks.
-        donor_pool: build a nearest-landmark donor pool from this stream's real rows (for BI / blending).
+        donor_pool: build a nearest-landmark donor pool of real rows (for BI / blending): the stream's own in
+            ``real_only`` mode, the manifest's reals under the stream's filters in ``fake_source`` mode.
     """
 
-    mode: Literal["real_only", "supervised"] = "supervised"
+    mode: Literal["real_only", "supervised", "fake_source"] = "supervised"
     split: str | list[str] = "train"
     datasets: list[str] | None = None
     methods: list[str] | None = None
@@ -93,8 +98,8 @@ class StreamConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> StreamConfig:
-        if self.mode == "real_only" and self.fake_ratio > 0 and not self.synthesizers:
-            raise ValueError("a real_only stream with fake_ratio > 0 needs at least one synthesizer")
+        if self.mode in ("real_only", "fake_source") and self.fake_ratio > 0 and not self.synthesizers:
+            raise ValueError(f"a {self.mode} stream with fake_ratio > 0 needs at least one synthesizer")
         if self.synth_weights is not None and len(self.synth_weights) != len(self.synthesizers):
             raise ValueError("synth_weights must have one weight per synthesizer")
         return self
@@ -116,6 +121,11 @@ class DataConfig(_Strict):
         unsplit_val_fraction: rows whose dataset has no official split (``split == ""``, e.g. a ``folder``
             dataset) are assigned to ``val`` for this fraction of videos (by a hash of the video id, so whole
             videos go one way) and to ``train`` otherwise.
+        fake_mask: ground-truth ``mask`` of a dataset fake (not an on-the-fly one): ``dataset`` — its
+            ``mask_crop`` (dataset or oracle mask), else the DIFF mask against ``original_crop``; ``diff`` — the
+            DIFF mask (Dang et al. 2020; LiSiam Table VII) against ``original_crop``, else ``mask_crop``;
+            ``ssim`` — LiSiam's SSIM mask (§III-E, ``dflab.synthesis.masks.ssim_mask``) against
+            ``original_crop``, else ``mask_crop``.
     """
 
     manifest: str | None = None
@@ -125,6 +135,7 @@ class DataConfig(_Strict):
     streams: dict[str, StreamConfig]
     val: StreamConfig | None = None
     unsplit_val_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    fake_mask: Literal["dataset", "diff", "ssim"] = "dataset"
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:

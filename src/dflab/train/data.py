@@ -4,12 +4,25 @@ A stream (:class:`FaceStream`) is built from a :class:`~dflab.train.config.Strea
 selects. All randomness is explicit and replayable:
 
 * :meth:`FaceStream.plan` draws, from ``(seed, stream, epoch)`` only, the epoch's items: frames-per-video subset,
-  class balance (on-the-fly fakes in ``real_only`` mode, minority oversampling in ``supervised`` mode), shuffle,
-  and one integer seed per item. :class:`PlanSampler` shards the plan across ranks (``set_epoch`` like
+  class balance (on-the-fly fakes in ``real_only`` / ``fake_source`` mode, minority oversampling in ``supervised``
+  mode), shuffle, and one integer seed per item. :class:`PlanSampler` shards the plan across ranks (``set_epoch`` like
   ``DistributedSampler``) and can start mid-epoch, which is what makes a killed run resume exactly.
 * :meth:`FaceStream.__getitem__` takes an item ``(row, make_fake, item_seed)`` and derives every random choice
   (synthesizer, its params, augmentation, degradation) from ``item_seed`` — so DataLoader workers, their number
   and their order do not change a batch.
+
+Stream modes (:class:`~dflab.train.config.StreamConfig`): ``supervised`` reads the manifest's real and fake rows;
+``real_only`` reads its reals and turns a fraction of items into on-the-fly fakes; ``fake_source`` reads its
+*dataset fakes that have an* ``original_crop`` and turns a fraction of items into on-the-fly fakes made *from a
+fake* — BiG-Arts' (Fake, Real) augmentation (``bigarts_fr``, §3.3), whose donor pool holds the manifest's reals
+selected by the same split/dataset filters (targets of another identity).
+
+Ground truth of a dataset fake (``supervised`` / ``fake_source`` items not synthesised), chosen by
+``DataConfig.fake_mask``: ``dataset`` — the row's ``mask_crop``, else the DIFF mask against ``original_crop``;
+``diff`` — DIFF (Dang et al. 2020; LiSiam Table VII) against the original, else ``mask_crop``; ``ssim`` — LiSiam's
+SSIM mask (§III-E) against the original, else ``mask_crop``. BiG-Arts' ``mask_in``/``mask_ex`` of a dataset fake
+are ``Convex(|x' − x| > γ)`` and its boundary (§3.1, :func:`dflab.synthesis.big_arts_aug.bigarts_targets`),
+which need the original.
 
 A batch is a dict: ``image`` (B,3,H,W) float normalised with the detector's mean/std, ``label`` (B,) long,
 ``video_id`` (list of str), plus exactly the keys the detector's ``targets`` declares
@@ -36,10 +49,13 @@ from dflab.data.manifest import FaceRow, Manifest
 from dflab.errors import ConfigError, MediaError
 from dflab.registry import Registry
 from dflab.synthesis.base import FaceSample
-from dflab.synthesis.masks import diff_mask
+from dflab.synthesis.masks import diff_mask, ssim_mask
 from dflab.train.config import DataConfig, StreamConfig
 
 Item = tuple[int, int, int]  # (row index, make_fake 0/1, item seed)
+
+#: ground-truth ``mask`` of a dataset fake (``DataConfig.fake_mask``; see the module docstring)
+FAKE_MASKS = ("dataset", "diff", "ssim")
 
 #: name -> fn(rng, image uint8 HxWx3) -> degraded image uint8, for the ``degraded`` target (LiSiam's paired view).
 DEGRADERS: Registry[Callable[[np.random.Generator, np.ndarray], np.ndarray]] = Registry("degrader")
@@ -104,7 +120,8 @@ def effective_split(row: FaceRow, unsplit_val_fraction: float) -> str:
 
 
 def select_rows(manifest: Manifest, cfg: StreamConfig, unsplit_val_fraction: float = 0.0) -> list[FaceRow]:
-    """Manifest rows a stream reads (split / dataset / method filters; reals only in ``real_only`` mode)."""
+    """Manifest rows a stream reads (split / dataset / method filters; reals only in ``real_only`` mode; fakes with
+    an ``original_crop`` only in ``fake_source`` mode — a fake without its original cannot be a (Fake, Real) source)."""
     where: dict[str, Any] = {}
     if cfg.datasets:
         where["dataset"] = list(cfg.datasets)
@@ -112,10 +129,22 @@ def select_rows(manifest: Manifest, cfg: StreamConfig, unsplit_val_fraction: flo
         where["method"] = list(cfg.methods)
     if cfg.mode == "real_only":
         where["label"] = 0
+    elif cfg.mode == "fake_source":
+        where["label"] = 1
     rows = manifest.faces(**where)
+    if cfg.mode == "fake_source":
+        rows = [r for r in rows if r.original_crop]
     excluded = set(cfg.exclude_videos)
     splits = set(cfg.splits())
     return [r for r in rows if r.video_id not in excluded and effective_split(r, unsplit_val_fraction) in splits]
+
+
+def select_donor_rows(manifest: Manifest, cfg: StreamConfig, unsplit_val_fraction: float = 0.0) -> list[FaceRow]:
+    """Real rows a stream's donor pool holds: the stream's own rows in ``real_only`` mode; in ``fake_source`` mode
+    the manifest's reals under the stream's split / dataset / video filters (``methods`` selects fakes only)."""
+    if cfg.mode != "fake_source":
+        return select_rows(manifest, cfg, unsplit_val_fraction)
+    return select_rows(manifest, cfg.model_copy(update={"mode": "real_only", "methods": None}), unsplit_val_fraction)
 
 
 class FaceStream(Dataset):
@@ -131,6 +160,7 @@ class FaceStream(Dataset):
         seed: run seed; the plan depends on ``(seed, name, epoch)`` only.
         name: stream name.
         pool: donor pool for blending synthesizers (``None`` when none is needed).
+        fake_mask: ground truth ``mask`` of a dataset fake: ``dataset``, ``diff`` or ``ssim`` (module docstring).
     """
 
     def __init__(
@@ -146,9 +176,14 @@ class FaceStream(Dataset):
         seed: int = 0,
         name: str = "default",
         pool: Any = None,
+        fake_mask: str = "dataset",
     ) -> None:
         if not rows:
-            raise ConfigError(f"stream {name!r} selects no manifest rows (split={cfg.split}, mode={cfg.mode})")
+            hint = " with an original_crop" if cfg.mode == "fake_source" else ""
+            raise ConfigError(f"stream {name!r} selects no manifest rows{hint} (split={cfg.split}, mode={cfg.mode})")
+        if fake_mask not in FAKE_MASKS:
+            raise ConfigError(f"fake_mask must be one of {FAKE_MASKS}; got {fake_mask!r}")
+        self.fake_mask = fake_mask
         self.rows = list(rows)
         self.cfg = cfg
         self.root = Path(root)
@@ -163,7 +198,7 @@ class FaceStream(Dataset):
             raise ConfigError(f"the detector needs a 'degraded' view but stream {name!r} sets no degrade")
         self.degrade = DEGRADERS.get(cfg.degrade) if cfg.degrade else None
         self.synths: list[Any] = []
-        if cfg.mode == "real_only" and cfg.fake_ratio > 0:
+        if cfg.mode in ("real_only", "fake_source") and cfg.fake_ratio > 0:
             import dflab.synthesis  # noqa: F401  (fills SYNTHESIZERS)
             from dflab.synthesis.base import SYNTHESIZERS
 
@@ -190,8 +225,9 @@ class FaceStream(Dataset):
             chosen.extend(idx)
         r = self.cfg.fake_ratio
         items: list[tuple[int, int]]
-        if self.cfg.mode == "real_only":
-            # every chosen real once as itself, plus n_fake on-the-fly fakes so that fakes are a fraction r
+        if self.cfg.mode in ("real_only", "fake_source"):
+            # every chosen row once as itself, plus n_fake on-the-fly fakes made from chosen rows so that they are a
+            # fraction r (real_only: reals → fakes; fake_source: dataset fakes → (Fake, Real) fakes)
             n_fake = 0 if r <= 0 else (len(chosen) if r >= 1 else round(len(chosen) * r / (1 - r)))
             fake_src = rng.choice(chosen, size=n_fake, replace=n_fake > len(chosen)).tolist() if n_fake else []
             items = ([] if r >= 1 else [(i, 0) for i in chosen]) + [(i, 1) for i in fake_src]
@@ -269,15 +305,17 @@ class FaceStream(Dataset):
             image, label = face.image, int(row.label)
             if label == 0:
                 masks["mask"] = np.zeros((h, w), np.float32)
-            elif row.mask_crop:
-                masks["mask"] = read_gray01(self._abs(row.mask_crop))
-            elif face.original is not None:
-                # DIFF mask (Dang et al. CVPR 2020; LiSiam Table VII) from the original crop taken with the same box
-                masks["mask"] = diff_mask(face.image, face.original)
             elif self.targets & {"mask", "boundary"}:
-                raise MediaError(
-                    self._abs(row.crop_path), "missing", "fake row has neither mask_crop nor original_crop for a mask"
-                )
+                masks["mask"] = self._fake_mask(row, face)
+            if label == 1 and self.targets & {"mask_in", "mask_ex"}:
+                if face.original is None:
+                    raise MediaError(
+                        self._abs(row.crop_path), "missing", "fake row has no original_crop for mask_in/mask_ex"
+                    )
+                from dflab.synthesis.big_arts_aug import bigarts_targets
+
+                # §3.1: M_in = Convex(|x' − x| > γ), M_ex = D(M_in) − E(M_in); element scaled like the synthesizers'
+                masks.update(bigarts_targets(face, boundary=max(3, round(9 * h / 256))))
         for key in ("mask_in", "mask_ex"):
             if key in self.targets and key not in masks:
                 if label == 0:
@@ -285,6 +323,19 @@ class FaceStream(Dataset):
                 else:
                     raise ConfigError(f"the detector needs {key!r} but the sample's synthesizer does not produce it")
         return self._finish(image, label, masks, category, row, rng, item_seed)
+
+    def _fake_mask(self, row: FaceRow, face: FaceSample) -> np.ndarray:
+        """Ground-truth ``mask`` of a dataset fake by ``fake_mask``; the original crop shares the fake's box."""
+        kind = self.fake_mask
+        if face.original is not None and (kind != "dataset" or not row.mask_crop):
+            if kind == "ssim":
+                return ssim_mask(face.image, face.original)  # LiSiam §III-E: (1 − SSIM)·255 > 20
+            return diff_mask(face.image, face.original)  # DIFF (Dang et al. CVPR 2020; LiSiam Table VII)
+        if row.mask_crop:
+            return read_gray01(self._abs(row.mask_crop))
+        raise MediaError(
+            self._abs(row.crop_path), "missing", "fake row has neither mask_crop nor original_crop for a mask"
+        )
 
     @staticmethod
     def _category_index(synth: Any, category: Any) -> int:
@@ -438,11 +489,18 @@ def build_stream(
     seed: int,
     name: str,
 ) -> FaceStream:
-    """Select rows, build the donor pool if a synthesizer needs one, and return the stream."""
+    """Select rows, build the donor pool if a synthesizer needs one, and return the stream.
+
+    The pool holds real rows: the stream's own in ``real_only`` mode, the manifest's reals under the stream's
+    filters in ``fake_source`` mode (:func:`select_donor_rows`).
+    """
     rows = select_rows(manifest, cfg, data.unsplit_val_fraction)
     pool = None
-    if cfg.mode == "real_only" and cfg.fake_ratio > 0 and cfg.donor_pool:
-        pool = build_pool(manifest.root, rows)
+    if cfg.mode in ("real_only", "fake_source") and cfg.fake_ratio > 0 and cfg.donor_pool:
+        donors = rows if cfg.mode == "real_only" else select_donor_rows(manifest, cfg, data.unsplit_val_fraction)
+        if not donors:
+            raise ConfigError(f"stream {name!r} needs real donor rows for its pool but its filters select none")
+        pool = build_pool(manifest.root, donors)
     return FaceStream(
         rows,
         cfg,
@@ -454,4 +512,5 @@ def build_stream(
         seed=seed,
         name=name,
         pool=pool,
+        fake_mask=data.fake_mask,
     )

@@ -12,9 +12,13 @@ and an lr multiplier), and ``on_epoch_end(trainer, epoch)`` after every epoch. `
 """
 
 from dflab.train.schedule import SCHEDULES, Phase, Schedule
-from dflab.train.schedules import dadd, lae, mml  # noqa: F401  (DADD, LAE, MML schedules)
-from dflab.train.schedules import lisiam  # noqa: F401  (LiSiam three phases + lisiam_iqd degrader)
-from dflab.train.schedules import staged  # noqa: F401  (head_first: FF++ Xception head-then-all)
-from dflab.train.schedules import big_arts  # noqa: F401  (stream_mix: BiG-Arts batch composition)
+from dflab.train.schedules import (  # noqa: F401  (DADD, LAE, MML schedules)
+    big_arts,
+    dadd,
+    lae,
+    lisiam,
+    mml,
+    staged,
+)
 
 __all__ = ["SCHEDULES", "Phase", "Schedule"]
