@@ -186,7 +186,7 @@ def fit_temperature(logits, labels) -> float:
         return loss
 
     opt.step(closure)
-    return float(log_t.exp())
+    return float(log_t.detach().exp())
 
 
 def val_metrics(v: dict, temperature: float = 1.0) -> dict:
@@ -278,14 +278,17 @@ def cmd_train(args: argparse.Namespace) -> None:
         }
         print(cand, json.dumps(results[cand], indent=1), flush=True)
     (RUN / "candidates.json").write_text(json.dumps(results, indent=2))
-    best = max(results, key=lambda c: results[c]["uncalibrated"]["all_frame_auc"])
+    # the scanner decides per file, so candidates are compared by file-level (video) AUC on all validation files
+    best = max(results, key=lambda c: results[c]["uncalibrated"]["all_video_auc"])
     chosen = results[best]
     loaded = load_detector(RUN / best / "best")
     card = {
         "name": f"dflab-default-efficientnet_lite0-{best}",
         "summary": (
             f"EfficientNet-Lite0 ({'ImageNet-pretrained' if best == 'imagenet' else 'from scratch'}), 128 px, "
-            f"held-out val frame AUC {chosen['uncalibrated']['all_frame_auc']:.3f}, "
+            f"held-out val file AUC {chosen['uncalibrated']['all_video_auc']:.3f} "
+            f"(FF++/DFDC {chosen['uncalibrated']['ffpp_dfdc_video_auc']:.3f}, "
+            f"unseen talking-head repos {chosen['uncalibrated']['more_heldout_repos_video_auc']:.3f}), "
             f"temperature {chosen['temperature']:.2f}"
         ),
         "calibration": {

@@ -68,7 +68,8 @@ def build_pair_manifest(root: Path, *, frames: int = 3, seed: int = 0, mask_crop
                     crop = _write(root, f"crops/{vid}/{f:04d}.png", _fake_of(rng, original))
                     extra["original_crop"] = _write(root, f"crops/{vid}_orig/{f:04d}.png", original)
                     if vid == mask_crop_video:
-                        extra["mask_crop"] = _write(root, f"masks/{vid}/{f:04d}.png", np.full((SIZE, SIZE), 255, np.uint8))
+                        ones = np.full((SIZE, SIZE), 255, np.uint8)
+                        extra["mask_crop"] = _write(root, f"masks/{vid}/{f:04d}.png", ones)
                 else:
                     crop = _write(root, f"crops/{vid}/{f:04d}.png", original)
                 rows.append(
@@ -110,7 +111,8 @@ def test_dataset_fake_gets_bigarts_masks_covering_the_square(pair_manifest):
         outside = np.ones_like(m_in, bool)
         outside[a - 2 : b + 2, a - 2 : b + 2] = False
         assert m_in[outside].max() == 0.0  # the noise band (≤ 15 < γ = 20) stays out
-        assert m_ex[a - 1 : a + 1, a + 1 : b - 1].mean() > 0.9 and m_ex[a + 8 : b - 8, a + 8 : b - 8].max() == 0.0  # boundary
+        assert m_ex[a - 1 : a + 1, a + 1 : b - 1].mean() > 0.9  # M_ex = D(M_in) − E(M_in): the square's edge
+        assert m_ex[a + 8 : b - 8, a + 8 : b - 8].max() == 0.0
     real = s[_items(s, 0)[0]]
     assert real["mask_in"].sum() == 0 and real["mask_ex"].sum() == 0
 
