@@ -254,7 +254,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     for cand in args.candidates:
         run_dir = RUN / cand
         t0 = time.time()
-        if not (run_dir / "best" / "model.safetensors").exists():
+        trained = not (run_dir / "best" / "model.safetensors").exists()
+        if trained:
             cfg = load_recipe(RECIPE, [f"data.manifest={RUN / 'faces'}", *CANDIDATES[cand], *args.override])
             trainer = Trainer(cfg, run_dir, argv=train_command(cand).split())
             try:
@@ -269,7 +270,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         temp = fit_temperature(v["logits"][scope], v["labels"][scope])
         temp_all = fit_temperature(v["logits"], v["labels"])
         results[cand] = {
-            "train_seconds": round(time.time() - t0, 1),
+            "train_seconds": round(time.time() - t0, 1) if trained else None,  # None: trained by an earlier call
             "uncalibrated": val_metrics(v),
             "temperature": round(temp, 4),
             "temperature_if_fitted_on_all_val": round(temp_all, 2),
@@ -300,7 +301,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         },
         "metrics": {"val": chosen["calibrated"], "val_uncalibrated": chosen["uncalibrated"]},
         "candidates": {
-            c: {"val_frame_auc": r["uncalibrated"]["all_frame_auc"], "val": r["uncalibrated"]}
+            c: {"val_video_auc": r["uncalibrated"]["all_video_auc"], "val": r["uncalibrated"]}
             for c, r in results.items()
         },
         "training": {

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from evalkit import STANDARD, BrightnessDetector, make_manifest
+from tests.eval.evalkit import STANDARD, BrightnessDetector, make_manifest
 
 from dflab.eval.evaluate import EvalConfig, evaluate, training_facts
 

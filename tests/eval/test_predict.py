@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from evalkit import BrightnessDetector
+from tests.eval.evalkit import BrightnessDetector
 
 from dflab.eval import metrics
 from dflab.eval.predict import Degradation, load_rows, predict, subsample_per_track, to_tensor

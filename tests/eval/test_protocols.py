@@ -6,7 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from evalkit import STANDARD, BrightnessDetector, make_manifest
+from tests.eval.evalkit import STANDARD, BrightnessDetector, make_manifest
 
 from dflab.eval.protocols import FFPP_METHODS, PROTOCOLS, SelectionError, get_protocol
 from dflab.eval.select import select_checkpoint, selection_rows

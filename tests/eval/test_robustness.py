@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evalkit import BrightnessDetector
+from tests.eval.evalkit import BrightnessDetector
 
 from dflab.eval.predict import load_rows
 from dflab.eval.robustness import SWEEPS, auc_curve, run_sweeps

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from shared_demo import demo_splits
+from tests.eval.shared_demo import demo_splits
 
 from dflab.cli import main
 

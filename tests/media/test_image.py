@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from dflab.errors import MediaError
-from dflab.media import read_image, sniff
+from dflab.media import probe, read_image, sniff
 
 
 def _save(img: Image.Image, path: Path, **kw) -> Path:
@@ -92,6 +92,10 @@ def test_decompression_bomb_refused_from_header(tmp_path):
     with pytest.raises(MediaError) as info:
         read_image(path)
     assert info.value.cause == "too_large"
+    for width, height in ((60000, 60000), (10000, 9000)):  # above PIL's own bomb limit, and only above ours
+        with pytest.raises(MediaError) as info:
+            probe(_png_bomb(tmp_path / f"bomb{width}.png", width, height))
+        assert info.value.cause == "too_large"
 
 
 def test_tiny_image_is_bad_dimensions(tmp_path):

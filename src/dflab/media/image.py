@@ -109,9 +109,15 @@ def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) after EXIF orientation, read from the header only."""
     path = Path(path)
     try:
-        with Image.open(path) as img:
-            w, h = img.size
-            orientation = img.getexif().get(0x0112, 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides, below
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > MAX_PIXELS:
+                    raise MediaError(path, "too_large", f"{w}x{h} exceeds the {MAX_PIXELS} px limit")
+                orientation = img.getexif().get(0x0112, 1)
+    except Image.DecompressionBombError as exc:  # PIL refuses > 2×its own limit before we can look
+        raise MediaError(path, "too_large", str(exc)) from exc
     except (UnidentifiedImageError, OSError) as exc:
         raise MediaError(path, "not_media", str(exc)) from exc
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)

@@ -447,6 +447,9 @@ def _scan(path, scorers, opts, progress, deadline, t0) -> ScanResult:
                 views += [crop, np.ascontiguousarray(crop[:, ::-1])]
             vals = np.mean([sc.score(views)[0] for sc in scorers], axis=0)
             tta_scores[tid] = [float(v) for v in vals]
+            for f in all_faces:  # a still's face score is its views' mean, so overlay, face and file agree
+                if f.track_id == tid:
+                    f.score = float(np.mean(vals))
 
     tracks = []
     for tid in range(n_tracks):
@@ -457,7 +460,7 @@ def _scan(path, scorers, opts, progress, deadline, t0) -> ScanResult:
             {
                 "track_id": tid,
                 "n_faces": len(faces),
-                "score": float(np.mean([f.score for f in faces])) if kind != "image" else float(vals.mean()),
+                "score": float(np.mean([f.score for f in faces])),
                 "ci": ci,
                 "first_frame": faces[0].frame_index,
                 "last_frame": faces[-1].frame_index,
