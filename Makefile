@@ -40,10 +40,10 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run --out bench/results
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench && $(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts && $(BIN)/ruff format --check src tests bench scripts
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests bench && $(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench scripts && $(BIN)/ruff check --fix src tests bench scripts
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

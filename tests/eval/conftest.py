@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tests.eval.evalkit import STANDARD, BrightnessDetector, TinyConvDetector, make_manifest
 
 

@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
-from tests.eval.evalkit import STANDARD, BrightnessDetector, make_manifest
 
 from dflab.eval.evaluate import EvalConfig, evaluate, training_facts
+from tests.eval.evalkit import STANDARD, BrightnessDetector, make_manifest
 
 
 def _ffpp(tmp_path: Path) -> Path:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from tests.eval.evalkit import BrightnessDetector
 
 from dflab.eval import metrics
 from dflab.eval.predict import Degradation, load_rows, predict, subsample_per_track, to_tensor
+from tests.eval.evalkit import BrightnessDetector
 
 
 def test_load_rows_filters_and_resolves_paths(synth_manifest: Path) -> None:

@@ -6,10 +6,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from tests.eval.evalkit import STANDARD, BrightnessDetector, make_manifest
 
 from dflab.eval.protocols import FFPP_METHODS, PROTOCOLS, SelectionError, get_protocol
 from dflab.eval.select import select_checkpoint, selection_rows
+from tests.eval.evalkit import STANDARD, BrightnessDetector, make_manifest
 
 
 def test_registered_protocols_cover_the_papers() -> None:

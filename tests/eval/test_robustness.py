@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.eval.evalkit import BrightnessDetector
-
 from dflab.eval.predict import load_rows
 from dflab.eval.robustness import SWEEPS, auc_curve, run_sweeps
+from tests.eval.evalkit import BrightnessDetector
 
 
 def test_paper_levels() -> None:

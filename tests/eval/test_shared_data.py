@@ -9,9 +9,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tests.eval.shared_demo import demo_splits
 
 from dflab.cli import main
+from tests.eval.shared_demo import demo_splits
 
 pytestmark = pytest.mark.slow
 

@@ -72,6 +72,17 @@ def create_backbone(
     return timm.create_model(arch, pretrained=False, num_classes=0, in_chans=in_chans, **kwargs)
 
 
+def feature_extractor(name: str, *, pretrained: str | None = None, **kwargs: Any) -> nn.Module:
+    """A ``features_only`` backbone (see :func:`create_backbone`), with weights from a local file or spec if given.
+
+    Loading is strict (:func:`load_pretrained`): a missing or unexpected key is an error, never ignored.
+    """
+    model = create_backbone(name, features_only=True, **kwargs)
+    if pretrained:
+        load_pretrained(model, pretrained)
+    return model
+
+
 # ---------------------------------------------------------------------------------------------- local weights
 def _efficientnet_lite0_file() -> Path:
     try:

@@ -194,7 +194,7 @@ def load_scorer(detector: str | Path | None = None) -> Scorer:
 
 
 def _read_still(path: Path, opts: ScanOptions) -> np.ndarray:
-    """Helper A's reader: EXIF, 16-bit, RGBA, grey → RGB uint8; refuses bombs from the header (``too_large``)."""
+    """dflab.media's reader: EXIF, 16-bit, RGBA, grey → RGB uint8; refuses bombs from the header (``too_large``)."""
     from dflab import media
 
     return media.read_image(path, max_pixels=opts.max_pixels)

@@ -1,4 +1,5 @@
 """Explicit imports of every detector file; importing this fills ``DETECTORS`` and ``VARIANTS``."""
+
 from dflab.models.detectors import (
     big_arts,  # noqa: F401  (BiG-Arts + face_xray variants)
     classifier,  # noqa: F401

@@ -40,42 +40,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dflab.models.backbones import feature_extractor
 from dflab.models.base import Detector, InputSpec, register_detector, register_variant
 from dflab.models.layers import DecoderBlock, conv_bn_relu
 
 #: auxiliary branch name → batch key of its ground truth
 BRANCH_TARGETS = {"in": "mask_in", "ex": "mask_ex"}
-
-
-def timm_features(name: str, *, pretrained_path: str | None = None, **kwargs: Any) -> nn.Module:
-    """A timm ``features_only`` model; weights from a local file if given (strict: missing keys are an error).
-
-    Uses ``dflab.models.backbones`` when helper C's module is installed, timm otherwise.
-    """
-    from dflab.compat import ensure_torchvision
-
-    ensure_torchvision()
-    import timm
-
-    model = timm.create_model(name, pretrained=False, features_only=True, **kwargs)
-    if pretrained_path:
-        try:
-            from dflab.models.backbones import load_pretrained  # reports missing/unexpected keys
-        except ImportError:
-            load_pretrained = _load_strict
-        load_pretrained(model, pretrained_path)
-    return model
-
-
-def _load_strict(model: nn.Module, path: str) -> None:
-    """Load a safetensors / tensor-only torch file; any missing or unexpected key is an error."""
-    if str(path).endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        state = load_file(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state, strict=True)
 
 
 class _MapDecoder(nn.Module):
@@ -147,7 +117,7 @@ class BiGArts(Detector):
         self.branches = branches
         self.targets = frozenset(BRANCH_TARGETS[b] for b in branches)  # what this configuration needs
         self.lambdas = {"in": lambda_in, "ex": lambda_ex, "cls": lambda_cls}
-        self.backbone = timm_features(backbone, pretrained_path=pretrained_path)
+        self.backbone = feature_extractor(backbone, pretrained=pretrained_path)
         enc = list(self.backbone.feature_info.channels())
         if len(enc) != 5:
             raise ValueError(f"backbone {backbone!r} gives {len(enc)} feature stages; BiG-Arts needs 5")

@@ -50,7 +50,7 @@ def make_backbone(name: str, pretrained: str | None = None) -> nn.Module:
 
     model = timm.create_model(name, pretrained=False, num_classes=0)
     if pretrained:
-        from dflab.models.backbones import load_pretrained  # helper C's strict-reporting loader
+        from dflab.models.backbones import load_pretrained  # strict: reports missing/unexpected keys
 
         load_pretrained(model, pretrained)
     return model

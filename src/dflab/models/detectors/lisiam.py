@@ -58,8 +58,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dflab.models.backbones import create_backbone, feature_extractor, load_pretrained
 from dflab.models.base import Detector, InputSpec, register_detector, register_variant
-from dflab.models.detectors.big_arts import timm_features
 from dflab.models.layers import ObjectContext, SeparableConv2d, SpatialGather, SqueezeExcitation, conv_bn_relu
 
 #: parameter-name prefixes of the segmentation modules (feature extractor + decoders), §IV-B phase 1
@@ -79,16 +79,9 @@ class XceptionFeatures(nn.Module):
 
     def __init__(self, pretrained_path: str | None = None) -> None:
         super().__init__()
-        from dflab.compat import ensure_torchvision
-
-        ensure_torchvision()
-        import timm
-
-        net = timm.create_model("legacy_xception", pretrained=False)
+        net = create_backbone("legacy_xception")
         if pretrained_path:
-            from dflab.models.detectors.big_arts import _load_strict
-
-            _load_strict(net, pretrained_path)
+            load_pretrained(net, pretrained_path, allow_unexpected=("fc.",))  # ImageNet head: unused here
         for name in ("block3", "block12"):  # output stride 8 (official code) and no last max-pool (§III-E)
             block = getattr(net, name)
             block.skip.stride = (1, 1)
@@ -116,7 +109,7 @@ class TimmOS8Features(nn.Module):
 
     def __init__(self, name: str, pretrained_path: str | None = None) -> None:
         super().__init__()
-        self.net = timm_features(name, pretrained_path=pretrained_path, out_indices=(3, 4), output_stride=8)
+        self.net = feature_extractor(name, pretrained=pretrained_path, out_indices=(3, 4), output_stride=8)
         self.channels = tuple(self.net.feature_info.channels())
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
