@@ -26,19 +26,10 @@ from torch import nn
 
 from dflab.losses.l21 import l21_norm, row_norms
 from dflab.models.base import Detector, InputSpec, register_detector, register_variant
+from dflab.synthesis.addg import CATEGORIES
 
-#: The nine ADDG categories (Sec. 3.1), in sub-task order.
-ADDG_CATEGORIES = (
-    "Inner-GaussBlur",
-    "Outer-GaussBlur",
-    "Inner-Scaling",
-    "Outer-Scaling",
-    "Inner-ISONoise",
-    "Outer-ISONoise",
-    "Rotation",
-    "SB-Rand",
-    "SB-Sim",
-)
+#: The nine ADDG categories (Sec. 3.1), in sub-task order: the synthesizer's own list, written once.
+ADDG_CATEGORIES = CATEGORIES
 
 
 def make_backbone(name: str, pretrained: str | None = None) -> nn.Module:
