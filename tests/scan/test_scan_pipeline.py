@@ -34,6 +34,11 @@ def test_verdict_rules():
     assert verdict_of(0.1, [0.05, 0.2], 0.5) == "real"
     assert verdict_of(0.55, [0.4, 0.7], 0.5) == "uncertain"
     assert verdict_of(0.5, [0.5, 0.5], 0.5) == "fake"
+    # a calibrated score near the threshold is called uncertain, however narrow its interval
+    assert verdict_of(0.52, [0.515, 0.525], 0.5, margin=0.05) == "uncertain"
+    assert verdict_of(0.47, [0.465, 0.475], 0.5, margin=0.05) == "uncertain"
+    assert verdict_of(0.56, [0.555, 0.565], 0.5, margin=0.05) == "fake"
+    assert verdict_of(0.44, [0.435, 0.445], 0.5, margin=0.05) == "real"
 
 
 def test_sample_plan_every_and_spread():

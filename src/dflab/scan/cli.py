@@ -133,6 +133,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--every", type=int, default=None, help="score every K-th frame (default: spread --max-frames)")
     parser.add_argument("--max-frames", type=int, default=32)
     parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--margin", type=float, default=0.05, help="scores within threshold ± margin are uncertain")
     parser.add_argument("--out", default="scan_out", help="report folder, or - for JSON on stdout")
     parser.add_argument("--format", action="append", choices=["json", "csv", "html"], help="repeatable (default: all)")
     parser.add_argument("--overlays", type=int, default=4, help="frames per file with heatmap overlays")
@@ -156,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
         every=args.every,
         max_frames=args.max_frames,
         threshold=args.threshold,
+        margin=args.margin,
         overlays=args.overlays,
         overlay_video=args.overlay_video,
         max_duration_s=args.max_duration,

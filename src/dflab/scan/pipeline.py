@@ -55,6 +55,8 @@ class ScanOptions:
         max_frames: upper bound on sampled frames per video.
         batch_size: crops per forward pass.
         threshold: P(fake) at or above which a file is called fake.
+        margin: calibrated scores within ``threshold ± margin`` are called ``uncertain``: a calibrated detector
+            that is unsure says so with scores near the threshold, and a verdict must not hide that.
         overlays: number of frames per file that get a heatmap overlay in the report (0 = none).
         tta: score still images under test-time views (flip × margins) to get a confidence interval.
         max_duration_s: refuse videos longer than this (``None`` = no limit).
@@ -67,6 +69,7 @@ class ScanOptions:
     max_frames: int = 32
     batch_size: int = 16
     threshold: float = 0.5
+    margin: float = 0.05
     overlays: int = 4
     tta: bool = True
     max_duration_s: float | None = None
@@ -264,9 +267,12 @@ def bootstrap_ci(values: np.ndarray, rng: np.random.Generator, n: int = 1000, le
     return [float(np.quantile(means, a)), float(np.quantile(means, 1 - a))]
 
 
-def verdict_of(score: float, ci: Sequence[float], threshold: float) -> str:
-    """``fake``/``real``, or ``uncertain`` when the interval straddles the threshold."""
+def verdict_of(score: float, ci: Sequence[float], threshold: float, margin: float = 0.0) -> str:
+    """``fake``/``real``, or ``uncertain`` when the interval straddles the threshold or the score lies within
+    ``margin`` of it."""
     if ci[0] < threshold <= ci[1] and ci[1] - ci[0] > 0:
+        return "uncertain"
+    if abs(score - threshold) < margin:
         return "uncertain"
     return "fake" if score >= threshold else "real"
 
@@ -408,6 +414,7 @@ def _scan(path, scorers, opts, progress, deadline, t0) -> ScanResult:
         "n_frames": n_total,
         "n_sampled": len(frames),
         "threshold": opts.threshold,
+        "margin": opts.margin,
         "detectors": [s.name for s in scorers],
     }
     if not all_faces:
@@ -474,7 +481,7 @@ def _scan(path, scorers, opts, progress, deadline, t0) -> ScanResult:
         "status": "ok",
         "score": top["score"],
         "ci": top["ci"],
-        "verdict": verdict_of(top["score"], top["ci"], opts.threshold),
+        "verdict": verdict_of(top["score"], top["ci"], opts.threshold, opts.margin),
         "decisive_track": top["track_id"],
         "n_faces": len(all_faces),
         "tracks": tracks,
