@@ -95,7 +95,7 @@ def test_comparator_loads_local_weights(tmp_path):
     src = Comparator(width=0.125)
     save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(tmp_path / "vgg.safetensors"))
     dst = Comparator(width=0.125, weights=str(tmp_path / "vgg.safetensors"))
-    assert dst.pretrained
+    assert dst.weights_loaded
     assert torch.equal(dst.features[0].weight, src.features[0].weight)
     save_file({"features.0.weight": src.features[0].weight.contiguous()}, str(tmp_path / "bad.safetensors"))
     with pytest.raises(KeyError, match="lack"):

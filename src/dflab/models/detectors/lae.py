@@ -150,7 +150,7 @@ class Comparator(nn.Module):
             if isinstance(m, nn.Conv2d):  # torchvision's VGG init: keeps random features at a usable scale
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
-        self.pretrained = False
+        self.weights_loaded = False  # True once ImageNet weights came from a local file
         if weights:
             self.load_weights(weights)
         self.requires_grad_(False)
@@ -171,7 +171,7 @@ class Comparator(nn.Module):
         if missing:
             raise KeyError(f"VGG16 weights {p} lack {missing}")
         self.load_state_dict(sub)
-        self.pretrained = True
+        self.weights_loaded = True
 
     def train(self, mode: bool = True) -> Comparator:
         return super().train(False)  # frozen: BN-free, but keep it out of training mode anyway
