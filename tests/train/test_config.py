@@ -6,6 +6,7 @@ import pytest
 
 from dflab.errors import ConfigError
 from dflab.train.config import parse_overrides
+from dflab.train.data import mix_counts
 from dflab.train.recipes import RECIPES, load_recipe
 
 
@@ -13,7 +14,9 @@ from dflab.train.recipes import RECIPES, load_recipe
 def test_every_recipe_validates(name):
     r = load_recipe(name)
     assert r.name == name
-    assert "default" in r.data.streams
+    assert "default" in r.data.streams or "default" in r.data.mixes
+    for mix in r.data.mixes.values():  # every mixed batch gives each of its streams at least one item
+        assert sum(mix_counts(mix, r.data.batch_size).values()) == r.data.batch_size
     if r.data.val is not None:
         assert "test" not in r.data.val.splits()
 

@@ -200,12 +200,13 @@ def test_big_arts_tiny_all_mixes_the_three_fake_sources(pair_manifest, tmp_path)
     from dflab.train.recipes import load_recipe
 
     ensure_torchvision()
-    over = [f"data.manifest={pair_manifest}", "data.size=64", "data.batch_size=4", "train.epochs=1",
-            "train.steps_per_epoch=6", "train.log_every=1", "train.progress=false", "train.max_val_items=8",
+    over = [f"data.manifest={pair_manifest}", "data.size=64", "data.batch_size=6", "train.epochs=1",
+            "train.steps_per_epoch=4", "train.log_every=1", "train.progress=false", "train.max_val_items=8",
             "data.unsplit_val_fraction=0.0"]  # fmt: skip
     tr = Trainer(load_recipe("big_arts_tiny_all", over), tmp_path / "run")
     assert {n: s.cfg.mode for n, s in tr.streams.items()} == {
-        "default": "supervised",
+        "real": "real_only",
+        "orig": "fake_source",
         "rr": "real_only",
         "fr": "fake_source",
     }
@@ -213,6 +214,6 @@ def test_big_arts_tiny_all_mixes_the_three_fake_sources(pair_manifest, tmp_path)
     tr.close()
     with open(tmp_path / "run" / "metrics.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert summary["steps"] == 6
-    assert sorted(r["stream"] for r in rows) == sorted(["default"] * 4 + ["rr", "fr"])  # §4.1: 4:1:1 per cycle
+    assert summary["steps"] == 4
+    assert [r["stream"] for r in rows] == ["default"] * 4  # §4.1: every batch is the 3:1:1:1 mix (3 + 1 + 1 + 1)
     assert all(float(r["loss"]) > 0 and np.isfinite(float(r["in"])) for r in rows)

@@ -5,9 +5,10 @@ Extension points for method authors (BiG-Arts, LiSiam, DADD, MML, LAE):
 * ``model.name`` names a registered detector or variant (``dflab list variants``); ``model.kwargs`` update its
   constructor kwargs; ``model.pretrained`` is a local weights file or a ``"<backbone>:<tag>"`` name that
   :func:`dflab.models.backbones.resolve_pretrained` resolves locally (never a hub).
-* ``data.streams`` maps stream names to :class:`StreamConfig`. ``"default"`` is required; a schedule's
-  :class:`~dflab.train.schedule.Phase` ``.stream`` picks which stream a step draws from, and the schedule's
-  ``streams()`` lists every stream it uses (each must be defined here).
+* ``data.streams`` maps stream names to :class:`StreamConfig`; ``data.mixes`` maps names to *mixed* streams whose
+  every batch is composed of fixed numbers of items from several streams (BiG-Arts §4.1). ``"default"`` is
+  required (a stream or a mix); a schedule's :class:`~dflab.train.schedule.Phase` ``.stream`` picks which stream or
+  mix a step draws from, and the schedule's ``streams()`` lists every one it uses (each must be defined here).
 * ``schedule.name`` names an entry of ``dflab.train.schedule.SCHEDULES`` (method schedules are added in
   ``dflab/train/schedules/``); ``schedule.kwargs`` go to its constructor.
 
@@ -116,7 +117,13 @@ class DataConfig(_Strict):
         size: training crop size (crops are resized to it).
         batch_size: default per-process batch size of every stream.
         num_workers: DataLoader workers.
-        streams: named training streams; ``default`` is required.
+        streams: named training streams; ``default`` is required unless a mix is named ``default``.
+        mixes: named mixed streams, ``{mix: {stream: weight}}``: every batch of the mix holds, from each listed
+            stream, a fixed share ``weight / Σ weights`` of the batch (rounded by largest remainder, see
+            :func:`dflab.train.data.mix_counts`), drawn from that stream's own shuffled plan and concatenated in
+            the listed order; weight 0 leaves a stream out. E.g. BiG-Arts §4.1 ``{real: 3, orig: 1, rr: 1, fr: 1}``
+            = 50 % reals, the fakes a third each dataset / (Real, Real) / (Fake, Real) within every batch. A mix
+            name may not also be a stream name, and a mix lists streams only (no nested mixes).
         val: the validation stream (model selection uses only it; its split may never be ``test``).
         unsplit_val_fraction: rows whose dataset has no official split (``split == ""``, e.g. a ``folder``
             dataset) are assigned to ``val`` for this fraction of videos (by a hash of the video id, so whole
@@ -133,14 +140,23 @@ class DataConfig(_Strict):
     batch_size: int = Field(32, ge=1)
     num_workers: int = Field(0, ge=0)
     streams: dict[str, StreamConfig]
+    mixes: dict[str, dict[str, float]] = Field(default_factory=dict)
     val: StreamConfig | None = None
     unsplit_val_fraction: float = Field(0.0, ge=0.0, lt=1.0)
     fake_mask: Literal["dataset", "diff", "ssim"] = "dataset"
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
-        if "default" not in self.streams:
-            raise ValueError("data.streams must define a 'default' stream")
+        if "default" not in self.streams and "default" not in self.mixes:
+            raise ValueError("data.streams (or data.mixes) must define a 'default' stream")
+        for name, mix in self.mixes.items():
+            if name in self.streams:
+                raise ValueError(f"data.mixes.{name} has the name of a stream in data.streams")
+            unknown = [k for k in mix if k not in self.streams]
+            if unknown:
+                raise ValueError(f"data.mixes.{name} names streams not in data.streams: {unknown}")
+            if any(w < 0 for w in mix.values()) or sum(mix.values()) <= 0:
+                raise ValueError(f"data.mixes.{name} needs non-negative weights with a positive sum; got {mix}")
         if self.val is not None and "test" in self.val.splits():
             raise ValueError("data.val may not read the test split (the best checkpoint is chosen on val)")
         return self

@@ -29,6 +29,11 @@ A batch is a dict: ``image`` (B,3,H,W) float normalised with the detector's mean
 (see :data:`dflab.models.base.TARGET_KEYS`). ``__getitem__`` never catches an error: a missing crop raises
 :class:`~dflab.errors.MediaError` naming the file.
 
+A *mix* (``DataConfig.mixes``) composes every batch from several streams in fixed proportions (BiG-Arts §4.1:
+50 % reals, the fakes a third each dataset / (Real, Real) / (Fake, Real)): the loop draws :func:`mix_counts` items
+from each stream's own iterator and joins them with :func:`concat_batches`; the mixed batch also carries
+``stream`` (list of str, the stream of each item).
+
 Extension points: register a degradation for the ``degraded`` target with :data:`DEGRADERS`
 (``fn(rng, image_uint8) -> image_uint8``); synthesizers come from ``dflab.synthesis.SYNTHESIZERS``.
 """
@@ -458,6 +463,41 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     for k in items[0]:
         vals = [it[k] for it in items]
         out[k] = torch.stack(vals) if isinstance(vals[0], torch.Tensor) else vals
+    return out
+
+
+def mix_counts(weights: dict[str, float], batch_size: int) -> dict[str, int]:
+    """Items per batch from each stream of a mix (``DataConfig.mixes``): ``batch_size · w / Σw`` rounded by largest
+    remainder (ties to the stream listed first), so the counts sum to ``batch_size`` exactly; weight-0 streams are
+    left out. E.g. BiG-Arts §4.1 ``{real: 3, orig: 1, rr: 1, fr: 1}`` at 32 → ``{real: 16, orig: 6, rr: 5, fr: 5}``.
+
+    Raises:
+        ConfigError: a stream with a positive weight would get no item (batch too small for the mix).
+    """
+    live = {k: float(w) for k, w in weights.items() if w > 0}
+    total = sum(live.values())
+    if not live or total <= 0:
+        raise ConfigError(f"a mix needs a positive weight; got {weights}")
+    exact = {k: batch_size * w / total for k, w in live.items()}
+    counts = {k: int(np.floor(v + 1e-9)) for k, v in exact.items()}
+    order = sorted(live, key=lambda k: (-(exact[k] - counts[k]), list(live).index(k)))
+    for k in order[: batch_size - sum(counts.values())]:
+        counts[k] += 1
+    empty = [k for k, n in counts.items() if n < 1]
+    if empty:
+        raise ConfigError(f"batch size {batch_size} gives no item to stream(s) {empty} of the mix {weights}")
+    return counts
+
+
+def concat_batches(batches: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Concatenate collated batches with the same keys along the batch axis (tensors ``cat``, lists joined)."""
+    keys = list(batches[0])
+    if any(list(b) != keys for b in batches[1:]):
+        raise ConfigError(f"cannot mix batches with different keys: {[sorted(b) for b in batches]}")
+    out: dict[str, Any] = {}
+    for k in keys:
+        vals = [b[k] for b in batches]
+        out[k] = torch.cat(vals) if isinstance(vals[0], torch.Tensor) else [v for part in vals for v in part]
     return out
 
 

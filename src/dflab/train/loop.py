@@ -2,7 +2,9 @@
 the detector (``compute_loss``, ``targets``) and the schedule object (:class:`~dflab.train.schedule.Phase` per step,
 ``on_epoch_end`` hook).
 
-Per step: ``phase = schedule.phase(step, total)`` → draw a batch from ``streams[phase.stream]`` → set
+Per step: ``phase = schedule.phase(step, total)`` → draw a batch from ``streams[phase.stream]`` (or, when
+``phase.stream`` names a ``data.mixes`` entry, the mix's fixed number of items from each of its streams,
+concatenated — :class:`_MixIter`) → set
 ``requires_grad`` from ``phase.trainable`` → forward → ``compute_loss(batch, out, **phase.loss_kwargs)`` → backward
 → optimiser step at ``lr(epoch) · phase.lr_scale``. Per epoch: ``schedule.on_epoch_end(trainer, epoch)``, validation
 on the ``data.val`` stream (never ``test``), ``best/`` when the selection metric improves, ``last/`` always.
@@ -15,7 +17,8 @@ Run directory::
     best/         model.safetensors + card.json (chosen on the validation split)
 
 Resume: ``state.pt`` (loaded with ``weights_only=True``) holds the optimiser, schedule state, per-stream
-(epoch, batches consumed), torch/Python RNG states and the step; the learning rate is a pure function of the epoch.
+(epoch, batches consumed) — per component stream for a mix —, torch/Python RNG states and the step; the learning
+rate is a pure function of the epoch.
 Item randomness is derived from the plan (see :mod:`dflab.train.data`), so a run killed at any point and resumed
 from ``last/`` ends with the same weights as an uninterrupted run on CPU. (Tests send the SIGKILL from inside the
 run after a given step with ``DFLAB_TEST_SIGKILL_AT_STEP=N``, so the kill point is exact.)
@@ -50,7 +53,7 @@ from dflab.models.base import Detector, build_detector
 from dflab.models.checkpoint import git_sha, save_detector
 from dflab.train import ddp
 from dflab.train.config import Recipe, recipe_to_dict
-from dflab.train.data import FaceStream, PlanSampler, build_stream, collate
+from dflab.train.data import FaceStream, PlanSampler, build_stream, collate, concat_batches, mix_counts
 
 STATE_NAME = "state.pt"
 
@@ -146,13 +149,43 @@ class _StreamIter:
         self._it = None
 
 
+class _MixIter:
+    """A mixed stream (``DataConfig.mixes``, BiG-Arts §4.1): every batch holds ``counts[name]`` items of each stream,
+    drawn from that stream's own :class:`_StreamIter` (batch size = its count) and concatenated in order, with a
+    ``stream`` key naming each item's stream. State = the component iterators' states (exact resume)."""
+
+    def __init__(self, parts: dict[str, _StreamIter]) -> None:
+        self.parts = parts
+
+    def batches_per_epoch(self) -> int:
+        """Batches until the first component stream completes a pass (no item repeats within an epoch)."""
+        return min(it.batches_per_epoch() for it in self.parts.values())
+
+    def next(self) -> dict[str, Any]:
+        batches = []
+        for name, it in self.parts.items():
+            b = it.next()
+            b["stream"] = [name] * it.batch_size
+            batches.append(b)
+        return concat_batches(batches)
+
+    def state(self) -> dict[str, dict[str, int]]:
+        return {n: it.state() for n, it in self.parts.items()}
+
+    def load(self, state: dict[str, dict[str, int]]) -> None:
+        for n, s in state.items():
+            if n in self.parts:
+                self.parts[n].load(s)
+
+
 class Trainer:
     """Builds everything a recipe names and runs the loop. Schedules receive it in ``on_epoch_end``.
 
     Attributes:
         cfg: the resolved recipe.
         model: the detector (unwrapped; ``self.net`` is the DDP wrapper when distributed).
-        streams: name -> :class:`~dflab.train.data.FaceStream` of every stream the schedule uses.
+        streams: name -> :class:`~dflab.train.data.FaceStream` of every stream the schedule uses (a mix's
+            component streams under their own names).
         val_stream: the validation stream or ``None``.
         manifest: the open manifest.
         run_dir: the run directory.
@@ -202,16 +235,28 @@ class Trainer:
         spec = self.model.input_spec
         targets = frozenset(self.model.targets)
         self.streams: dict[str, FaceStream] = {}
-        self._iters: dict[str, _StreamIter] = {}
+        self._iters: dict[str, _StreamIter | _MixIter] = {}
+
+        def stream(name: str) -> FaceStream:
+            if name not in self.streams:
+                self.streams[name] = build_stream(
+                    self.manifest, cfg.data.streams[name], cfg.data, targets=targets, mean=spec.mean, std=spec.std,
+                    seed=t.seed, name=name,
+                )  # fmt: skip
+            return self.streams[name]
+
         for name in self.schedule.streams():
+            if name in cfg.data.mixes:
+                mix = cfg.data.mixes[name]
+                counts = mix_counts(mix, cfg.data.batch_size)
+                self._iters[name] = _MixIter(
+                    {n: _StreamIter(stream(n), c, cfg.data.num_workers, self.dist) for n, c in counts.items()}
+                )
+                continue
             if name not in cfg.data.streams:
                 raise ConfigError(f"schedule {cfg.schedule.name!r} draws from stream {name!r}, not in data.streams")
-            scfg = cfg.data.streams[name]
-            self.streams[name] = build_stream(
-                self.manifest, scfg, cfg.data, targets=targets, mean=spec.mean, std=spec.std, seed=t.seed, name=name
-            )
-            bs = scfg.batch_size or cfg.data.batch_size
-            self._iters[name] = _StreamIter(self.streams[name], bs, cfg.data.num_workers, self.dist)
+            bs = cfg.data.streams[name].batch_size or cfg.data.batch_size
+            self._iters[name] = _StreamIter(stream(name), bs, cfg.data.num_workers, self.dist)
         self.val_stream = None
         if cfg.data.val is not None:
             self.val_stream = build_stream(
@@ -349,6 +394,7 @@ class Trainer:
                 "recipe": c.name,
                 "manifest": str(Path(c.data.manifest).resolve()) if c.data.manifest else None,
                 "streams": {n: s.model_dump(mode="json") for n, s in c.data.streams.items()},
+                "mixes": {n: dict(m) for n, m in c.data.mixes.items()},
                 "val": c.data.val.model_dump(mode="json") if c.data.val else None,
                 "seed": c.train.seed,
                 "epochs_done": self.epoch,

@@ -1,11 +1,11 @@
-"""BiG-Arts batch composition across data streams (Liu/Chen et al. 2022, §4.1).
+"""Whole-batch interleaving of data streams (``stream_mix``), first written for BiG-Arts (Chen, Li et al. 2022, §4.1).
 
 The paper builds every batch from 50 % reals and 50 % fakes, the fakes a third each original dataset fakes,
-(Real, Real) and (Fake, Real) augmentations. The engine draws one stream per step, so this schedule interleaves
-the recipe's streams in a fixed cycle with the given integer weights (smooth weighted round-robin): e.g.
-``{"default": 4, "rr": 1, "fr": 1}`` with ``default`` = reals + original fakes at ``fake_ratio`` 0.25 and the
-``rr``/``fr`` streams all-fake gives the paper's proportions over every 6 steps instead of within each batch.
-The Table 5 augmentation ablations are recipes that change the weights/streams.
+(Real, Real) and (Fake, Real) augmentations. The BiG-Arts recipes now do that *within each batch* with a mixed
+stream (``data.mixes``, :class:`~dflab.train.config.DataConfig`; the loop concatenates fixed counts from each
+stream). This schedule is kept for recipes that interleave *whole* batches of different streams in a fixed cycle
+with integer weights (smooth weighted round-robin), e.g. ``{"default": 1, "synth": 2}`` draws one ``default``
+batch, then two ``synth`` batches, per 3-step cycle (the default-detector recipes).
 """
 
 from __future__ import annotations
