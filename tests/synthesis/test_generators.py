@@ -19,6 +19,7 @@ CASES = (
     [("addg", {"category": c}, False) for c in CATEGORIES]
     + [("partial", {"category": r}, True) for r in REGIONS]
     + [("bigarts_rr", {}, False), ("bigarts_fr", {}, True), ("bi", {}, False), ("fwa", {}, False), ("iqd", {}, False)]
+    + [("sbi", {}, False)]
 )
 IDS = [f"{n}-{kw.get('category', '')}".rstrip("-") for n, kw, _ in CASES]
 
@@ -180,3 +181,25 @@ def test_fwa_changes_only_inside_mask(astro_face):
     changed = mk.changed_region(res.image, astro_face.image)
     assert not (changed & (res.mask == 0)).any()
     assert changed[res.mask == 1].mean() > 0.5
+
+
+def test_sbi_eq1_blend_of_one_face_with_itself(astro_face):
+    """SBI (Shiohara & Yamasaki 2022, Eq. 1): outside the mask the target copy, inside a blend towards the source;
+    with the target untransformed and the mask's support away from the border, the result differs from the real
+    face only where M > 0, and the boundary map is Face X-ray's 4·M·(1−M)."""
+    from dflab.synthesis.sbi import SBIParams, sbi_mask
+
+    synth = SYNTHESIZERS.get("sbi")
+    for seed in range(6):
+        p = synth.sample_params(np.random.default_rng(seed), astro_face)
+        p.transform_source = True  # the target is the real face itself
+        res = synth.apply(astro_face, p)
+        m = sbi_mask(astro_face, p)
+        assert np.array_equal(res.mask, m) and 0 < m.max() <= p.ratio + 1e-6
+        diff = mk.abs_diff(res.image, astro_face.image)
+        assert diff[m == 0].max() == 0, "pixels outside the SBI mask must stay the real target"
+        assert diff[m >= 0.9 * m.max()].mean() > 0.5, "inside the mask the source copy must show"
+        np.testing.assert_allclose(res.masks["boundary"], 4 * m * (1 - m), atol=1e-6)
+    # the ratio scales the mask: r = 0.25 leaves a semi-transparent blend
+    p = SBIParams.from_dict({**synth.sample_params(np.random.default_rng(0), astro_face).to_dict(), "ratio": 0.25})
+    assert sbi_mask(astro_face, p).max() <= 0.25 + 1e-6

@@ -8,6 +8,7 @@
   data layer supplies them.
 * ``input_spec``: the preprocessing contract written into the checkpoint card.
 * ``config()``: constructor kwargs, so a checkpoint rebuilds its own model.
+* ``frozen_prefixes``: parameters the engine must never train (a frozen encoder).
 
 Detectors are registered with :data:`DETECTORS` by name; each registers a ``<name>_tiny`` variant for tests.
 """
@@ -51,6 +52,8 @@ class Detector(nn.Module):
 
     #: batch keys needed besides image/label
     targets: ClassVar[frozenset[str]] = frozenset()
+    #: parameter-name prefixes that are never trained (a frozen foundation encoder); the engine honours them
+    frozen_prefixes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, input_spec: InputSpec | None = None) -> None:
         super().__init__()

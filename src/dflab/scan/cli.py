@@ -132,8 +132,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ensemble", action="store_true", help="average every checkpoint shipped in dflab/weights")
     parser.add_argument("--every", type=int, default=None, help="score every K-th frame (default: spread --max-frames)")
     parser.add_argument("--max-frames", type=int, default=32)
-    parser.add_argument("--threshold", type=float, default=0.5)
-    parser.add_argument("--margin", type=float, default=0.05, help="scores within threshold ± margin are uncertain")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="P(fake) at or above which a file is fake (default: the detector card's verdict band, else 0.5)",
+    )
+    parser.add_argument(
+        "--margin", type=float, default=None, help="with --threshold: scores within threshold ± margin are uncertain"
+    )  # fmt: skip
     parser.add_argument("--out", default="scan_out", help="report folder, or - for JSON on stdout")
     parser.add_argument("--format", action="append", choices=["json", "csv", "html"], help="repeatable (default: all)")
     parser.add_argument("--overlays", type=int, default=4, help="frames per file with heatmap overlays")

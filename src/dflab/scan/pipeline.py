@@ -15,8 +15,12 @@ Aggregation (documented in docs/sections/scan.md):
 * verdict ``fake`` / ``real`` by the threshold, ``uncertain`` when the interval straddles it, ``no_face`` when no
   face was found, ``error`` when the media could not be used (with the :class:`~dflab.errors.MediaError` cause).
 
-Calibration: the card's ``calibration.temperature`` T divides the logits before the softmax (temperature scaling
-fitted on held-out validation, see scripts/train_default.py).
+Calibration and verdicts (from the checkpoint card, fitted on held-out validation by scripts/train_default.py):
+``calibration = {"method": "platt", "scale": a, "bias": b}`` gives P(fake) = sigmoid(a · (logit_fake − logit_real)
++ b) (Platt scaling; ``{"temperature": T}`` is the special case a = 1/T, b = 0). ``verdict = {"real_below": lo,
+"fake_at": hi}`` is the card's band: a file is ``fake`` at or above ``hi``, ``real`` below ``lo``, ``uncertain``
+between, each verdict with its ``reason`` in words. Without a band (or with ``--threshold``), the rule is the
+threshold ± margin, and an interval straddling the threshold is uncertain.
 """
 
 from __future__ import annotations
@@ -54,9 +58,10 @@ class ScanOptions:
         every: score every K-th frame; ``None`` spreads ``max_frames`` samples evenly over the video.
         max_frames: upper bound on sampled frames per video.
         batch_size: crops per forward pass.
-        threshold: P(fake) at or above which a file is called fake.
-        margin: calibrated scores within ``threshold ± margin`` are called ``uncertain``: a calibrated detector
-            that is unsure says so with scores near the threshold, and a verdict must not hide that.
+        threshold: P(fake) at or above which a file is called fake; ``None`` = the detector card's verdict band
+            (``verdict.real_below`` / ``verdict.fake_at``, chosen on held-out validation), else 0.5.
+        margin: with a threshold, calibrated scores within ``threshold ± margin`` are called ``uncertain``: a
+            calibrated detector that is unsure says so with scores near the threshold; ``None`` = 0.05.
         overlays: number of frames per file that get a heatmap overlay in the report (0 = none).
         tta: score still images under test-time views (flip × margins) to get a confidence interval.
         max_duration_s: refuse videos longer than this (``None`` = no limit).
@@ -68,8 +73,8 @@ class ScanOptions:
     every: int | None = None
     max_frames: int = 32
     batch_size: int = 16
-    threshold: float = 0.5
-    margin: float = 0.05
+    threshold: float | None = None
+    margin: float | None = None
     overlays: int = 4
     tta: bool = True
     max_duration_s: float | None = None
@@ -90,8 +95,10 @@ class Scorer:
         model: the detector in eval mode.
         spec: its input contract (crop size, margin, mean, std).
         card: the checkpoint card (``{}`` for an in-memory model).
-        temperature: logits are divided by this before the softmax (1 = uncalibrated).
+        temperature: logits are divided by this before the softmax (1 = uncalibrated); Platt's ``scale`` = 1/T.
         name: short label used in reports.
+        scale, bias: Platt calibration, P(fake) = sigmoid(scale · (logit_fake − logit_real) + bias).
+        band: the card's verdict band ``(real_below, fake_at)``, or ``None``.
     """
 
     model: Detector
@@ -99,6 +106,9 @@ class Scorer:
     card: dict[str, Any] = field(default_factory=dict)
     temperature: float = 1.0
     name: str = "detector"
+    scale: float = 1.0
+    bias: float = 0.0
+    band: tuple[float, float] | None = None
     _cam_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _cam_layer: Any = field(default=None, repr=False)
 
@@ -115,9 +125,11 @@ class Scorer:
 
     def probs(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Calibrated P(fake), (B,)."""
-        if self.temperature == 1.0:
+        scale = self.scale / self.temperature
+        if scale == 1.0 and self.bias == 0.0:
             return self.model.score(outputs).float()
-        return (outputs["logits"].float() / self.temperature).softmax(dim=1)[:, 1]
+        logits = outputs["logits"].float()
+        return torch.sigmoid(scale * (logits[:, 1] - logits[:, 0]) + self.bias)
 
     def score(self, crops: Sequence[np.ndarray], *, maps: bool = False) -> tuple[np.ndarray, list[np.ndarray] | None]:
         """Score a batch of crops; optionally return one localisation map per crop.
@@ -159,9 +171,13 @@ def _norm01(a: np.ndarray) -> np.ndarray:
 def scorer_from_model(model: Detector, card: dict[str, Any] | None = None, name: str | None = None) -> Scorer:
     """Wrap an in-memory detector (tests, freshly trained models)."""
     card = card or {}
-    temp = float(card.get("calibration", {}).get("temperature", 1.0))
+    cal = card.get("calibration", {})
+    temp = float(cal.get("temperature", 1.0))
+    scale, bias = (float(cal["scale"]), float(cal["bias"])) if cal.get("method") == "platt" else (1.0, 0.0)
+    v = card.get("verdict") or {}
+    band = (float(v["real_below"]), float(v["fake_at"])) if "real_below" in v and "fake_at" in v else None
     label = name or card.get("name") or model.config().get("variant") or type(model).__name__
-    return Scorer(model.eval(), model.input_spec, card, temp, str(label))
+    return Scorer(model.eval(), model.input_spec, card, temp, str(label), scale=scale, bias=bias, band=band)
 
 
 def load_scorer(detector: str | Path | None = None) -> Scorer:
@@ -267,14 +283,70 @@ def bootstrap_ci(values: np.ndarray, rng: np.random.Generator, n: int = 1000, le
     return [float(np.quantile(means, a)), float(np.quantile(means, 1 - a))]
 
 
-def verdict_of(score: float, ci: Sequence[float], threshold: float, margin: float = 0.0) -> str:
-    """``fake``/``real``, or ``uncertain`` when the interval straddles the threshold or the score lies within
-    ``margin`` of it."""
+def verdict_of(
+    score: float, ci: Sequence[float], threshold: float, margin: float = 0.0, band: tuple[float, float] | None = None
+) -> str:
+    """``fake``/``real``/``uncertain``.
+
+    With a ``band`` (real_below, fake_at) chosen on validation: ``fake`` at or above ``fake_at``, ``real`` below
+    ``real_below``, ``uncertain`` between (the band already measures how far scores of this detector can be trusted,
+    so the interval is not used). Without one: ``uncertain`` when the interval straddles the threshold or the score
+    lies within ``margin`` of it.
+    """
+    if band is not None:
+        lo, hi = band
+        return "fake" if score >= hi else ("real" if score < lo else "uncertain")
     if ci[0] < threshold <= ci[1] and ci[1] - ci[0] > 0:
         return "uncertain"
     if abs(score - threshold) < margin:
         return "uncertain"
     return "fake" if score >= threshold else "real"
+
+
+#: below this face size (pixels, the detector box's longer side) a verdict is not given: the detector was trained on
+#: faces of 80-400 px, and compression erases the blending traces it reads in smaller ones
+MIN_FACE_PX = 40
+
+
+def decide(top: dict[str, Any], tracks: list[dict[str, Any]], face_px: float, rule: dict[str, Any]) -> tuple[str, str]:
+    """The file's verdict and its reason in words.
+
+    Args:
+        top: the decisive track (``score``, ``ci``).
+        tracks: all tracks of the file.
+        face_px: the decisive track's median face size (longer side of the detector box, pixels).
+        rule: ``{"band": (lo, hi)}`` or ``{"threshold": t, "margin": m}`` (see :func:`verdict_rule`).
+    """
+    score, ci = top["score"], top["ci"]
+    if not np.isfinite(score):
+        return "uncertain", "the detector returned no usable score for this face"
+    if face_px < MIN_FACE_PX:
+        return "uncertain", (f"face too small ({face_px:.0f} px; verdicts need faces of at least {MIN_FACE_PX} px): "
+                             f"P(fake) {score:.2f} is shown but not trusted")  # fmt: skip
+    band = rule.get("band")
+    v = verdict_of(score, ci, rule.get("threshold", 0.5), rule.get("margin", 0.0), band=band)
+    many = f" ({len(tracks)} faces; the verdict is the most suspicious one's)" if len(tracks) > 1 else ""
+    if band is not None:
+        lo, hi = band
+        why = {
+            "fake": f"P(fake) {score:.2f} is at or above {hi:.2f}, where at most a few % of held-out real files scored",
+            "real": f"P(fake) {score:.2f} is below {lo:.2f}, where at most a few % of held-out fake files scored",
+            "uncertain": f"P(fake) {score:.2f} lies between {lo:.2f} and {hi:.2f}, where held-out real and fake files "
+            "overlap: this detector cannot tell",
+        }[v]
+    else:
+        t, m = rule.get("threshold", 0.5), rule.get("margin", 0.0)
+        why = (f"P(fake) {score:.2f} (95 % interval {ci[0]:.2f}-{ci[1]:.2f}) is too close to the threshold {t:.2f}"
+               if v == "uncertain" else f"P(fake) {score:.2f} vs threshold {t:.2f} ± {m:.2f}")  # fmt: skip
+    return v, why + many
+
+
+def verdict_rule(scorer: Scorer, opts: ScanOptions) -> dict[str, Any]:
+    """The decision rule of a scan: an explicit ``--threshold`` wins, else the card's band, else 0.5 ± 0.05."""
+    if opts.threshold is None and scorer.band is not None:
+        return {"band": scorer.band, "threshold": scorer.band[1]}
+    t = 0.5 if opts.threshold is None else opts.threshold
+    return {"threshold": t, "margin": 0.05 if opts.margin is None else opts.margin}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -354,6 +426,7 @@ def _scan(path, scorers, opts, progress, deadline, t0) -> ScanResult:
         raise MediaError(path, "zero_bytes")
     kind = media.sniff(path)
     spec = scorers[0].spec
+    rule = verdict_rule(scorers[0], opts)
     progress(0.02, f"{kind}: decoding")
     # decode → detect → crop one frame at a time; a frame is kept only if an overlay (or the TTA) needs it
     frames: list[tuple[int, float, np.ndarray | None]] = []
@@ -413,12 +486,15 @@ def _scan(path, scorers, opts, progress, deadline, t0) -> ScanResult:
         "fps": fps,
         "n_frames": n_total,
         "n_sampled": len(frames),
-        "threshold": opts.threshold,
-        "margin": opts.margin,
+        "threshold": rule["threshold"],
+        "margin": rule.get("margin"),
+        "band": list(rule["band"]) if "band" in rule else None,
         "detectors": [s.name for s in scorers],
     }
     if not all_faces:
         rec = {**base, "status": "no_face", "verdict": "no_face", "score": None, "ci": None, "tracks": []}
+        rec["reason"] = (f"no face found in {len(frames)} sampled frame(s): faces smaller than about 40 px, in "
+                         "profile or heavily occluded are not detected")  # fmt: skip
         rec["frames"] = [{"frame_index": i, "time_s": round(t, 3), "faces": []} for i, t, _ in frames]
         rec["seconds"] = round(time.time() - t0, 3)
         progress(1.0, "no face found")
@@ -476,12 +552,19 @@ def _scan(path, scorers, opts, progress, deadline, t0) -> ScanResult:
     longest = max(t["n_faces"] for t in tracks)
     eligible = [t for t in tracks if t["n_faces"] >= max(1, longest / 4)]
     top = max(eligible, key=lambda t: t["score"])
+    sizes = [
+        max(f.det_box[2] - f.det_box[0], f.det_box[3] - f.det_box[1])
+        for f in all_faces
+        if f.track_id == top["track_id"]
+    ]
+    verdict, reason = decide(top, tracks, float(np.median(sizes)), rule)
     rec = {
         **base,
         "status": "ok",
         "score": top["score"],
         "ci": top["ci"],
-        "verdict": verdict_of(top["score"], top["ci"], opts.threshold, opts.margin),
+        "verdict": verdict,
+        "reason": reason,
         "decisive_track": top["track_id"],
         "n_faces": len(all_faces),
         "tracks": tracks,
@@ -505,7 +588,7 @@ def _scan(path, scorers, opts, progress, deadline, t0) -> ScanResult:
     result = ScanResult(rec, fps=fps / max(1, _stride_of(frames)) if fps else 0.0)
     for (idx, _ts, rgb), faces in zip(frames, per_frame, strict=True):
         if rgb is not None and (idx in overlay_frames or opts.overlay_video):
-            ov = render_overlay(rgb, faces, opts.threshold)
+            ov = render_overlay(rgb, faces, rule["threshold"])
             if idx in overlay_frames:
                 result.overlays.append((f"frame{idx:06d}", ov))
             if opts.overlay_video:

@@ -4,7 +4,7 @@ Each registered synthesizer has ``sample_params(rng, face, pool=None, **kw) -> P
 pure ``apply(face, params, pool=None) -> SynthResult``. Importing this package fills ``SYNTHESIZERS``:
 
 ``addg`` (nine categories, ``category=``), ``bigarts_rr``, ``bigarts_fr``, ``iqd``, ``fwa``, ``bi``, ``partial``
-(seven regions, ``category=``).
+(seven regions, ``category=``), ``sbi`` (self-blended images, Shiohara & Yamasaki 2022).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dflab.synthesis import big_arts_aug as big_arts_aug  # registers "bigarts_r
 from dflab.synthesis import fwa as fwa  # registers "fwa"
 from dflab.synthesis import iqd as iqd  # registers "iqd"
 from dflab.synthesis import partial as partial  # registers "partial"
+from dflab.synthesis import sbi as sbi  # registers "sbi"
 from dflab.synthesis.base import SYNTHESIZERS, DonorPoolLike, FaceSample, Params, SynthResult
 from dflab.synthesis.donors import DonorPool
 

@@ -469,8 +469,14 @@ class Trainer:
         return torch.autocast(dt, enabled=False)
 
     def _set_trainable(self, prefixes: tuple[str, ...] | None) -> None:
-        for name, p in self.model.named_parameters():
-            p.requires_grad_(prefixes is None or name.startswith(prefixes))
+        model = self.model.module if hasattr(self.model, "module") else self.model
+        frozen = tuple(
+            getattr(model, "frozen_prefixes", ())
+        )  # a detector's always-frozen parts (e.g. a foundation encoder)
+        for name, p in model.named_parameters():
+            p.requires_grad_(
+                (prefixes is None or name.startswith(prefixes)) and not (frozen and name.startswith(frozen))
+            )
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         out = {}

@@ -3,6 +3,7 @@
 from dflab.models.detectors import (
     big_arts,  # noqa: F401  (BiG-Arts + face_xray variants)
     classifier,  # noqa: F401
+    clip_probe,  # noqa: F401  (frozen CLIP ViT-B/16 + head: the default detector)
     dadd,  # noqa: F401
     lae,  # noqa: F401
     lisiam,  # noqa: F401  (LiSiam + Table VI variants)
