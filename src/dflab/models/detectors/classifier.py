@@ -4,8 +4,8 @@
   (timm ``legacy_xception``), 299 px input, mean = std = 0.5, a new 2-way head.
 * ``resnet18`` / ``resnet34`` / ``resnet50`` / ``vgg16`` — the "well-known base networks trained end to end" of
   BiG-Arts Table 1 (§4.2), at BiG-Arts' 256 px input with ImageNet normalisation (§4.1).
-* ``efficientnet_lite0`` — EfficientNet-Lite0 (ImageNet weights available locally, see
-  :mod:`dflab.models.backbones`); a light CPU-friendly baseline, not from the seed papers.
+* ``efficientnet_lite0`` / ``efficientnet_lite2`` — EfficientNet-Lite0/Lite2 (ImageNet weights available locally,
+  see :mod:`dflab.models.backbones`); light CPU-friendly baselines, not from the seed papers.
 
 FWA and Face X-ray as *baselines trained on their synthesised data* are these same classifiers trained on on-the-fly
 ``fwa`` / ``bi`` fakes (recipes ``fwa_*`` and ``xray_cls_*``); Face X-ray's boundary head is the BiG-Arts
@@ -143,3 +143,10 @@ class EfficientNetLite0Classifier(BinaryClassifier):
     """EfficientNet-Lite0 baseline; ``model.pretrained: efficientnet_lite0:imagenet`` gives local ImageNet weights."""
 
     default_backbone = "efficientnet_lite0"
+
+
+@register_detector("efficientnet_lite2", tiny={"dropout": 0.0})
+class EfficientNetLite2Classifier(BinaryClassifier):
+    """EfficientNet-Lite2 baseline; ``model.pretrained: efficientnet_lite2:imagenet`` gives local ImageNet weights."""
+
+    default_backbone = "efficientnet_lite2"
