@@ -20,6 +20,7 @@ MODULES = [
     "bench.bench_faces",
     "bench.bench_synthesis",
     "bench.bench_train",
+    "bench.bench_clip",
     "bench.bench_scan",
     "bench.bench_serve",
 ]
