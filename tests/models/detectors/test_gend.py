@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from dflab.models.base import build_detector
-from dflab.models.clip_torch import CLIP_MEAN, CLIP_STD
+from dflab.models.clip import CLIP_MEAN, CLIP_STD
 from dflab.models.detectors.gend import parse_tune
 
 SIZE = 64

@@ -36,7 +36,7 @@ from dflab.losses import classification_loss
 from dflab.losses.hypersphere import alignment_loss, uniformity_loss
 from dflab.models.backbones import create_backbone
 from dflab.models.base import Detector, InputSpec, register_detector
-from dflab.models.clip_torch import CLIP_MEAN, CLIP_SIZE, CLIP_STD
+from dflab.models.clip import CLIP_MEAN, CLIP_SIZE, CLIP_STD
 
 TUNE_MODES = ("ln", "none", "last_blocks:K")
 
@@ -117,6 +117,8 @@ class GenD(Detector):
             for blk in bb.blocks[len(bb.blocks) - self.tune_k :]:
                 blk.requires_grad_(True)
             bb.norm.requires_grad_(True)
+        # the engine re-enables every parameter per phase unless the detector lists it here (exact names)
+        self.frozen_prefixes = tuple(n for n, p in self.named_parameters() if not p.requires_grad)
         # blocks before the first trainable parameter need no autograd (none: all of them; ln: none of them)
         self._frozen_blocks = {"ln": 0, "none": len(bb.blocks), "last_blocks": len(bb.blocks) - self.tune_k}[self.tune]
 
