@@ -228,7 +228,9 @@ def cmd_features(args: argparse.Namespace) -> None:
     print(f"{len(rows)} faces, {len(work)} files; {len(todo)} files ({n_items} crops) to encode", flush=True)
     enc = None
     t0, n_done = time.time(), 0
-    for key, items in todo.items():
+    for key, items in sorted(todo.items(), reverse=getattr(args, "reverse", False)):
+        if (out / f"{_fid(key)}.npz").exists():  # another features process (e.g. --reverse) did it meanwhile
+            continue
         enc = enc or ClipOnnxEncoder(ALL_BLOCKS, threads=args.threads)
         crops, meta = [], []
         for it in items:
@@ -293,7 +295,9 @@ FEATURE_SETS = {
     "b4-12_cls_mean": ((4, 5, 6, 7, 8, 9, 10, 11, 12), ("cls", "mean")),
     "b1-12_cls_mean": (ALL_BLOCKS, ("cls", "mean")),
 }
-C_VALUES = (0.002, 0.01, 0.05)
+C_VALUES = (0.001, 0.01, 0.1)
+PCA_DIMS = 384
+N_FOLDS = 8
 
 
 def select(feats: np.ndarray, blocks, tokens) -> np.ndarray:
@@ -302,15 +306,25 @@ def select(feats: np.ndarray, blocks, tokens) -> np.ndarray:
     return feats[:, [b - 1 for b in blocks]][:, :, t_idx].reshape(len(feats), -1).astype(np.float32)
 
 
-def fit_probe(x: np.ndarray, y: np.ndarray, c: float):
-    """Standardise + L2 logistic regression (class-balanced). Returns (mean, var, coef, intercept)."""
+def fit_probe(x: np.ndarray, y: np.ndarray, c_values, n_pca: int = PCA_DIMS) -> list:
+    """Standardise → PCA (``n_pca`` dims, randomised SVD) → L2 logistic regression (class-balanced), one per C.
+
+    The PCA keeps the fits fast at ~8k feature dims; the result is still one linear map of the standardised
+    features, returned as (mean, var, coef, intercept) in the full space for :meth:`ClipProbe.set_linear_head`.
+    """
+    from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
 
     mean, var = x.mean(0), x.var(0) + 1e-6
     z = (x - mean) / np.sqrt(var + 1e-5)
-    lr = LogisticRegression(C=c, max_iter=500, class_weight="balanced")
-    lr.fit(z, y)
-    return mean, var, lr.coef_[0].astype(np.float32), float(lr.intercept_[0])
+    pca = PCA(n_components=min(n_pca, *z.shape), svd_solver="randomized", random_state=0).fit(z)
+    u = pca.transform(z)
+    probes = []
+    for c in c_values:
+        lr = LogisticRegression(C=c, max_iter=1000, class_weight="balanced").fit(u, y)
+        coef = (pca.components_.T @ lr.coef_[0]).astype(np.float32)
+        probes.append((mean, var, coef, float(lr.intercept_[0] - pca.mean_ @ coef)))
+    return probes
 
 
 def decision(x: np.ndarray, probe) -> np.ndarray:
@@ -352,18 +366,24 @@ def platt_of(files: dict[str, dict], names: list[str]) -> tuple[float, float]:
     return platt(logits, labels)
 
 
-def loso(feats: np.ndarray, meta: list[dict], blocks, tokens, c: float, labelled: bool = False) -> np.ndarray:
-    """Out-of-fold face logits: each source held out in turn (its reals, their twins, its fakes)."""
+def loso(feats: np.ndarray, meta: list[dict], blocks, tokens, c_values, labelled: bool = False) -> dict:
+    """Out-of-fold face logits per C: sources held out in groups (GroupKFold over sources, :data:`N_FOLDS`), each
+    with its reals, their twins and its fakes; a probe fitted on the other sources scores its faces."""
+    from sklearn.model_selection import GroupKFold
+
     x = select(feats, blocks, tokens)
     src = np.array([m["source"] for m in meta])
     y = np.array([m["label"] for m in meta])
     orig = np.array([m["variant"] == "orig" for m in meta])
     trainable = ~orig | (y == 0) if not labelled else np.ones(len(meta), bool)
-    out = np.full(len(meta), np.nan, np.float32)
-    for s in sorted(set(src)):
-        held = src == s
-        probe = fit_probe(x[trainable & ~held], y[trainable & ~held], c)
-        out[held & orig] = decision(x[held & orig], probe)
+    out = {c: np.full(len(meta), np.nan, np.float32) for c in c_values}
+    n_folds = min(N_FOLDS, len(set(src)))
+    for _, held_idx in GroupKFold(n_splits=n_folds).split(x, y, groups=src):
+        held = np.zeros(len(meta), bool)
+        held[held_idx] = True
+        probes = fit_probe(x[trainable & ~held], y[trainable & ~held], c_values)
+        for c, probe in zip(c_values, probes, strict=True):
+            out[c][held & orig] = decision(x[held & orig], probe)
     return out
 
 
@@ -475,21 +495,20 @@ def cmd_train(args: argparse.Namespace) -> None:
     y = np.array([m["label"] for m in meta])
     orig = np.array([m["variant"] == "orig" for m in meta])
     results = {}
-    cands = [(fs, c, False) for fs in FEATURE_SETS for c in C_VALUES] + [
-        (fs, c, True) for fs in args.labelled_sets for c in C_VALUES[1:2]
-    ]
-    for fs, c, lab in cands:
-        key = f"{fs}/C={c}" + ("/+labelled" if lab else "")
+    cands = [(fs, False) for fs in (args.sets or FEATURE_SETS)] + [(fs, True) for fs in args.labelled_sets]
+    for fs, lab in cands:
         t0 = time.time()
-        oof = loso(feats, meta, *FEATURE_SETS[fs], c, labelled=lab)
-        files = file_scores(meta, oof, orig)
-        rep = report(files)
-        results[key] = {"report": rep, "face_auc": auc(y[orig], oof[orig]), "files": files}
-        print(
-            f"{key:34s} file {rep['file_auc']} video {rep['video_auc']} image {rep['image_auc']} "
-            f"({time.time() - t0:.0f} s)",
-            flush=True,
-        )
+        oofs = loso(feats, meta, *FEATURE_SETS[fs], C_VALUES, labelled=lab)
+        for c, oof in oofs.items():
+            key = f"{fs}/C={c}" + ("/+labelled" if lab else "")
+            files = file_scores(meta, oof, orig)
+            rep = report(files)
+            results[key] = {"report": rep, "face_auc": auc(y[orig], oof[orig]), "files": files}
+            print(
+                f"{key:34s} file {rep['file_auc']} video {rep['video_auc']} image {rep['image_auc']} "
+                f"({time.time() - t0:.0f} s)",
+                flush=True,
+            )
     best = max((k for k in results if "+labelled" not in k), key=lambda k: results[k]["report"]["file_auc"])
     chosen = results[best]
     files = chosen["files"]
@@ -511,6 +530,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     alpha = min(ok) if ok else max(alphas)
     lo, hi = alphas[alpha]["band"]
     print(json.dumps({"best": best, "platt": [a, b], "alphas": {str(k): v for k, v in alphas.items()}}, indent=1))
+    if args.no_ship:
+        return
     ship(best, feats, meta, a, b, lo, hi, alpha, alphas, results)
 
 
@@ -523,7 +544,7 @@ def ship(best, feats, meta, a, b, lo, hi, alpha, alphas, results) -> None:
     blocks, tokens = FEATURE_SETS[fs]
     y = np.array([m["label"] for m in meta])
     trainable = np.array([m["variant"] != "orig" or m["label"] == 0 for m in meta])
-    probe = fit_probe(select(feats, blocks, tokens)[trainable], y[trainable], float(c))
+    probe = fit_probe(select(feats, blocks, tokens)[trainable], y[trainable], [float(c)])[0]
     model = build_detector("clip_probe", blocks=list(blocks), tokens=list(tokens), hidden=0)
     model.set_linear_head(*probe)
     rep = results[best]["report"]
@@ -598,6 +619,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     f = sub.add_parser("features")
     f.add_argument("--threads", type=int, default=None)
+    f.add_argument("--reverse", action="store_true", help="work from the end of the list (a second process)")
     t = sub.add_parser("train")
     t.add_argument(
         "--labelled-sets",
@@ -605,11 +627,15 @@ def main() -> None:
         default=["b9-12_cls_mean"],
         help="feature sets also tried with the labelled fakes of the other sources in training",
     )
+    t.add_argument("--sets", nargs="*", default=None, help="feature sets to compare (default: all)")
+    t.add_argument("--no-ship", action="store_true", help="validate and report, but do not write the weights")
     a = sub.add_parser("all")
     a.add_argument("--frames", type=int, default=PREPARE_FRAMES)
     a.add_argument("--workers", type=int, default=2)
     a.add_argument("--threads", type=int, default=None)
     a.add_argument("--labelled-sets", nargs="*", default=["b9-12_cls_mean"])
+    a.add_argument("--sets", nargs="*", default=None)
+    a.add_argument("--no-ship", action="store_true")
     args = ap.parse_args()
     t0 = time.time()
     if args.cmd == "all":

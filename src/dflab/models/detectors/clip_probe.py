@@ -45,7 +45,7 @@ from torch import nn
 
 from dflab.losses import classification_loss
 from dflab.models.base import Detector, InputSpec, register_detector
-from dflab.models.clip import CLIP_MEAN, CLIP_SIZE, CLIP_STD, WIDTH, shared_encoder
+from dflab.models.clip import CLIP_MEAN, CLIP_SIZE, CLIP_STD, WIDTH, clip_onnx_path, shared_encoder
 
 TOKENS = ("cls", "mean")
 
@@ -124,6 +124,7 @@ class ClipProbe(Detector):
             self.tiny = _TinyViT(size=int(size), depth=max(self.blocks))
             width = self.tiny.width
         elif encoder == "clip_onnx":
+            clip_onnx_path()  # fail at build/load time, with the install command, not at the first scored face
             self.tiny = None
             width = WIDTH
         else:
