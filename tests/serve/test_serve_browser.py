@@ -101,7 +101,7 @@ def test_drop_two_files_progress_results_downloads(server, corpus, gate, tmp_pat
 
             # both files become jobs; the first runs and shows its progress while the scan waits at the gate
             page.wait_for_function("document.querySelectorAll('#jobs li[data-id]:not([data-id=\"\"])').length === 2")
-            page.wait_for_selector("#jobs li[data-status=running] progress:not([hidden])", timeout=30_000)
+            page.wait_for_selector("#jobs li[data-status=running] progress:not(.idle)", timeout=30_000)
             running = page.locator("#jobs li[data-status=running]")
             assert running.locator("progress").evaluate("p => p.value") == pytest.approx(0.3)
             assert "test gate" in running.locator(".msg").inner_text()
@@ -136,7 +136,8 @@ def test_drop_two_files_progress_results_downloads(server, corpus, gate, tmp_pat
             page.check("#heat-toggle")
             assert heat.is_visible()
             if DEFAULT_WEIGHTS.exists():  # the shipped card lists what the model has not seen
-                assert page.locator("#has-not-seen li").count() > 0
+                page.click("#card summary")
+                assert page.locator("#has-not-seen li").count() > 0 and page.is_visible("#has-not-seen li")
             page.wait_for_function("[...document.querySelectorAll('#result img')].every(i => i.complete)")
             shot = tmp_path / "web_ui.png"
             page.screenshot(path=str(shot), full_page=True)

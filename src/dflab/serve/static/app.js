@@ -35,8 +35,8 @@ function renderJobs() {
   $("jobs-box").hidden = jobs.length === 0;
   $("jobs").replaceChildren(...jobs.slice().reverse().map((j) => {
     const state = j.verdict || j.status;
-    const bar = el("progress", { max: 1, value: j.progress || 0 });
-    bar.hidden = FINAL.includes(j.status) || j.status === "refused";
+    const idle = FINAL.includes(j.status) || j.status === "refused";
+    const bar = el("progress", { max: 1, value: j.progress || 0, class: idle ? "idle" : "" });
     const open = el("button", { type: "button", textContent: "show", className: "show" });
     open.disabled = !j.id || !FINAL.includes(j.status);
     open.addEventListener("click", () => showJob(j.id));
