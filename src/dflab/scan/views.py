@@ -224,31 +224,46 @@ def draw_boxes(
     return out
 
 
-def heat_layer(rgb: np.ndarray, faces: Sequence[dict[str, Any]], scorer: Any) -> np.ndarray | None:
-    """An RGBA layer of the detector's map for every face of a frame, warped back from crop to frame.
+def heat_layers(
+    scorer: Any, frames: Sequence[tuple[np.ndarray, Sequence[dict[str, Any]], np.ndarray]], size: int
+) -> list[np.ndarray]:
+    """RGBA layers of the detector's map for every face of several frames, each drawn in a view of the frame.
 
-    The maps are the first detector's own (predicted masks, CAM) or Grad-CAM of the fake class
-    (:meth:`dflab.scan.pipeline.Scorer.score`); alpha grows with the map, so the face stays visible under it.
+    One batch scores every face of every frame (:meth:`dflab.scan.pipeline.Scorer.score` with maps: the first
+    detector's own maps — predicted masks, CAM — or Grad-CAM of the fake class). Each map goes from its face crop
+    back to the frame and on into the view through the view's frame → view matrix; alpha grows with the map, so the
+    face stays visible under it.
+
+    Args:
+        scorer: the detector.
+        frames: per view, the frame, its faces (the record's ``box`` in frame pixels) and the (2, 3) frame → view
+            matrix (e.g. :attr:`dflab.faces.align.CropResult.matrix` of a zoom window).
+        size: side of the square views.
 
     Shape:
-        rgb (H, W, 3) uint8; returns (H, W, 4) uint8, or None when there is no face.
+        each frame (H, W, 3) uint8; returns per view a (size, size, 4) uint8 layer.
     """
     import cv2
 
     from dflab.faces import crop_face
 
-    if not faces:
-        return None
-    crops = [crop_face(rgb, tuple(f["box"]), size=scorer.spec.size, margin=scorer.spec.margin) for f in faces]
-    _, maps = scorer.score([c.image for c in crops], maps=True)
-    h, w = rgb.shape[:2]
-    heat = np.zeros((h, w), np.float32)
-    for c, m in zip(crops, maps or [], strict=False):
-        inv = cv2.invertAffineTransform(np.asarray(c.matrix, np.float64))
-        heat = np.maximum(heat, cv2.warpAffine(m.astype(np.float32), inv, (w, h), flags=cv2.INTER_LINEAR))
-    colour = cv2.applyColorMap((heat.clip(0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)[:, :, ::-1]
-    alpha = (heat.clip(0, 1) * HEAT_ALPHA * 255).astype(np.uint8)
-    return np.dstack([colour, alpha])
+    crops = [
+        (v, crop_face(rgb, tuple(f["box"]), size=scorer.spec.size, margin=scorer.spec.margin))
+        for v, (rgb, faces, _) in enumerate(frames)
+        for f in faces
+    ]
+    maps = scorer.score([c.image for _, c in crops], maps=True)[1] if crops else []
+    heat = [np.zeros((size, size), np.float32) for _ in frames]
+    for (v, c), m in zip(crops, maps or [], strict=True):
+        crop_to_frame = np.vstack([cv2.invertAffineTransform(np.asarray(c.matrix, np.float64)), [0.0, 0.0, 1.0]])
+        to_view = np.asarray(frames[v][2], np.float64) @ crop_to_frame
+        warped = cv2.warpAffine(m.astype(np.float32), to_view, (size, size), flags=cv2.INTER_LINEAR)
+        heat[v] = np.maximum(heat[v], warped)
+    layers = []
+    for h in heat:
+        colour = cv2.applyColorMap((h.clip(0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)[:, :, ::-1]
+        layers.append(np.dstack([colour, (h.clip(0, 1) * HEAT_ALPHA * 255).astype(np.uint8)]))
+    return layers
 
 
 def render_views(
@@ -303,17 +318,17 @@ def render_views(
         if idx in decoded:
             out[f"track{tid}"] = png_bytes(crop_face(decoded[idx], tuple(face["box"]), size=THUMB_SIZE).image)
     threshold, margin = float(record["threshold"]), float(record.get("margin", 0.0))
-    for idx in keys:
-        if idx not in decoded:
-            continue
+    views = []  # (frame index, frame, faces, frame → view matrix)
+    for idx in (i for i in keys if i in decoded):
         rgb, faces = decoded[idx], frames[idx]["faces"]
         decisive = next(f for f in faces if f["track_id"] == record.get("decisive_track"))
-        window = square_box(tuple(decisive["box"]), KEY_MARGIN)
-        zoom = crop_box(rgb, window, KEY_SIZE)
+        zoom = crop_box(rgb, square_box(tuple(decisive["box"]), KEY_MARGIN), KEY_SIZE)
         out[f"key{idx:06d}"] = png_bytes(draw_boxes(zoom.image, faces, threshold, margin, zoom.matrix))
-        layer = heat_layer(rgb, faces, scorer) if scorer is not None else None
-        if layer is not None:
-            out[f"heat{idx:06d}"] = rgba_png_bytes(crop_box(layer, window, KEY_SIZE).image)
+        views.append((idx, rgb, faces, zoom.matrix))
+    if scorer is not None and views:
+        layers = heat_layers(scorer, [(rgb, faces, m) for _, rgb, faces, m in views], KEY_SIZE)
+        for (idx, *_), layer in zip(views, layers, strict=True):
+            out[f"heat{idx:06d}"] = rgba_png_bytes(layer)
     return out
 
 
