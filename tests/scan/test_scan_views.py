@@ -79,10 +79,11 @@ def test_file_reason_uses_the_scans_reason_or_says_it_in_words(kw, expected):
     assert expected in views.file_reason(_record(**kw))
 
 
-def test_a_tracks_own_reason_wins():
+def test_a_tracks_own_reason_and_verdict_win():
     rec = _record()
-    rec["tracks"][1]["reason"] = "face too small"
-    assert views.summarize(rec)["tracks"][1]["reason"] == "face too small"
+    rec["tracks"][1].update(reason="face too small", verdict="uncertain")
+    t1 = views.summarize(rec)["tracks"][1]
+    assert (t1["reason"], t1["verdict"]) == ("face too small", "uncertain")
 
 
 def test_card_summary_reads_has_seen_and_has_not_seen():

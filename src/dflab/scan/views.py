@@ -118,7 +118,7 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
 
     out_tracks = []
     for t in tracks:
-        verdict = verdict_of(t["score"], t["ci"], threshold, margin)
+        verdict = t.get("verdict") or verdict_of(t["score"], t["ci"], threshold, margin)  # the scan's own, if any
         reason = reason_text(t.get("reason"))
         if not reason and t["track_id"] not in counts:
             reason = (
