@@ -77,6 +77,23 @@ _DROP = """([files]) => {
 }"""
 
 
+_CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; object-src 'none'"
+
+
+def _with_csp(route) -> None:
+    response = route.fetch()
+    route.fulfill(response=response, headers={**response.headers, "content-security-policy": _CSP})
+
+
+def _until(page, js: str, timeout: float = 30) -> None:
+    """Poll a JavaScript condition from Python: ``page.wait_for_function`` evaluates strings with ``eval``, which
+    the Content-Security-Policy of this test (rightly) forbids."""
+    end = time.time() + timeout
+    while not page.evaluate(js):
+        assert time.time() < end, f"not true after {timeout} s: {js}"
+        time.sleep(0.1)
+
+
 def _row(page, name: str):
     return page.locator("#jobs li", has=page.locator(".name", has_text=name))
 
@@ -96,25 +113,30 @@ def test_drop_two_files_progress_results_downloads(server, corpus, gate, tmp_pat
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 900}, accept_downloads=True)
+            # the UI must run under a strict Content-Security-Policy: no inline script or style anywhere
+            csp_errors: list[str] = []
+            page.on("console", lambda m: csp_errors.append(m.text) if "Content Security Policy" in m.text else None)
+            page.route("**/*", _with_csp)
             page.goto(server)
             page.dispatch_event("#drop", "drop", {"dataTransfer": page.evaluate_handle(_DROP, [files])})
 
             # both files become jobs; the first runs and shows its progress while the scan waits at the gate
-            page.wait_for_function("document.querySelectorAll('#jobs li[data-id]:not([data-id=\"\"])').length === 2")
+            _until(page, "document.querySelectorAll('#jobs li[data-id]:not([data-id=\"\"])').length === 2")
             page.wait_for_selector("#jobs li[data-status=running] progress:not(.idle)", timeout=30_000)
             running = page.locator("#jobs li[data-status=running]")
             assert running.locator("progress").evaluate("p => p.value") == pytest.approx(0.3)
             assert "test gate" in running.locator(".msg").inner_text()
             assert page.locator("#jobs li[data-status=queued]").count() == 1
             gate.set()
-            page.wait_for_function(
+            _until(
+                page,
                 "[...document.querySelectorAll('#jobs li')].every(li => li.dataset.status === 'done')",
-                timeout=120_000,
+                timeout=120,
             )
 
             # the photo: a verdict, and the reason in words whenever there is no decisive one
             _row(page, "astronaut.png").locator("button.show").click()
-            page.wait_for_function("document.getElementById('result-name').textContent === 'astronaut.png'")
+            _until(page, "document.getElementById('result-name').textContent === 'astronaut.png'")
             verdict = page.inner_text("#verdict")
             assert verdict in ("fake", "real", "uncertain"), verdict
             assert "P(fake)" in page.inner_text("#score-line")
@@ -123,7 +145,7 @@ def test_drop_two_files_progress_results_downloads(server, corpus, gate, tmp_pat
 
             # the video: timeline, a face track with its own verdict, key frames whose heatmap can be switched off
             _row(page, "clip.mp4").locator("button.show").click()
-            page.wait_for_function("document.getElementById('result-name').textContent === 'clip.mp4'")
+            _until(page, "document.getElementById('result-name').textContent === 'clip.mp4'")
             page.wait_for_selector("#timeline-box:not([hidden]) #timeline")
             track = page.locator("#tracks .track").first
             assert track.locator("img").count() == 1 and "face 0" in track.inner_text()
@@ -138,7 +160,7 @@ def test_drop_two_files_progress_results_downloads(server, corpus, gate, tmp_pat
             if DEFAULT_WEIGHTS.exists():  # the shipped card lists what the model has not seen
                 page.click("#card summary")
                 assert page.locator("#has-not-seen li").count() > 0 and page.is_visible("#has-not-seen li")
-            page.wait_for_function("[...document.querySelectorAll('#result img')].every(i => i.complete)")
+            _until(page, "[...document.querySelectorAll('#result img')].every(i => i.complete)")
             shot = tmp_path / "web_ui.png"
             page.screenshot(path=str(shot), full_page=True)
 
@@ -156,7 +178,9 @@ def test_drop_two_files_progress_results_downloads(server, corpus, gate, tmp_pat
 
             # the session's jobs survive a reload
             page.reload()
-            page.wait_for_function("document.querySelectorAll('#jobs li[data-status=done]').length === 2")
+            _until(page, "document.querySelectorAll('#jobs li[data-status=done]').length === 2")
+            assert csp_errors == []
+            page.unroute_all(behavior="ignoreErrors")
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000
