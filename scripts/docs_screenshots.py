@@ -1,4 +1,5 @@
-"""Regenerate docs/scan_report.png (``dflab demo`` report) and docs/web_ui.png (the web UI after a scan).
+"""Regenerate docs/scan_report.png (the ``dflab demo`` report) and docs/web_ui.png (the web UI showing a video's
+result after a photo and a video were dropped at once; taken by tests/serve/test_serve_browser.py).
 
     python scripts/docs_screenshots.py
 

@@ -78,9 +78,17 @@ def scan_paths(
 
 
 def write_outputs(
-    results: Sequence[ScanResult], out: Path, formats: Sequence[str], meta: dict[str, Any]
+    results: Sequence[ScanResult],
+    out: Path,
+    formats: Sequence[str],
+    meta: dict[str, Any],
+    scorers: Sequence[Scorer] = (),
 ) -> dict[str, Path]:
-    """Write the requested reports (and overlay videos) under ``out``; returns format → path."""
+    """Write the requested reports (and overlay videos) under ``out``; returns format → path.
+
+    The HTML report's pictures (track thumbnails, key frames, heatmap layers) are rendered from each scanned file by
+    :func:`dflab.scan.views.render_views` with the first of ``scorers`` (no heatmap layers without one).
+    """
     from dflab.scan import report
 
     out.mkdir(parents=True, exist_ok=True)
@@ -96,7 +104,11 @@ def write_outputs(
     if "csv" in formats:
         written["csv"] = report.write_csv(records, out / "scan.csv")
     if "html" in formats:
-        written["html"] = report.write_html(records, [r.overlays for r in results], out / "report.html", meta)
+        from dflab.scan.views import render_views
+
+        scorer = scorers[0] if scorers else None
+        views = [render_views(r.record, r.record.get("path"), scorer, r.overlays) for r in results]
+        written["html"] = report.write_html(records, views, out / "report.html", meta)
     return written
 
 
@@ -175,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out == "-":
         print(json.dumps({"meta": meta, "files": records}, indent=2))
     else:
-        written = write_outputs(results, Path(args.out), args.format or ["json", "csv", "html"], meta)
+        written = write_outputs(results, Path(args.out), args.format or ["json", "csv", "html"], meta, scorers)
         for r in records:
             print(summary_line(r))
         for fmt, p in written.items():

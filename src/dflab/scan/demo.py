@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     results = scan_paths(inputs, scorers, ScanOptions(), progress=False)
     card = scorers[0].card
     meta = {"detector": scorers[0].name, "cards": [card]}
-    written = write_outputs(results, out, ["json", "csv", "html"], meta)
+    written = write_outputs(results, out, ["json", "csv", "html"], meta, scorers)
     print(f"detector: {scorers[0].name} — {card.get('summary', 'no card summary')}")
     for r in results:
         print("  " + summary_line(r.record))

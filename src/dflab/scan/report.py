@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 CSV_FIELDS = ["path", "status", "verdict", "score", "ci_low", "ci_high", "n_sampled", "n_faces", "error", "seconds"]
-_COLOURS = {"fake": "#c62828", "real": "#2e7d32", "uncertain": "#ef6c00", "no_face": "#546e7a", "error": "#6a1b9a"}
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -93,62 +92,184 @@ def write_csv(records: Sequence[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def _img_tag(png: bytes, alt: str, width: int | None = None) -> str:
-    w = f' width="{width}"' if width else ""
-    return f'<img alt="{html.escape(alt)}"{w} src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+def _img_tag(png: bytes, alt: str, cls: str = "") -> str:
+    c = f' class="{cls}"' if cls else ""
+    return f'<img alt="{html.escape(alt)}"{c} src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _badge(verdict: str) -> str:
+    return f'<span class="badge {html.escape(verdict)}">{html.escape(verdict.replace("_", " "))}</span>'
+
+
+def _fmt_ci(ci: Sequence[float] | None) -> str:
+    return "–" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def _span(start: float | None, end: float | None, first: int, last: int, kind: str | None) -> str:
+    if kind == "image":
+        return "still image"
+    if start is None:
+        return f"frames {first}–{last}"
+    return f"{start:.1f}–{end:.1f} s (frames {first}–{last})"
+
+
+def _as_views(item: Any) -> dict[str, bytes]:
+    """Per-file pictures: a ``{name: PNG}`` dict (:func:`dflab.scan.views.render_views`), or the older list of
+    ``(name, RGB array)`` overlays."""
+    if isinstance(item, dict):
+        return item
+    return {name: png_bytes(im) for name, im in item}
+
+
+def _card_html(cards: Sequence[dict[str, Any]]) -> str:
+    from dflab.scan.views import card_summary
+
+    parts = []
+    for card in cards:
+        c = card_summary(card)
+        if not (c["has_seen"] or c["has_not_seen"]):
+            continue
+        seen = "".join(f"<li>{html.escape(s)}</li>" for s in c["has_seen"])
+        unseen = "".join(f"<li>{html.escape(s)}</li>" for s in c["has_not_seen"])
+        parts.append(
+            f'<details class="card"><summary>What <b>{html.escape(c["name"])}</b> has and has not seen</summary>'
+            f'<div class="cols"><div><h4>Has seen in training</h4><ul>{seen}</ul></div>'
+            f"<div><h4>Has not seen: treat a low score on such media as &ldquo;not detected&rdquo;</h4>"
+            f"<ul>{unseen}</ul></div></div></details>"
+        )
+    return "".join(parts)
+
+
+def _file_section(i: int, r: dict[str, Any], views: dict[str, bytes]) -> str:
+    from dflab.scan.views import summarize
+
+    name = html.escape(Path(r["path"]).name)
+    v = summarize(r)
+    body = [f'<h2 id="f{i}">{name} {_badge(r["verdict"])}</h2>', f'<p class="path">{html.escape(r["path"])}</p>']
+    if r["status"] == "ok":
+        body.append(
+            f'<p class="score">P(fake) <b>{r["score"]:.3f}</b>, 95% interval {_fmt_ci(r.get("ci"))}, threshold '
+            f"{r['threshold']:.2f} ± {r.get('margin', 0):.2f}; {r['n_faces']} face(s) in {r['n_sampled']} sampled "
+            f"frame(s) of {r.get('n_frames', 1)}; {len(r['tracks'])} track(s); detector(s): "
+            f"{html.escape(', '.join(r['detectors']))}.</p>"
+        )
+    if v["reason"]:
+        body.append(f'<p class="reason">{html.escape(v["reason"])}</p>')
+    if "timeline" in views:
+        body.append("<h3>P(fake) per face track over time</h3>" + _img_tag(views["timeline"], "timeline", "timeline"))
+    if v["tracks"]:
+        cards = []
+        for t in v["tracks"]:
+            thumb = views.get(f"track{t['track_id']}")
+            img = _img_tag(thumb, f"face {t['track_id']}") if thumb else '<div class="nothumb"></div>'
+            mark = " (decides the file)" if t["decisive"] else ""
+            span = _span(t["start_s"], t["end_s"], t["first_frame"], t["last_frame"], r.get("kind"))
+            why = f'<p class="reason">{html.escape(t["reason"])}</p>' if t["reason"] else ""
+            cards.append(
+                f'<div class="track">{img}<div><b>face {t["track_id"]}</b>{mark} {_badge(t["verdict"])}'
+                f"<br>P(fake) {t['score']:.3f}, 95% interval {_fmt_ci(t['ci'])}"
+                f"<br>{span}, {t['n_faces']} face(s)"
+                f"{why}</div></div>"
+            )
+        body.append('<h3>Face tracks</h3><div class="tracks">' + "".join(cards) + "</div>")
+    keys = [k for k in v["key_frames"] if f"key{k['frame_index']:06d}" in views]
+    if keys:
+        figs = []
+        for k in keys:
+            idx = k["frame_index"]
+            heat = views.get(f"heat{idx:06d}")
+            uid = f"h{i}_{idx}"
+            toggle = (
+                f'<input type="checkbox" id="{uid}" class="toggle" checked><label for="{uid}">heatmap</label>'
+                if heat
+                else ""
+            )
+            when = f"{k['time_s']:.2f} s, " if r.get("kind") == "video" and k.get("time_s") is not None else ""
+            layer = _img_tag(heat, "heatmap", "heat") if heat else ""
+            figs.append(
+                f'<figure class="key">{toggle}<div class="stage">{_img_tag(views[f"key{idx:06d}"], f"frame {idx}")}'
+                f"{layer}</div><figcaption>frame {idx} ({when}P(fake) {k['score']:.3f})</figcaption></figure>"
+            )
+        body.append(
+            '<h3>The frames that drove the verdict</h3><p class="note">The decisive face track\'s most suspicious '
+            "frames. The heatmap shows where the detector looked; untick it to see the face under it.</p>"
+            + '<div class="keys">'
+            + "".join(figs)
+            + "</div>"
+        )
+    overlays = sorted(n for n in views if n.startswith("frame"))
+    if overlays and not (keys and r.get("kind") == "image"):  # a still's key view already shows its one frame
+        body.append(
+            '<h3>Sampled frames with heatmaps</h3><div class="ovs">'
+            + "".join(_img_tag(views[n], n) for n in overlays)
+            + "</div>"
+        )
+    if r.get("overlay_video"):
+        ov = html.escape(r["overlay_video"])
+        body.append(f'<p>overlay video: <a href="{ov}">{ov}</a></p>')
+    return "<section>" + "\n".join(body) + "</section>"
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#222}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 10px}
+.badge{color:#fff;border-radius:4px;padding:2px 8px;font-size:.85em;background:#555}
+.badge.fake{background:#c62828}.badge.real{background:#2e7d32}.badge.uncertain{background:#ef6c00}
+.badge.no_face{background:#546e7a}.badge.error{background:#6a1b9a}
+.path{color:#666;font-size:.85em}section{margin-top:2.5em;border-top:1px solid #ddd}
+.reason{background:#fff8e1;border-left:4px solid #ef6c00;padding:.4em .8em}
+.timeline{max-width:100%}.tracks{display:flex;flex-wrap:wrap;gap:12px}
+.track{display:flex;gap:10px;border:1px solid #ddd;border-radius:6px;padding:8px;max-width:520px}
+.track img,.nothumb{width:120px;height:120px;border-radius:4px;flex:none;background:#eee}
+.track .reason{font-size:.85em;margin:.4em 0 0}
+.keys{display:flex;flex-wrap:wrap;gap:16px}.key{margin:0}.key label{font-size:.9em;user-select:none}
+.stage{position:relative;width:fit-content;max-width:100%;margin-top:4px}
+.stage img{display:block;max-width:100%}.stage .heat{position:absolute;left:0;top:0;width:100%;height:100%}
+.toggle:not(:checked)~.stage .heat{display:none}
+.ovs img{margin:4px;border:1px solid #ccc;width:320px}.note{color:#555;font-size:.9em}
+.card .cols{display:flex;gap:2em;flex-wrap:wrap}.card .cols>div{flex:1;min-width:280px}"""
+
+
+def render_html(records: Sequence[dict[str, Any]], views: Sequence[Any], meta: dict[str, Any] | None = None) -> str:
+    """One self-contained page (pictures inline, no script): a summary table, what the detector has and has not
+    seen, then per file its verdict and why, the timeline, each face track, the key frames with a heatmap toggle and
+    the sampled overlays.
+
+    Args:
+        records: scan records (:attr:`dflab.scan.pipeline.ScanResult.record`).
+        views: per record, ``{artifact name: PNG}`` from :func:`dflab.scan.views.render_views` (or a list of
+            ``(name, RGB array)`` overlays).
+        meta: ``detector`` (names) and ``cards`` (checkpoint cards).
+    """
+    meta = meta or {}
+    rows, sections = [], []
+    for i, (r, item) in enumerate(zip(records, views, strict=True)):
+        score = "–" if r.get("score") is None else f"{r['score']:.3f}"
+        name = html.escape(Path(r["path"]).name)
+        rows.append(
+            f'<tr><td><a href="#f{i}">{name}</a></td><td>{_badge(r["verdict"])}</td><td>{score}</td>'
+            f"<td>{_fmt_ci(r.get('ci'))}</td></tr>"
+        )
+        sections.append(_file_section(i, r, _as_views(item)))
+    det = html.escape(str(meta.get("detector", "")))
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>dflab scan report</title>
+<style>{_CSS}</style></head><body><h1>dflab scan report</h1>
+<p>Detector: {det}. Scores are calibrated P(fake) of the most suspicious face track; the interval is a 95%
+bootstrap over frames (test-time views for stills). A score within the margin of the threshold, or an interval
+across it, is called <i>uncertain</i>. Heatmaps show where the detector looked.</p>
+{_card_html(meta.get("cards") or [])}
+<table><tr><th>file</th><th>verdict</th><th>P(fake)</th><th>95% interval</th></tr>{"".join(rows)}</table>
+{"".join(sections)}
+</body></html>"""
 
 
 def write_html(
     records: Sequence[dict[str, Any]],
-    overlays: Sequence[Sequence[tuple[str, np.ndarray]]],
+    views: Sequence[Any],
     path: Path,
     meta: dict[str, Any] | None = None,
 ) -> Path:
-    """One self-contained page: a summary table, then per file its verdict, interval, timeline and overlays."""
-    meta = meta or {}
-    rows, sections = [], []
-    for i, (r, ovs) in enumerate(zip(records, overlays, strict=True)):
-        colour = _COLOURS.get(r["verdict"], "#333")
-        score = "–" if r.get("score") is None else f"{r['score']:.3f}"
-        ci = r.get("ci")
-        ci_s = "–" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
-        name = html.escape(Path(r["path"]).name)
-        badge = f'<span class="badge" style="background:{colour}">{html.escape(r["verdict"])}</span>'
-        rows.append(f'<tr><td><a href="#f{i}">{name}</a></td><td>{badge}</td><td>{score}</td><td>{ci_s}</td></tr>')
-        body = [f'<h2 id="f{i}">{name} {badge}</h2>', f'<p class="path">{html.escape(r["path"])}</p>']
-        if r["status"] == "error":
-            err = r.get("error") or {}
-            body.append(
-                f"<p><b>could not scan</b>: {html.escape(err.get('cause', ''))} — {html.escape(err.get('detail', ''))}"
-            )
-        elif r["status"] == "no_face":
-            body.append(f"<p>No face found in {r.get('n_sampled', 0)} sampled frame(s).</p>")
-        else:
-            body.append(
-                f"<p>P(fake) <b>{score}</b>, 95% interval {ci_s}, threshold {r['threshold']:.2f}; "
-                f"{r['n_faces']} face(s) in {r['n_sampled']} sampled frame(s) of {r.get('n_frames', 1)}; "
-                f"{len(r['tracks'])} track(s); detector(s): {html.escape(', '.join(r['detectors']))}.</p>"
-            )
-            tl = timeline_png(r)
-            if tl is not None and r.get("kind") == "video":
-                body.append(_img_tag(tl, "timeline"))
-            body.append('<div class="ovs">' + "".join(_img_tag(png_bytes(im), n, 320) for n, im in ovs) + "</div>")
-            if r.get("overlay_video"):
-                v = html.escape(r["overlay_video"])
-                body.append(f'<p>overlay video: <a href="{v}">{v}</a></p>')
-        sections.append("<section>" + "\n".join(body) + "</section>")
-    det = html.escape(str(meta.get("detector", "")))
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>dflab scan report</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 10px}}.badge{{color:#fff;border-radius:4px;padding:2px 8px;font-size:.9em}}
-.ovs img{{margin:4px;border:1px solid #ccc}}.path{{color:#666;font-size:.85em}}section{{margin-top:2em}}</style>
-</head><body><h1>dflab scan report</h1>
-<p>Detector: {det}. Scores are calibrated P(fake) of the most suspicious face track; the interval is a 95%
-bootstrap over frames (test-time views for stills). Heatmaps show where the detector looked.</p>
-<table><tr><th>file</th><th>verdict</th><th>P(fake)</th><th>95% interval</th></tr>{"".join(rows)}</table>
-{"".join(sections)}
-</body></html>"""
-    path.write_text(page)
+    """Write :func:`render_html` to ``path``."""
+    path.write_text(render_html(records, views, meta))
     return path
 
 

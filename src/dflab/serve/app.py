@@ -239,6 +239,10 @@ def create_app(
             raise HTTPException(404)
         return Response(data, media_type="image/png")
 
+    from dflab.serve.views_api import add_view_routes
+
+    add_view_routes(app, store, scorers)  # the analyst's view, report downloads, detector card
+
     wrapped = BodyLimit(app, cfg.max_upload_bytes)
     wrapped.state = app.state  # type: ignore[attr-defined]
     wrapped.fastapi = app  # type: ignore[attr-defined]

@@ -132,15 +132,16 @@ class PoolConfig:
     scan: ScanOptions | None = None
 
 
-def result_artifacts(res: ScanResult) -> dict[str, bytes]:
-    """PNG artifacts of a scan: the timeline plot and the overlays, by name."""
-    from dflab.scan.report import png_bytes, timeline_png
+def result_artifacts(res: ScanResult, media_path: Path | None = None, scorer: Scorer | None = None) -> dict[str, bytes]:
+    """PNG artifacts of a scan, by name: timeline and overlays, and with the media file at hand the track
+    thumbnails, key frames and heatmap layers (:func:`dflab.scan.views.render_views`)."""
+    from dflab.errors import DflabError
+    from dflab.scan.views import render_views
 
-    out = {name: png_bytes(im) for name, im in res.overlays}
-    tl = timeline_png(res.record)
-    if tl is not None and res.record.get("kind") == "video":
-        out["timeline"] = tl
-    return out
+    try:
+        return render_views(res.record, media_path, scorer, res.overlays)
+    except (DflabError, RuntimeError, ValueError, OSError):  # pictures are extras: the verdict must still be stored
+        return render_views(res.record, None, None, res.overlays)
 
 
 class WorkerPool:
@@ -222,5 +223,7 @@ class WorkerPool:
         rec = dict(res.record)
         rec["path"] = job["upload"]  # the generated name, never the client's
         status = "error" if rec["status"] == "error" else "done"
-        self.store.finish(job_id, status, rec, result_artifacts(res) if status == "done" else {})
+        scorer = self.scorers[0] if self.scorers else None
+        arts = result_artifacts(res, path, scorer) if status == "done" else {}
+        self.store.finish(job_id, status, rec, arts)
         path.unlink(missing_ok=True)

@@ -161,7 +161,8 @@ class FaceStream(Dataset):
         root: the manifest folder (crop paths are relative to it).
         size: output crop size.
         targets: the detector's declared target keys.
-        mean, std: normalisation (the detector's ``input_spec``).
+        mean: normalisation (the detector's ``input_spec``).
+        std: normalisation (the detector's ``input_spec``).
         seed: run seed; the plan depends on ``(seed, name, epoch)`` only.
         name: stream name.
         pool: donor pool for blending synthesizers (``None`` when none is needed).

@@ -87,7 +87,9 @@ class BiGArts(Detector):
         branches: auxiliary map branches, a subset of ``("in", "ex")`` (Table 6 ablations).
         decoder_widths: output channels of the five decoder blocks.
         cls_width: channels of the classification conv block (``None``: the backbone's last width).
-        lambda_in, lambda_ex, lambda_cls: loss weights of Eq. 2.
+        lambda_in: loss weights of Eq. 2.
+        lambda_ex: loss weights of Eq. 2.
+        lambda_cls: loss weights of Eq. 2.
         pretrained_path: optional local backbone checkpoint.
         input_size: face crop side (256 in §4.1).
 

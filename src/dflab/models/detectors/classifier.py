@@ -38,7 +38,11 @@ class BinaryClassifier(Detector):
         backbone: backbone name (see :data:`dflab.models.backbones.TIMM_NAMES`) or any timm model.
         backbone_kwargs: passed to the timm constructor (tiny variants shrink the net here).
         dropout: dropout before the head.
-        size, margin, align, mean, std: the input contract (written into checkpoints).
+        size: the input contract (written into checkpoints).
+        margin: the input contract (written into checkpoints).
+        align: the input contract (written into checkpoints).
+        mean: the input contract (written into checkpoints).
+        std: the input contract (written into checkpoints).
 
     Shape:
         images (B, 3, H, W) -> {"logits": (B, 2), "features": (B, C)}.

@@ -190,12 +190,17 @@ class LAE(Detector):
         input_size: crop size S (paper: 256).
         width: channel multiplier of encoder/decoder (1.0 = Table 2).
         latent: d_z (paper: 128).
-        alpha1, alpha2: weights of L_rec and L_latent (Eq. 2).
-        beta1, beta2, beta3: pixel / perceptual / adversarial weights (Eq. 5).
-        lambda1, lambda2: latent / attention weights of stage 2 (Eq. 12).
+        alpha1: weights of L_rec and L_latent (Eq. 2).
+        alpha2: weights of L_rec and L_latent (Eq. 2).
+        beta1: pixel / perceptual / adversarial weights (Eq. 5).
+        beta2: pixel / perceptual / adversarial weights (Eq. 5).
+        beta3: pixel / perceptual / adversarial weights (Eq. 5).
+        lambda1: latent / attention weights of stage 2 (Eq. 12).
+        lambda2: latent / attention weights of stage 2 (Eq. 12).
         noise_sigma: maximum σ (grey levels) of the training-time Gaussian input noise.
         comparator_weights: local VGG16 ImageNet weights file (see module docstring).
-        comparator_width, disc_width: channel multipliers of C and D.
+        comparator_width: channel multipliers of C and D.
+        disc_width: channel multipliers of C and D.
         attention_in_stage1: also apply Eq. 9 in stage 1 on fakes that carry masks (off in the paper's LAE,
             which uses Eq. 11 on the active set in stage 2).
     """

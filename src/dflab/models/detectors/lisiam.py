@@ -171,7 +171,9 @@ class LiSiam(Detector):
         use_mt: use the mask-guided transformer (False = Model-F: SE + MLP on X_c alone).
         seg_branches: branches (1 raw, 2 degraded) with segmentation loss.
         cls_branches: branches with classification loss.
-        lambda_li, lambda_cls, lambda_seg: loss weights of Eq. 19.
+        lambda_li: loss weights of Eq. 19.
+        lambda_cls: loss weights of Eq. 19.
+        lambda_seg: loss weights of Eq. 19.
         aux_weight: weight of the auxiliary decoder's CE (official code: 0.4), applied on branches with seg loss.
         dropout: dropout of seg head, SCU and attention (0.1).
         pretrained_path: optional local Xception checkpoint.

@@ -53,7 +53,10 @@ class MesoInception4(Detector):
         size: input size (paper: 256).
         width: channels of the two 5×5 convs and of the FC layer (paper: 16).
         dropout: dropout of the head (paper: 0.5).
-        margin, align, mean, std: input contract. The paper feeds RGB in [0, 1]: mean 0, std 1.
+        margin: input contract. The paper feeds RGB in [0, 1]: mean 0, std 1.
+        align: input contract. The paper feeds RGB in [0, 1]: mean 0, std 1.
+        mean: input contract. The paper feeds RGB in [0, 1]: mean 0, std 1.
+        std: input contract. The paper feeds RGB in [0, 1]: mean 0, std 1.
 
     Shape:
         images (B, 3, size, size) -> {"logits": (B, 2)}.

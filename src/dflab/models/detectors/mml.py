@@ -36,11 +36,15 @@ class MultiMetric(Detector):
     Args:
         backbone: timm name (paper: ``resnet34``).
         embed_dim: embedding size D.
-        beta, chi: weights of the triplet and CE terms (Eq. 1).
-        alpha, lam: α, λ of the weight-center loss (Eq. 3).
+        beta: weights of the triplet and CE terms (Eq. 1).
+        chi: weights of the triplet and CE terms (Eq. 1).
+        alpha: α, λ of the weight-center loss (Eq. 3).
+        lam: α, λ of the weight-center loss (Eq. 3).
         margin: κ of the triplet loss (Eq. 2).
         center_momentum: m of the centre update.
-        use_wc, use_ahe, use_ce: ablation switches (Table 3: triplet only / + CE / + WC).
+        use_wc: ablation switches (Table 3: triplet only / + CE / + WC).
+        use_ahe: ablation switches (Table 3: triplet only / + CE / + WC).
+        use_ce: ablation switches (Table 3: triplet only / + CE / + WC).
         mining: ``"all"`` or ``"hard"`` batch triplets.
         pretrained: optional local weights file for the backbone.
         input_size: crop size of the input contract (paper: 256).
