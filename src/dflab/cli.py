@@ -1,6 +1,10 @@
 """The ``dflab`` command. Each subcommand lives beside the code it drives, in a module that defines
 ``add_arguments(parser)`` and ``run(args) -> int``; this file only lists them (imported lazily, so
 ``dflab --help`` is fast and a missing optional extra only affects its own subcommand).
+
+Exit codes are one contract for every command (docs/guide/exit-codes.md): 0 success, 2 bad arguments, an invalid
+configuration or an unusable checkpoint (:class:`~dflab.errors.CheckpointError`, :class:`~dflab.errors.ConfigError`
+— caught here, so no command prints a traceback for them), and the command-specific codes its help lists.
 """
 
 from __future__ import annotations
@@ -24,8 +28,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+EXIT_CODES_DOC = "docs/guide/exit-codes.md"
+EPILOG = f"exit codes: 0 ok, 2 bad arguments / config / unusable checkpoint; per-command codes in {EXIT_CODES_DOC}"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dflab", description="deepfake detection framework")
+    parser = argparse.ArgumentParser(prog="dflab", description="deepfake detection framework", epilog=EPILOG)
     from dflab import __version__
 
     parser.add_argument("--version", action="version", version=f"dflab {__version__}")
@@ -40,12 +48,22 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in COMMANDS:
         build_parser().parse_args(argv or ["--help"])
         return 2
+    from dflab.errors import CheckpointError, ConfigError
+
     name, rest = argv[0], argv[1:]
     module = importlib.import_module(COMMANDS[name][0])
-    parser = argparse.ArgumentParser(prog=f"dflab {name}", description=COMMANDS[name][1])
+    parser = argparse.ArgumentParser(
+        prog=f"dflab {name}",
+        description=COMMANDS[name][1],
+        epilog=f"exit codes: see {EXIT_CODES_DOC} (2 = bad arguments, configuration or checkpoint)",
+    )
     module.add_arguments(parser)
     args = parser.parse_args(rest)
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except (CheckpointError, ConfigError) as exc:  # a clear message and code 2 in every command, never a traceback
+        print(f"dflab {name}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -52,3 +52,8 @@ class ConfigError(DflabError):
 
 class CheckpointError(DflabError):
     """A checkpoint that cannot be loaded (missing card, unknown detector, missing/unexpected keys)."""
+
+
+class ScoreError(DflabError):
+    """A detector produced a non-finite score (NaN/inf) for a file: recorded as an error, never turned into a
+    verdict (``NaN >= threshold`` is false, so a NaN would silently read as "real")."""

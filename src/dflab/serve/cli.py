@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         app = create_app(cfg)
     except CheckpointError as exc:
-        print(f"dflab serve: {exc}")
+        print(f"dflab serve: {exc}", file=sys.stderr)
         return 2
     print(f"dflab serve: http://{args.host}:{args.port}/  (data in {cfg.data_dir})")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
