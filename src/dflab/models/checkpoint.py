@@ -267,7 +267,8 @@ def settled_dir(path: str | Path) -> Path:
     path = Path(path)
     old = _old_of(path)
     if not path.exists() and old.is_dir():
-        os.replace(old, path)
+        with contextlib.suppress(FileNotFoundError):  # another rank (DDP resume) put it back first
+            os.replace(old, path)
     return path
 
 
