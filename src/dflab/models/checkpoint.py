@@ -6,6 +6,7 @@ The card holds everything needed to rebuild the detector and its input transform
 
     {"format": "dflab-detector/1", "detector": "resnet18", "variant": "resnet18_tiny", "kwargs": {...},
      "input_spec": {"size": 64, "margin": 1.3, "align": "box", "mean": [...], "std": [...]},
+     "calibration": {"method": "temperature", "temperature": 1.5}, "checkpoint_id": "<uuid hex>",
      "training": {...}, "metrics": {...}, "dflab_version": "0.1.0", "git_sha": "...", "created": "..."}
 
 ``save_detector(model, "runs/x/best", card)`` writes ``runs/x/best/model.safetensors`` and ``card.json``;
@@ -475,10 +476,12 @@ def read_card(path: str | Path) -> dict[str, Any]:
     _, card_path = _paths(settled_dir(path) if Path(path).suffix == "" else path)
     if not card_path.is_file():
         raise CheckpointError(f"no checkpoint card at {card_path}")
+    if card_path.stat().st_size > MAX_HEADER_BYTES:
+        raise CheckpointError(f"{card_path}: {card_path.stat().st_size} bytes is no checkpoint card")
     try:
         card = json.loads(card_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{card_path}: invalid JSON ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise CheckpointError(f"{card_path}: unreadable or invalid JSON ({exc})") from None
     if not isinstance(card, dict) or card.get("format") != FORMAT:
         got = card.get("format") if isinstance(card, dict) else type(card).__name__
         raise CheckpointError(f"{card_path}: format {got!r}, expected {FORMAT!r}")
