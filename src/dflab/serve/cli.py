@@ -28,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--token", default=None, help="shared secret for every request (default beyond loopback: a new one)"
     )
     parser.add_argument("--keep-days", type=float, default=7.0, help="delete finished jobs older than this")
-    parser.add_argument("--keep-jobs", type=int, default=1000, help="keep at most this many finished jobs")
-    parser.add_argument("--keep-mb", type=float, default=512.0, help="keep at most this many MB of results")
+    parser.add_argument("--keep-jobs", type=int, default=500, help="keep at most this many finished jobs")
+    parser.add_argument("--keep-mb", type=float, default=256.0, help="keep at most this many MB of results")
 
 
 def run(args: argparse.Namespace) -> int:

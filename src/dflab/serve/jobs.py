@@ -44,8 +44,8 @@ class Retention:
     """
 
     max_age_days: float | None = 7.0
-    max_jobs: int | None = 1000
-    max_bytes: int | None = 512 * 2**20
+    max_jobs: int | None = 500
+    max_bytes: int | None = 256 * 2**20
 
 
 def scrub(text: str, *folders: Path) -> str:
