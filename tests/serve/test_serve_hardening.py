@@ -159,6 +159,8 @@ def test_token_required_when_configured(tmp_path, tiny_scorers):
         assert page.status_code == 200 and "HttpOnly" in page.headers["set-cookie"]
         assert "SameSite=Strict" in page.headers["set-cookie"]
         assert client.get("/api/health").status_code == 200  # the cookie now rides along
+        other = {"Cookie": "$bad=1; dflab_token=s3cret"}  # another localhost app's malformed cookie beside ours
+        assert client.get("/api/health", headers=other).status_code == 200
 
 
 def test_cli_generates_a_token_beyond_loopback(monkeypatch, tmp_path, capsys):

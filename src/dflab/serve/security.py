@@ -26,7 +26,6 @@ import hmac
 import json
 import socket
 from collections.abc import Callable, Iterable
-from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -139,10 +138,11 @@ class Gate:
     def _authorised(self, scope: dict, headers: dict[str, str]) -> bool:
         assert self.token is not None
         given = [headers.get("authorization", "").removeprefix("Bearer ").strip()]
-        cookie = SimpleCookie()
-        cookie.load(headers.get("cookie", ""))
-        if TOKEN_COOKIE in cookie:
-            given.append(cookie[TOKEN_COOKIE].value)
+        # by hand, not SimpleCookie: one malformed cookie of another localhost app must not hide ours
+        for part in headers.get("cookie", "").split(";"):
+            key, _, value = part.strip().partition("=")
+            if key == TOKEN_COOKIE:
+                given.append(value)
         if scope["method"] == "GET" and scope["path"] == "/":
             given += parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [])
         return any(g and hmac.compare_digest(g.encode(), self.token.encode()) for g in given)
