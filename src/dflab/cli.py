@@ -1,6 +1,12 @@
 """The ``dflab`` command. Each subcommand lives beside the code it drives, in a module that defines
 ``add_arguments(parser)`` and ``run(args) -> int``; this file only lists them (imported lazily, so
 ``dflab --help`` is fast and a missing optional extra only affects its own subcommand).
+
+Exit codes are one contract for every command (docs/guide/exit-codes.md): 0 success, 2 bad arguments, an invalid
+configuration, a missing input or an unusable checkpoint (:class:`~dflab.errors.CheckpointError`,
+:class:`~dflab.errors.ConfigError`, ``FileNotFoundError`` — caught here, so no command prints a traceback for
+them), 70 for an unexpected exception (a bug: the traceback is printed; never 1, which ``dflab scan`` uses for
+"judged fake"), and the command-specific codes listed in docs/guide/exit-codes.md.
 """
 
 from __future__ import annotations
@@ -8,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -24,8 +31,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+EXIT_CODES_DOC = "docs/guide/exit-codes.md"
+EXIT_USAGE = 2  # bad arguments, configuration, missing input or unusable checkpoint (argparse uses 2 as well)
+EXIT_INTERNAL = 70  # EX_SOFTWARE (sysexits.h): an unexpected exception, distinct from every command's own codes
+EPILOG = (
+    f"exit codes: 0 ok, 2 bad arguments / config / missing input / unusable checkpoint, 70 internal error; "
+    f"per-command codes (scan: 1 fake, 4 unscannable file) in {EXIT_CODES_DOC}"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dflab", description="deepfake detection framework")
+    parser = argparse.ArgumentParser(prog="dflab", description="deepfake detection framework", epilog=EPILOG)
     from dflab import __version__
 
     parser.add_argument("--version", action="version", version=f"dflab {__version__}")
@@ -40,12 +56,26 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in COMMANDS:
         build_parser().parse_args(argv or ["--help"])
         return 2
+    from dflab.errors import CheckpointError, ConfigError
+
     name, rest = argv[0], argv[1:]
     module = importlib.import_module(COMMANDS[name][0])
-    parser = argparse.ArgumentParser(prog=f"dflab {name}", description=COMMANDS[name][1])
+    parser = argparse.ArgumentParser(
+        prog=f"dflab {name}",
+        description=COMMANDS[name][1],
+        epilog=f"exit codes: see {EXIT_CODES_DOC} (2 = bad arguments, configuration, input or checkpoint; 70 = bug)",
+    )
     module.add_arguments(parser)
     args = parser.parse_args(rest)
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except (CheckpointError, ConfigError, FileNotFoundError) as exc:  # one clear line and code 2, never a traceback
+        print(f"dflab {name}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception:  # noqa: BLE001 - a bug: show it, but never exit 1, which `dflab scan` reserves for "fake"
+        traceback.print_exc()
+        print(f"dflab {name}: internal error (a bug; the traceback above says where)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -50,5 +50,17 @@ class ConfigError(DflabError):
     """A configuration that is invalid (unknown key, wrong type, missing file)."""
 
 
+class UnknownNameError(ConfigError, KeyError):
+    """A name that no registry holds (detector, protocol, dataset, …). A ``KeyError`` too, for existing callers."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class CheckpointError(DflabError):
     """A checkpoint that cannot be loaded (missing card, unknown detector, missing/unexpected keys)."""
+
+
+class ScoreError(DflabError):
+    """A detector produced a non-finite score (NaN/inf) for a file: recorded as an error, never turned into a
+    verdict (``NaN >= threshold`` is false, so a NaN would silently read as "real")."""

@@ -197,3 +197,16 @@ def test_media_adapter_takes_files_and_folders(tmp_path, tiny_mp4, place):
     recs = scan_dataset("media", None, paths=[tmp_path / "in", tmp_path / "three.mp4", tmp_path / "in/one.mp4"])
     assert sorted(r.video_id for r in recs) == ["in/one.mp4", "in/sub/two.mp4", "three.mp4"]
     assert all(r.label == -1 for r in recs)
+
+
+def test_media_ids_are_relative_paths_so_shared_names_in_different_folders_are_kept(tmp_path, tiny_mp4, place):
+    """Issue 14 item 14: an analyst's folders reuse names (``1.jpg``, ``driving.mp4``); they used to be refused as
+    duplicate video ids."""
+    place(tiny_mp4, tmp_path / "case1/driving.mp4", tmp_path / "case2/driving.mp4", tmp_path / "x/clips/driving.mp4",
+          tmp_path / "y/clips/driving.mp4")  # fmt: skip
+    files = scan_dataset("media", None, paths=[tmp_path / "case1/driving.mp4", tmp_path / "case2/driving.mp4"])
+    assert sorted(r.video_id for r in files) == ["case1/driving.mp4", "case2/driving.mp4"]
+    folders = scan_dataset("media", None, paths=[tmp_path / "x/clips", tmp_path / "y/clips"])
+    assert sorted(r.video_id for r in folders) == ["x/clips/driving.mp4", "y/clips/driving.mp4"]
+    one = scan_dataset("media", tmp_path / "case1")
+    assert [r.video_id for r in one] == ["case1/driving.mp4"]

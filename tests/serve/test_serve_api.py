@@ -14,7 +14,7 @@ from dflab.serve.app import ServeConfig, create_app
 
 def _client(tmp_path, scorers, **kw) -> TestClient:
     cfg = ServeConfig(data_dir=tmp_path / "srv", max_frames=4, **kw)
-    return TestClient(create_app(cfg, scorers=scorers))
+    return TestClient(create_app(cfg, scorers=scorers), base_url="http://127.0.0.1")  # a Host the server answers
 
 
 def test_submit_poll_result_and_artifacts(tmp_path, tiny_scorers, corpus, wait):
@@ -77,7 +77,7 @@ def test_full_queue_answers_503_with_retry_after(tmp_path, corpus):
         return ScanResult({"path": str(path), "status": "no_face", "verdict": "no_face", "score": None, "ci": None})
 
     cfg = ServeConfig(data_dir=tmp_path / "srv", workers=1, max_queue=1, retry_after_s=7)
-    with TestClient(create_app(cfg, scorers=[object()], scan_fn=blocked)) as client:
+    with TestClient(create_app(cfg, scorers=[object()], scan_fn=blocked), base_url="http://localhost") as client:
         data = corpus["astronaut.png"].read_bytes()
         codes = [client.post("/api/jobs", files={"file": ("a.png", data)}).status_code for _ in range(2)]
         assert codes == [202, 202]

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -462,12 +463,20 @@ class Folder:
 # ------------------------------------------------------------------------------------------------------------ media
 @_adapter
 class Media:
-    """An analyst's files and folders, unlabelled (label -1). ``root`` may be one path or a list (``paths=``)."""
+    """An analyst's files and folders, unlabelled (label -1). ``root`` may be one path or a list (``paths=``).
+
+    Video ids are paths relative to the deepest folder that holds every given item, so ``case1/driving.mp4`` and
+    ``case2/driving.mp4`` stay two videos (an analyst's folders reuse names: ``1.jpg``, ``driving.mp4``).
+    """
 
     name = "media"
 
     def scan(self, root: Path | None = None, *, paths: Iterable[str | Path] = (), **_: Any) -> list[VideoRecord]:
-        items = [Path(p) for p in paths] or ([Path(root)] if root is not None else [])
+        items = [Path(os.path.abspath(p)) for p in paths] or ([Path(os.path.abspath(root))] if root is not None else [])
+        try:
+            base = Path(os.path.commonpath([str(i.parent) for i in items])) if items else Path()
+        except ValueError:  # different drives (Windows): ids stay absolute
+            base = None
         records, seen = [], set()
         for item in items:
             files = _media_files(item) if item.is_dir() else [item]
@@ -476,7 +485,7 @@ class Media:
                 if key in seen:
                     continue
                 seen.add(key)
-                vid = str(p.relative_to(item.parent)) if item.is_dir() else p.name
+                vid = p.relative_to(base).as_posix() if base is not None else p.as_posix()
                 kind = "image" if p.suffix.lower() in IMAGE_EXTS else "video"
                 records.append(VideoRecord("media", vid, str(p), UNKNOWN, "unknown", kind=kind))
         return records

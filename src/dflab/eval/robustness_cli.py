@@ -33,12 +33,12 @@ def run(args: argparse.Namespace) -> int:
         print("give at least one --data MANIFEST", file=sys.stderr)
         return 2
     protocol = get_protocol(args.protocol)
+    loaded = load_detector(args.checkpoint)  # first: an unusable checkpoint is refused before any data is read
     where = {**protocol.tests[0].where, **parse_where(args.where)}
     rows = subsample_per_track(load_rows(args.data, where), args.frames_per_track)
     if not rows:
         print(f"no rows match {where}", file=sys.stderr)
         return 1
-    loaded = load_detector(args.checkpoint)
     sweeps = [s for s in args.sweeps.split(",") if s]
     print(f"[robustness] {len(rows)} faces, sweeps {sweeps}")
     res = run_sweeps(

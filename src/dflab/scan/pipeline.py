@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dflab.errors import CheckpointError, DflabError, MediaError
+from dflab.errors import CheckpointError, DflabError, MediaError, ScoreError
 from dflab.models.base import Detector, InputSpec
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
@@ -412,6 +412,15 @@ def scan_file(
         return _error_result(path, MediaError(path, "decode_error", f"{type(exc).__name__}: {exc}"), t0)
 
 
+def _finite(scores: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """Scores, after checking they are all finite: a NaN must become an error record, never a verdict."""
+    if not np.isfinite(scores).all():
+        raise ScoreError(
+            f"detector {', '.join(names)} returned non-finite P(fake) for {int((~np.isfinite(scores)).sum())} faces"
+        )
+    return scores
+
+
 def _check_deadline(deadline: float | None) -> None:
     if deadline is not None and time.monotonic() > deadline:
         raise ScanTimeoutError("scan ran past its time limit")
@@ -514,7 +523,7 @@ def _scan(path, scorers, opts, progress, deadline, t0) -> ScanResult:
             if maps is not None:
                 for f, m, n in zip(chunk, maps, need, strict=True):
                     f.heat = m if n else None
-        mean = np.mean(per_det, axis=0)
+        mean = _finite(np.mean(per_det, axis=0), [s.name for s in scorers])
         for i, f in enumerate(chunk):
             f.score = float(mean[i])
         progress(0.6 + 0.35 * min(1.0, (start + len(chunk)) / len(all_faces)), "scoring faces")
@@ -528,7 +537,7 @@ def _scan(path, scorers, opts, progress, deadline, t0) -> ScanResult:
             for m in (spec.margin - 0.1, spec.margin, spec.margin + 0.1):
                 crop = _crop(rgb, det, spec, 0, 0.0, margin=m).crop
                 views += [crop, np.ascontiguousarray(crop[:, ::-1])]
-            vals = np.mean([sc.score(views)[0] for sc in scorers], axis=0)
+            vals = _finite(np.mean([sc.score(views)[0] for sc in scorers], axis=0), [s.name for s in scorers])
             tta_scores[tid] = [float(v) for v in vals]
             for f in all_faces:  # a still's face score is its views' mean, so overlay, face and file agree
                 if f.track_id == tid:

@@ -68,27 +68,40 @@ def write_json(records: Sequence[dict[str, Any]], path: Path, meta: dict[str, An
     return path
 
 
+#: a spreadsheet reads a cell starting with one of these as a formula (OWASP "CSV injection")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value safe to open in a spreadsheet: text that would start a formula gets a leading apostrophe (shown as
+    text, the formula never evaluated); numbers pass unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def write_csv(records: Sequence[dict[str, Any]], path: Path) -> Path:
+    """One row per file; every text cell goes through :func:`csv_cell` (file names and error details come from
+    the analyst's files, which may be named ``=HYPERLINK(...)``)."""
     with path.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         w.writeheader()
         for r in records:
             ci = r.get("ci") or [None, None]
             err = r.get("error") or {}
-            w.writerow(
-                {
-                    "path": r["path"],
-                    "status": r["status"],
-                    "verdict": r["verdict"],
-                    "score": "" if r.get("score") is None else f"{r['score']:.4f}",
-                    "ci_low": "" if ci[0] is None else f"{ci[0]:.4f}",
-                    "ci_high": "" if ci[1] is None else f"{ci[1]:.4f}",
-                    "n_sampled": r.get("n_sampled", ""),
-                    "n_faces": r.get("n_faces", ""),
-                    "error": f"{err.get('cause', '')}: {err.get('detail', '')}" if err else "",
-                    "seconds": r.get("seconds", ""),
-                }
-            )
+            row = {
+                "path": r["path"],
+                "status": r["status"],
+                "verdict": r["verdict"],
+                "score": "" if r.get("score") is None else f"{r['score']:.4f}",
+                "ci_low": "" if ci[0] is None else f"{ci[0]:.4f}",
+                "ci_high": "" if ci[1] is None else f"{ci[1]:.4f}",
+                "n_sampled": r.get("n_sampled", ""),
+                "n_faces": r.get("n_faces", ""),
+                "error": f"{err.get('cause', '')}: {err.get('detail', '')}" if err else "",
+                "seconds": r.get("seconds", ""),
+            }
+            w.writerow({k: csv_cell(v) for k, v in row.items()})
     return path
 
 

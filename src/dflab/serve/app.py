@@ -9,8 +9,11 @@ API (all JSON):
   "error", "artifacts"}``; ``GET /api/jobs/{id}/artifacts/{name}`` → PNG (timeline, overlays).
 * ``GET /api/health`` → queue and worker state, process memory.
 
-Safety: bodies larger than ``max_upload_bytes`` are cut off while streaming (ASGI middleware, before any parsing);
-uploads are written under generated names only; request values reach the file system nowhere (job ids and
+Safety: :class:`dflab.serve.security.Gate` refuses before the body is read — an unknown ``Host`` (DNS
+rebinding), a missing token (binds beyond loopback), a cross-origin POST, a full queue (503) — and cuts a body at
+the first chunk past ``max_upload_bytes`` (413); it adds CSP and ``nosniff`` headers to every response. Error
+bodies never show server paths. Uploads are written under generated names only (mode 0600; a kill mid-upload
+leaves an orphan that the next start deletes); request values reach the file system nowhere (job ids and
 artifact names are validated and looked up in the database); the static UI is served from memory; the detector is
 loaded once from safetensors + JSON (nothing unpickled) and never from a request.
 """
@@ -33,7 +36,8 @@ from fastapi.responses import JSONResponse, Response
 
 from dflab.errors import MediaError
 from dflab.scan.pipeline import ScanOptions, Scorer, scan_file
-from dflab.serve.jobs import JobStore, PoolConfig, WorkerPool
+from dflab.serve.jobs import JobStore, PoolConfig, Retention, WorkerPool, scrub
+from dflab.serve.security import LOOPBACK_HOSTS, Gate, Refusal
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _ARTIFACT = re.compile(r"^[a-z0-9_]{1,64}$")
@@ -54,6 +58,9 @@ class ServeConfig:
         job_timeout_s: per-job time limit.
         retry_after_s: the ``Retry-After`` of a 503.
         max_frames: frames sampled per video.
+        allowed_hosts: ``Host`` names answered (DNS-rebinding defence; ``*`` = any).
+        token: shared secret required on every request (``None``: none; the CLI sets one beyond loopback).
+        retention: how many finished jobs (age, count, bytes) ``jobs.sqlite`` keeps.
     """
 
     data_dir: Path = Path("serve_data")
@@ -65,69 +72,10 @@ class ServeConfig:
     job_timeout_s: float = 300.0
     retry_after_s: int = 5
     max_frames: int = 24
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS
+    token: str | None = None
+    retention: Retention = field(default_factory=Retention)
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-class BodyLimit:
-    """ASGI middleware: answer 413 as soon as a request body passes ``limit`` bytes (declared or streamed)."""
-
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    def _body(self) -> dict[str, Any]:
-        return {"error": {"cause": "too_large", "detail": f"body over {self.limit} bytes"}}
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _send_json(send, 413, self._body())
-            return
-        seen = 0
-        sent = False
-
-        async def limited_receive() -> dict:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
-
-        async def tracking_send(message: dict) -> None:
-            nonlocal sent
-            sent = sent or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not sent:
-                await _send_json(
-                    send, 413, {"error": {"cause": "too_large", "detail": f"body over {self.limit} bytes"}}
-                )
-
-
-class _TooLarge(Exception):  # noqa: N818 - internal signal, never escapes the middleware
-    pass
-
-
-async def _send_json(send: Any, status: int, body: dict) -> None:
-    import json
-
-    data = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": data})
 
 
 def _rss_mb() -> float:
@@ -139,7 +87,7 @@ def _rss_mb() -> float:
 def create_app(
     cfg: ServeConfig | None = None, scorers: list[Scorer] | None = None, scan_fn: Callable[..., Any] | None = None
 ):
-    """Build the FastAPI app (wrapped in the body-size limit).
+    """Build the FastAPI app (wrapped in :class:`~dflab.serve.security.Gate`).
 
     Args:
         cfg: limits and places.
@@ -153,9 +101,10 @@ def create_app(
     data_dir = Path(cfg.data_dir)
     uploads = data_dir / "uploads"
     uploads.mkdir(parents=True, exist_ok=True)
+    os.chmod(uploads, 0o700)  # uploads are the analysts' evidence: this user only (data_dir may be shared)
     static = {name: (resources.files("dflab.serve") / "static" / name).read_bytes() for name in _STATIC}
     scorers = scorers or [load_scorer(cfg.detector)]
-    store = JobStore(data_dir / "jobs.sqlite")
+    store = JobStore(data_dir / "jobs.sqlite", retention=cfg.retention)
     scan_opts = ScanOptions(max_frames=cfg.max_frames, max_duration_s=cfg.max_duration_s)
     pool_cfg = PoolConfig(cfg.workers, cfg.max_queue, cfg.job_timeout_s, scan_opts)
     pool = WorkerPool(store, uploads, scorers, pool_cfg, scan_fn=scan_fn or scan_file)
@@ -204,7 +153,7 @@ def create_app(
         job_id = uuid.uuid4().hex
         name = f"{job_id}.upload"  # generated; the client's filename is never used
         dest = uploads / name
-        with dest.open("wb") as fh:
+        with os.fdopen(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
             shutil.copyfileobj(file.file, fh, length=2**20)
         size = dest.stat().st_size
         try:
@@ -218,7 +167,7 @@ def create_app(
         except MediaError as exc:
             dest.unlink(missing_ok=True)
             status = {"too_large": 413, "not_media": 415, "unsupported_codec": 415}.get(exc.cause, 422)
-            return _error(status, exc.cause, exc.detail or exc.cause)
+            return _error(status, exc.cause, scrub(exc.detail or exc.cause, uploads))
         if not pool.try_admit(name, size, info.kind, job_id):
             dest.unlink(missing_ok=True)
             return _error(503, "busy", "queue full, retry later", {"Retry-After": str(cfg.retry_after_s)})
@@ -243,7 +192,14 @@ def create_app(
 
     add_view_routes(app, store, scorers)  # the analyst's view, report downloads, detector card
 
-    wrapped = BodyLimit(app, cfg.max_upload_bytes)
+    def refuse(scope: dict[str, Any]) -> Refusal | None:
+        """503 before the body is read: a full queue must not cost the client (or the disk) a 90 MB upload."""
+        if scope["method"] == "POST" and scope["path"] == "/api/jobs" and store.count() >= pool.capacity:
+            body = {"error": {"cause": "busy", "detail": "queue full, retry later"}}
+            return 503, body, {"Retry-After": str(cfg.retry_after_s)}
+        return None
+
+    wrapped = Gate(app, max_body=cfg.max_upload_bytes, allowed_hosts=cfg.allowed_hosts, token=cfg.token, refuse=refuse)
     wrapped.state = app.state  # type: ignore[attr-defined]
     wrapped.fastapi = app  # type: ignore[attr-defined]
     return wrapped

@@ -1,8 +1,14 @@
-"""``dflab serve [--host 127.0.0.1] [--port 8000] [--data DIR] [--detector CKPT] [--workers N] [--max-queue N]``."""
+"""``dflab serve [--host 127.0.0.1] [--port 8000] [--data DIR] [--detector CKPT] [--workers N] [--max-queue N]``.
+
+Beyond loopback (``--host 0.0.0.0`` or a LAN address) every request needs a token: ``--token`` (or the
+``DFLAB_SERVE_TOKEN`` environment variable), else one is generated and printed with the URL to open. ``Host``
+names other than loopback and the bind address are refused (DNS rebinding) unless listed with ``--allow-host``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -17,13 +23,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-duration", type=float, default=120.0, help="longest video accepted (s)")
     parser.add_argument("--job-timeout", type=float, default=300.0, help="per-job time limit (s)")
     parser.add_argument("--max-frames", type=int, default=24, help="frames sampled per video")
+    parser.add_argument("--allow-host", action="append", default=[], help="extra Host name to answer (repeatable)")
+    parser.add_argument(
+        "--token", default=None, help="shared secret for every request (default beyond loopback: a new one)"
+    )
+    parser.add_argument("--keep-days", type=float, default=7.0, help="delete finished jobs older than this")
+    parser.add_argument("--keep-jobs", type=int, default=500, help="keep at most this many finished jobs")
+    parser.add_argument("--keep-mb", type=float, default=256.0, help="keep at most this many MB of results")
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+    import secrets
+
     import uvicorn
 
     from dflab.errors import CheckpointError
     from dflab.serve.app import ServeConfig, create_app
+    from dflab.serve.jobs import Retention
+    from dflab.serve.security import allowed_hosts_for, is_loopback
+
+    token = args.token or os.environ.get("DFLAB_SERVE_TOKEN") or None
+    if token is None and not is_loopback(args.host):
+        token = secrets.token_urlsafe(24)  # beyond loopback nobody gets in without it
 
     cfg = ServeConfig(
         data_dir=Path(args.data),
@@ -34,12 +56,17 @@ def run(args: argparse.Namespace) -> int:
         max_duration_s=args.max_duration,
         job_timeout_s=args.job_timeout,
         max_frames=args.max_frames,
+        allowed_hosts=allowed_hosts_for(args.host, args.allow_host),
+        token=token,
+        retention=Retention(args.keep_days, args.keep_jobs, int(args.keep_mb * 2**20)),
     )
     try:
         app = create_app(cfg)
     except CheckpointError as exc:
-        print(f"dflab serve: {exc}")
+        print(f"dflab serve: {exc}", file=sys.stderr)
         return 2
-    print(f"dflab serve: http://{args.host}:{args.port}/  (data in {cfg.data_dir})")
+    shown = "localhost" if args.host in ("0.0.0.0", "::") else args.host
+    url = f"http://{shown}:{args.port}/" + (f"?token={token}" if token else "")
+    print(f"dflab serve: {url}  (data in {cfg.data_dir})")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -16,6 +16,11 @@ Run directory::
     tb/           TensorBoard              last/      model.safetensors + card.json + state.pt (resumable)
     best/         model.safetensors + card.json (chosen on the validation split)
 
+Checkpoints are written whole: ``last/`` (weights, card, state) and ``best/`` go to a temporary folder renamed into
+place (:func:`dflab.models.checkpoint.replace_dir`), so a kill leaves the previous checkpoint or the new one, never
+step-30 weights beside a step-20 optimiser. Weights, card and state carry one ``checkpoint_id`` (and the card the
+step); ``--resume`` refuses a ``last/`` whose parts disagree (:class:`~dflab.errors.CheckpointError`, exit 2).
+
 Resume: ``state.pt`` (loaded with ``weights_only=True``) holds the optimiser, schedule state, per-stream
 (epoch, batches consumed) — per component stream for a mix —, torch/Python RNG states and the step; the learning
 rate is a pure function of the epoch.
@@ -34,6 +39,7 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import platform
 import random
 import signal
@@ -48,9 +54,19 @@ import yaml
 from torch.utils.data import DataLoader
 
 from dflab.data.manifest import Manifest
-from dflab.errors import ConfigError
+from dflab.errors import CheckpointError, ConfigError
 from dflab.models.base import Detector, build_detector
-from dflab.models.checkpoint import git_sha, save_detector
+from dflab.models.checkpoint import (
+    WEIGHTS_NAME,
+    check_pair,
+    git_sha,
+    load_weights,
+    new_checkpoint_id,
+    read_card,
+    replace_dir,
+    save_detector,
+    settled_dir,
+)
 from dflab.train import ddp
 from dflab.train.config import Recipe, recipe_to_dict
 from dflab.train.data import FaceStream, PlanSampler, build_stream, collate, concat_batches, mix_counts
@@ -91,6 +107,31 @@ def lr_factor(cfg: Recipe, epoch: int) -> float:
     if s.name == "multistep":
         return s.gamma ** sum(1 for m in s.milestones if e >= m)
     return 1.0
+
+
+def check_state(card: dict[str, Any], state: dict[str, Any], where: Path) -> None:
+    """The optimiser state belongs to the weights: same ``checkpoint_id``, same step.
+
+    Runs written before checkpoint ids existed have neither id; their card's ``training.steps_done`` must then
+    equal the state's step.
+
+    Raises:
+        CheckpointError: weights/card and state from different saves (resuming would continue silently from a
+            step the weights are not at).
+    """
+    ids = (card.get("checkpoint_id"), state.get("checkpoint_id"))
+    card_step = (card.get("training") or {}).get("steps_done")
+    problems = []
+    if any(ids) and ids[0] != ids[1]:
+        problems.append(f"checkpoint_id {ids[0]} (weights, card) vs {ids[1]} (state)")
+    if card_step is not None and int(card_step) != int(state.get("step", -1)):
+        problems.append(f"step {card_step} (weights, card) vs {state.get('step')} (state)")
+    if problems:
+        raise CheckpointError(
+            f"{where}: weights and optimiser state come from different saves ({'; '.join(problems)}); resuming "
+            "would silently mix them. Restore a consistent last/ (model.safetensors, card.json and state.pt of "
+            "one save) or start a new run"
+        )
 
 
 class _StreamIter:
@@ -318,7 +359,7 @@ class Trainer:
 
     def _init_run_dir(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if (self.run_dir / "last" / STATE_NAME).exists():
+        if (settled_dir(self.run_dir / "last") / STATE_NAME).exists():
             raise ConfigError(f"{self.run_dir} already holds a run; pass --resume to continue it")
         (self.run_dir / "config.yaml").write_text(yaml.safe_dump(recipe_to_dict(self.cfg), sort_keys=False))
         info = {
@@ -371,7 +412,8 @@ class Trainer:
 
     def _truncate_logs(self) -> None:
         """Drop log rows written after the checkpoint a resumed run restarts from."""
-        for name, key, limit in (("metrics.csv", "step", self.step), ("val.csv", "epoch", self.epoch - 1)):
+        # val.csv rows carry the number of epochs completed, so the checkpoint's own last validation has epoch == epoch
+        for name, key, limit in (("metrics.csv", "step", self.step), ("val.csv", "epoch", self.epoch)):
             path = self.run_dir / name
             if not path.exists():
                 continue
@@ -404,12 +446,13 @@ class Trainer:
         }
 
     def save_last(self) -> None:
+        """Write ``last/`` (weights, card, resumable state) as one folder, swapped in whole."""
         if not self.is_main:
             return
-        last = self.run_dir / "last"
-        save_detector(self.model, last, self.card(self.history[-1] if self.history else None))
+        checkpoint_id = new_checkpoint_id()
         np_state = np.random.get_state()
         state = {
+            "checkpoint_id": checkpoint_id,
             "step": self.step,
             "epoch": self.epoch,
             "optimizer": self.optimizer.state_dict(),
@@ -425,18 +468,23 @@ class Trainer:
         }
         if torch.cuda.is_available():
             state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
-        tmp = last / (STATE_NAME + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, last / STATE_NAME)
+        card = self.card(self.history[-1] if self.history else None)
+        with replace_dir(self.run_dir / "last") as tmp:
+            save_detector(self.model, tmp, card, checkpoint_id=checkpoint_id, atomic=False)
+            torch.save(state, tmp / STATE_NAME)
 
     def _load_state(self) -> None:
-        from safetensors.torch import load_model
-
-        last = self.run_dir / "last"
+        last = settled_dir(self.run_dir / "last")  # a kill between replace_dir's two renames left ``.last.old``
         if not (last / STATE_NAME).exists():
             raise ConfigError(f"nothing to resume in {self.run_dir} (no last/{STATE_NAME})")
-        state = torch.load(last / STATE_NAME, map_location="cpu", weights_only=True)
-        load_model(self.model, str(last / "model.safetensors"), strict=True)
+        card = read_card(last)
+        try:
+            state = torch.load(last / STATE_NAME, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+            raise CheckpointError(f"{last / STATE_NAME}: unreadable training state ({exc})") from None
+        meta = load_weights(self.model, last / WEIGHTS_NAME)
+        check_pair(card, meta, last)
+        check_state(card, state, last)
         self.model.to(self.device)
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
