@@ -12,8 +12,10 @@
 - :class:`BatchPolicy` — 50 % real / 50 % fake, the fakes a third each original fakes, (Real, Real), (Fake, Real);
   JPEG quality 75-100 as the only augmentation (Sec. 4.1).
 
-Deviations: B is aligned to A by a landmark similarity transform before blending (the paper blends the
-landmark-nearest frame directly; alignment removes the residual offset); ``T`` is the piecewise-affine warp of a
+Deviations: B is moved onto A by the whole-pixel translation of its landmark centroid before blending
+(``donor_align="shift"``, :func:`dflab.synthesis.donors.place_donor`; the paper blends the landmark-nearest frame
+directly, the shift removes a residual offset without resampling B; ``donor_align="similarity"`` is the earlier
+landmark similarity warp, whose interpolation smooths the pasted region); ``T`` is the piecewise-affine warp of a
 randomly displaced 4×4 control grid (:func:`dflab.synthesis.masks.deform_mask`); γ = 20 on the 0-255 scale and
 the expansion / boundary element sizes (15 px / 9 px at 256 px) are our choices (the paper gives none).
 """
@@ -27,7 +29,7 @@ import numpy as np
 
 from dflab.synthesis import masks as mk
 from dflab.synthesis.base import SYNTHESIZERS, DonorPoolLike, FaceSample, Params, SynthResult, expect_params
-from dflab.synthesis.donors import align_to
+from dflab.synthesis.donors import donor_align_mode, place_donor
 
 KINDS = ("real", "fake", "rr", "fr")
 
@@ -40,6 +42,7 @@ class BigArtsRRParams(Params):
     donor_key: str = ""
     offsets: list = field(default_factory=list)
     boundary: int = 9
+    donor_align: str = "shift"
 
 
 @dataclass
@@ -52,6 +55,7 @@ class BigArtsFRParams(Params):
     expand: int = 15
     offsets: list = field(default_factory=list)
     boundary: int = 9
+    donor_align: str = "shift"
 
 
 def bigarts_targets(
@@ -74,12 +78,11 @@ def bigarts_targets(
     return {"mask_in": m_in, "mask_ex": mk.bigarts_extrinsic(m_in, boundary)}
 
 
-def _target(face: FaceSample, key: str, pool: DonorPoolLike | None) -> np.ndarray:
+def _target(face: FaceSample, key: str, pool: DonorPoolLike | None, align: str) -> np.ndarray:
     if pool is None:
         raise ValueError("BiG-Arts augmentation needs a donor pool of real faces")
     donor = pool.load(key)
-    warped, _, _ = align_to(donor.image, donor.landmarks, face.landmarks, face.image.shape[:2])
-    return warped
+    return place_donor(donor.image, donor.landmarks, face.landmarks, face.image.shape[:2], align)
 
 
 def _scaled(size: int, face: FaceSample) -> int:
@@ -91,8 +94,8 @@ class BigArtsRR:
 
     name = "bigarts_rr"
 
-    def __init__(self, grid: int = 4, deform: float = 0.04) -> None:
-        self.grid, self.deform = grid, deform
+    def __init__(self, grid: int = 4, deform: float = 0.04, donor_align: str = "shift") -> None:
+        self.grid, self.deform, self.donor_align = grid, deform, donor_align
 
     def sample_params(
         self, rng: np.random.Generator, face: FaceSample, pool: DonorPoolLike | None = None, **kw: Any
@@ -103,11 +106,12 @@ class BigArtsRR:
             donor_key=pool.nearest(face.landmarks, face.identity, k=1)[0],
             offsets=mk.sample_grid_offsets(rng, self.grid, self.deform),
             boundary=_scaled(9, face),
+            donor_align=donor_align_mode(kw.get("donor_align", self.donor_align)),
         )
 
     def apply(self, face: FaceSample, params: Params, pool: DonorPoolLike | None = None) -> SynthResult:
         p = expect_params(params, BigArtsRRParams)
-        b = _target(face, p.donor_key, pool)
+        b = _target(face, p.donor_key, pool, p.donor_align)
         m = mk.harden(mk.deform_mask(mk.hull_mask(face.landmarks, face.image.shape), p.offsets))
         image = mk.blend(face.image, b, m)
         zeros = np.zeros_like(m)
@@ -125,8 +129,8 @@ class BigArtsFR:
 
     name = "bigarts_fr"
 
-    def __init__(self, grid: int = 4, deform: float = 0.04, gamma: float = 20.0) -> None:
-        self.grid, self.deform, self.gamma = grid, deform, gamma
+    def __init__(self, grid: int = 4, deform: float = 0.04, gamma: float = 20.0, donor_align: str = "shift") -> None:
+        self.grid, self.deform, self.gamma, self.donor_align = grid, deform, gamma, donor_align
 
     def sample_params(
         self, rng: np.random.Generator, face: FaceSample, pool: DonorPoolLike | None = None, **kw: Any
@@ -141,13 +145,14 @@ class BigArtsFR:
             expand=_scaled(15, face),
             offsets=mk.sample_grid_offsets(rng, self.grid, self.deform),
             boundary=_scaled(9, face),
+            donor_align=donor_align_mode(kw.get("donor_align", self.donor_align)),
         )
 
     def apply(self, face: FaceSample, params: Params, pool: DonorPoolLike | None = None) -> SynthResult:
         p = expect_params(params, BigArtsFRParams)
         if face.original is None:
             raise ValueError("bigarts_fr needs a fake face with its aligned original (FaceSample.original)")
-        b = _target(face, p.donor_key, pool)
+        b = _target(face, p.donor_key, pool, p.donor_align)
         m1 = mk.dilate((mk.abs_diff(face.image, face.original) > p.gamma).astype(np.float32), p.expand)  # M'
         m2 = mk.harden(mk.deform_mask(mk.hull_mask(face.landmarks, face.image.shape), p.offsets))  # T(M'')
         m = m1 * m2
