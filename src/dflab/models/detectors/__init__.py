@@ -1,9 +1,10 @@
 """Explicit imports of every detector file; importing this fills ``DETECTORS`` and ``VARIANTS``."""
 
 from dflab.models.detectors import (
-    big_arts,  # noqa: F401  (BiG-Arts + face_xray variants)
+    big_arts,  # noqa: F401  (BiG-Arts + Table 6 variants + big_arts_xray)
     classifier,  # noqa: F401
     dadd,  # noqa: F401
+    face_xray,  # noqa: F401
     lae,  # noqa: F401
     lisiam,  # noqa: F401  (LiSiam + Table VI variants)
     meso,  # noqa: F401
