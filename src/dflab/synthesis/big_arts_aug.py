@@ -1,4 +1,4 @@
-"""BiG-Arts forgery face augmentation (Sec. 3.3, Fig. 4-5) and its batch policy (Sec. 4.1).
+"""BiG-Arts forgery face augmentation (Sec. 3.3, Fig. 4-5).
 
 - ``bigarts_rr`` — (Real, Real): source A (the real face given), target B = the real face of another identity
   with the nearest landmarks; mask = convex hull of A's landmarks distorted by a random 2D piecewise-affine
@@ -9,8 +9,9 @@
   ``M̃ = M' ⊙ T(M'')``; same blending onto B. ``M_in = M̃``, ``M_ex = D(M̃) − E(M̃)``.
 - :func:`bigarts_targets` gives ``M_in``/``M_ex`` of the original images (reals: zeros; fakes:
   ``M_in = Convex(|x' − x| > γ)``, Sec. 3.1).
-- :class:`BatchPolicy` — 50 % real / 50 % fake, the fakes a third each original fakes, (Real, Real), (Fake, Real);
-  JPEG quality 75-100 as the only augmentation (Sec. 4.1).
+- The batch composition of Sec. 4.1 (50 % reals, the fakes a third each original / (Real, Real) / (Fake, Real),
+  JPEG quality 75-100 as the only augmentation) is data configuration, not code here: the recipes' ``data.mixes``
+  (:func:`dflab.train.data.mix_counts`) and their ``ImageCompression`` op.
 
 Deviations: B is moved onto A by the whole-pixel translation of its landmark centroid before blending
 (``donor_align="shift"``, :func:`dflab.synthesis.donors.place_donor`; the paper blends the landmark-nearest frame
@@ -164,37 +165,6 @@ class BigArtsFR:
             params=p,
             masks={"mask_in": m, "mask_ex": mk.bigarts_extrinsic(m, p.boundary)},
         )
-
-
-@dataclass(frozen=True)
-class BatchPolicy:
-    """BiG-Arts batch composition (Sec. 4.1): ``real_frac`` reals; the fakes split ``fake_split`` between original
-    fakes, (Real, Real) and (Fake, Real); every image JPEG-compressed at a quality in ``jpeg`` with ``p_jpeg``.
-
-    Counts are exact per batch (rounded, remainder to the original fakes), then shuffled.
-    """
-
-    real_frac: float = 0.5
-    fake_split: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3)
-    jpeg: tuple[int, int] = (75, 100)
-    p_jpeg: float = 1.0
-
-    def kinds(self, rng: np.random.Generator, batch_size: int) -> list[str]:
-        """Kinds of the batch's samples: ``real``, ``fake`` (original fake), ``rr``, ``fr``."""
-        n_real = round(batch_size * self.real_frac)
-        n_fake = batch_size - n_real
-        total = sum(self.fake_split)
-        n_rr = round(n_fake * self.fake_split[1] / total)
-        n_fr = round(n_fake * self.fake_split[2] / total)
-        n_orig = n_fake - n_rr - n_fr
-        out = ["real"] * n_real + ["fake"] * n_orig + ["rr"] * n_rr + ["fr"] * n_fr
-        return [out[i] for i in rng.permutation(len(out))]
-
-    def jpeg_quality(self, rng: np.random.Generator) -> int:
-        """A JPEG quality in ``jpeg`` (inclusive), or 100 (no compression) with probability ``1 - p_jpeg``."""
-        if rng.random() >= self.p_jpeg:
-            return 100
-        return int(rng.integers(self.jpeg[0], self.jpeg[1] + 1))
 
 
 SYNTHESIZERS.add("bigarts_rr", BigArtsRR())

@@ -129,8 +129,11 @@ def test_recipes_validate_and_build_their_variant() -> None:
         det, kw = VARIANTS.get(r.model.name)
         assert det == "big_arts"
         assert tuple({**kw, **r.model.kwargs}.get("branches", ("in", "ex"))) == branches, name
-    tiny = load_recipe("big_arts_tiny")
-    assert tiny.data.size == 64 and tiny.data.streams["default"].synthesizers == ["bigarts_rr"]
+    rr = load_recipe("big_arts_tiny_rr")
+    assert rr.data.size == 64 and rr.data.streams["default"].synthesizers == ["bigarts_rr"]
+    tiny = load_recipe("big_arts_tiny")  # the intrinsic branch needs dataset fakes: the §4.1 mix, not (R,R) only
+    assert tiny.data.size == 64 and tiny.data.mixes["default"] == {"real": 3, "orig": 1, "rr": 1, "fr": 1}
+    assert {tiny.data.streams[s].mode for s in ("orig", "fr")} == {"fake_source"}
 
 
 def test_stream_mix_schedule_keeps_the_batch_composition() -> None:
