@@ -81,3 +81,21 @@ def test_recipes_name_what_they_are():
     assert tiny.model.name == "face_xray_tiny" and tiny.data.size == 64
     assert load_recipe("big_arts_xray").model.name == "big_arts_xray"  # BiG-Arts' pruned stand-in, renamed
     assert load_recipe("fwa_xception").model.name == "xception"
+
+
+@pytest.mark.slow
+def test_paper_recipe_forward_backward_at_256():
+    """§4: HRNet at 256 px, the four resolutions joined at 64 x 64, the X-ray map at 256 x 256."""
+    from dflab.train.recipes import load_recipe
+
+    r = load_recipe("face_xray")
+    m = build_detector(r.model.name, **r.model.kwargs)
+    assert r.data.size == 256 and m.input_spec.size == 256 and m.lambda_b == 100.0
+    x = torch.randn(2, 3, 256, 256)
+    assert m.backbone(x)[0].shape[-2:] == (64, 64)
+    out = m(x)
+    assert out["xray"].shape == (2, 1, 256, 256)
+    batch = {"label": torch.tensor([0, 1]), "boundary": torch.zeros(2, 1, 256, 256)}
+    loss = m.compute_loss(batch, out)["loss"]
+    loss.backward()
+    assert torch.isfinite(loss) and m.xray_head.weight.grad is not None

@@ -252,8 +252,11 @@ def test_paper_recipe_forward_backward_at_299() -> None:
     model = build_detector(r.model.name, **r.model.kwargs)
     assert r.data.size == 299 and model.input_spec.size == 299
     batch = _batch(2, 299)
+    xc_shapes: list[tuple[int, ...]] = []
+    model.scu.register_forward_hook(lambda m, i, o: xc_shapes.append(tuple(o.shape)))
     out = model(batch["image"])
     assert out["seg"].shape == (2, 2, 37, 37)  # 1024x37x37 backbone output, §III-E
+    assert xc_shapes == [(2, 512, 13, 13)]  # X_c: C x 13 x 13 (§IV-A.2)
     low, high = model.backbone(batch["image"][:1])
     assert low.shape == (1, 728, 37, 37) and high.shape == (1, 1024, 37, 37)
     loss = model.compute_loss(batch, out)
