@@ -7,7 +7,7 @@ import torch
 
 from dflab.explain.gradcam import cam_layer_of, detector_maps, gradcam
 
-FAST = {"resnet18_tiny": "backbone.layer4", "lae_tiny": "encoder.convs", "face_xray_tiny": "cls_block.1"}
+FAST = {"resnet18_tiny": "backbone.layer4", "lae_tiny": "encoder.convs", "big_arts_xray_tiny": "cls_block.1"}
 
 
 def _tiny_variants() -> list[str]:

@@ -127,3 +127,22 @@ def test_synth_cli_on_a_manifest(tmp_path, astro_face, fake_face):
     rec = json.loads((out / "0000_bigarts_fr_params.json").read_text())
     assert rec["face_key"] == "folder:f0:0:0" and rec["params"]["donor_key"] != "folder:v0:0:0"
     assert (out / "0000_bigarts_fr_mask_in.png").exists() and (out / "0000_bigarts_fr_mask_ex.png").exists()
+
+
+def test_sheet_of_one_photo_without_a_pool(tmp_path, astronaut, capsys):
+    """Issue 13: ``dflab synth --sheet --input photo.jpg`` used to fail (SB-Rand "needs a donor pool"): donors now
+    come from the photo itself (its mirror image, its other faces)."""
+    src = tmp_path / "photo.jpg"
+    cv2.imwrite(str(src), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    rc = main(["synth", "--sheet", "--input", str(src), "--out", str(tmp_path / "sheet.png")])
+    assert rc == 0, capsys.readouterr().out
+    assert "photo:mirror" in capsys.readouterr().out
+    img = cv2.imread(str(tmp_path / "sheet.png"))
+    assert img.shape == (2 * (2 * 160 + 20), 7 * 160, 3)  # 1 + 9 ADDG + 4 other cells, 7 per row
+
+
+def test_sheet_without_any_donor_shows_needs_pool(astro_face):
+    entries = sheet_entries(astro_face, None, seed=0)
+    grey = {t for t, img, m in entries if (img == 200).mean() > 0.8 and not m.any()}
+    assert grey == {"SB-Rand", "SB-Sim", "BiG (Real,Real) M_ex", "BI (X-ray)"}
+    assert len(entries) == 1 + 9 + 4

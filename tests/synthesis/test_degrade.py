@@ -63,18 +63,28 @@ def test_h264_clip_round_trip(img):
         degrade.degrade("sepia", img, 1)
 
 
+def test_iqd_levels_are_the_official_codes():
+    """h10666/LiSiam: jpegC randint(10, 100), GBlur U(0.1, 1.0), jpegD randint(100, 200) — upper bounds exclusive."""
+    from dflab.synthesis.iqd import IQD
+
+    iqd = IQD()
+    assert iqd.quality == (10, 99) and iqd.sigma == (0.1, 1.0) and iqd.side == (100, 199) and iqd.p == 0.5
+
+
 def test_iqd_sampling_and_replay(astro_face):
     synth = SYNTHESIZERS.get("iqd")
     seen_orders, n_ops = set(), []
     for s in range(200):
         p = synth.sample_params(np.random.default_rng(s), astro_face)
         assert set(p.order) <= set(OPS) and len(set(p.order)) == len(p.order)
-        assert 10 <= p.quality <= 100 and 0.1 <= p.sigma <= 1.0 and 100 <= p.side <= 200
+        assert 10 <= p.quality <= 99 and 0.1 <= p.sigma <= 1.0 and 100 <= p.side <= 199
         seen_orders.add(tuple(p.order))
         n_ops.append(len(p.order))
     assert 0.35 < np.mean(n_ops) / 3 < 0.65  # each op with p = 0.5
     assert len([o for o in seen_orders if len(o) == 3]) >= 4  # random order
     p = IQDParams(order=["resize", "jpeg"], quality=20, side=100)
-    ref = degrade.jpeg(degrade.resize_to_side(astro_face.image, 100), 20)
+    # official jpegD: square of the sampled side, nearest-neighbour down, bilinear back
+    small = cv2.resize(astro_face.image, (100, 100), interpolation=cv2.INTER_NEAREST)
+    ref = degrade.jpeg(cv2.resize(small, (256, 256), interpolation=cv2.INTER_LINEAR), 20)
     np.testing.assert_array_equal(iqd_apply(astro_face.image, p), ref)
     np.testing.assert_array_equal(iqd_apply(astro_face.image, IQDParams(order=[])), astro_face.image)

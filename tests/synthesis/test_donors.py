@@ -143,3 +143,64 @@ def test_pool_from_manifest(tmp_path, astro_face):
     face = pool.load(key)
     assert face.image.shape == (256, 256, 3) and face.identity != "v0"
     np.testing.assert_array_equal(face.image, astro_face.image)
+
+
+def _is_integer_shift_of(region_pixels: np.ndarray, where: np.ndarray, donor: np.ndarray, radius: int = 24) -> bool:
+    """True when the pixels at ``where`` are a whole-pixel translation of ``donor`` (no value was interpolated)."""
+    ys, xs = np.nonzero(where)
+    h, w = donor.shape[:2]
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            sy, sx = ys - dy, xs - dx
+            if sy.min() < 0 or sx.min() < 0 or sy.max() >= h or sx.max() >= w:
+                continue
+            if np.array_equal(donor[sy, sx], region_pixels):
+                return True
+    return False
+
+
+@pytest.mark.parametrize(
+    ("method", "kw", "donor_side"),
+    [("addg", {"category": "SB-Sim"}, 1.0), ("addg", {"category": "SB-Rand"}, 1.0), ("bigarts_rr", {}, 0.0)],
+)
+def test_pasted_donor_carries_no_resampling(method, kw, donor_side, astro_face, pool):
+    """Issue 13 item 5: the donor's part of the blend is its own pixels, moved by whole pixels (the papers paste the
+    landmark-nearest frame as it is); a similarity warp would interpolate (low-pass) it. ADDG pastes the donor
+    inside the mask, BiG-Arts (Real, Real) outside it (M̃ ⊙ A + (1 − M̃) ⊙ B)."""
+    from dflab.synthesis import SYNTHESIZERS
+
+    synth = SYNTHESIZERS.get(method)
+    p = synth.sample_params(np.random.default_rng(3), astro_face, pool, **kw)
+    res = synth.apply(astro_face, p, pool)
+    inside = res.mask == donor_side
+    inside[:40], inside[-40:], inside[:, :40], inside[:, -40:] = False, False, False, False  # away from the border
+    assert inside.sum() > 1000
+    donor = pool.load(p.donor_key).image
+    assert _is_integer_shift_of(res.image[inside], inside, donor)
+    p.donor_align = "similarity"  # the other reading stays selectable
+    warped = synth.apply(astro_face, p, pool).image
+    assert not _is_integer_shift_of(warped[inside], inside, donor)
+
+
+def test_bi_pastes_the_donor_unresampled(astro_face, pool):
+    from dflab.synthesis import SYNTHESIZERS
+
+    synth = SYNTHESIZERS.get("bi")
+    p = synth.sample_params(np.random.default_rng(1), astro_face, pool)
+    p.color_correct = False  # colour transfer changes values by design; the placement is what is tested
+    res = synth.apply(astro_face, p, pool)
+    inside = res.mask >= 1.0
+    assert _is_integer_shift_of(res.image[inside], inside, pool.load(p.donor_key).image)
+
+
+def test_place_donor_modes(astro_face):
+    from dflab.synthesis.donors import place_donor, shift_to
+
+    img = astro_face.image
+    lm = astro_face.landmarks
+    out, pts, matrix = shift_to(img, lm, lm + np.array([5.4, -3.2], np.float32), (256, 256))
+    assert np.array_equal(out[:253, 5:], img[3:, :251])  # out[y, x] = img[y + 3, x - 5]: copied, not resampled
+    assert matrix[0, 2] == 5 and matrix[1, 2] == -3 and np.allclose(pts, lm + np.array([5, -3]))
+    assert place_donor(img, lm, lm, (256, 256), "none") is img
+    with pytest.raises(ValueError, match="donor_align"):
+        place_donor(img, lm, lm, (256, 256), "affine")

@@ -217,3 +217,22 @@ def test_big_arts_tiny_all_mixes_the_three_fake_sources(pair_manifest, tmp_path)
     assert summary["steps"] == 4
     assert [r["stream"] for r in rows] == ["default"] * 4  # §4.1: every batch is the 3:1:1:1 mix (3 + 1 + 1 + 1)
     assert all(float(r["loss"]) > 0 and np.isfinite(float(r["in"])) for r in rows)
+
+
+def test_big_arts_tiny_supervises_a_non_zero_m_in(pair_manifest, tmp_path):
+    """Issue 13: big_arts_tiny used to see (Real, Real) fakes only, whose M_In is zero by definition (§3.3). Its
+    mix now holds dataset fakes and (Fake, Real) augmentations: their M_In is the hull of |x' − x| > γ (§3.1)."""
+    from dflab.compat import ensure_torchvision
+    from dflab.train.loop import Trainer
+    from dflab.train.recipes import load_recipe
+
+    ensure_torchvision()
+    over = [f"data.manifest={pair_manifest}", "data.size=64", "data.batch_size=6", "train.progress=false"]
+    tr = Trainer(load_recipe("big_arts_tiny", over), tmp_path / "run")
+    m_in = {}
+    for name in ("orig", "fr", "rr"):
+        stream = tr.streams[name]
+        m_in[name] = [float(stream[it]["mask_in"].sum()) for it in stream.plan(0)[:4]]
+    tr.close()
+    assert min(m_in["orig"]) > 0 and min(m_in["fr"]) > 0
+    assert max(m_in["rr"]) == 0  # (R, R): no intrinsic artifacts

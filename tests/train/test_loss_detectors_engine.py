@@ -88,3 +88,60 @@ def test_dadd_tiny_alternates_subtasks_and_final(supervised_manifest, tmp_path):
     for r in rows:
         reg = 0.1 * float(r["l21"]) if r["phase"] == "final" else 0.0
         assert float(r["loss"]) == pytest.approx(float(r["ce"]) + reg, rel=1e-4)
+
+
+def test_dadd_tiny_with_the_real_addg_synthesizer(supervised_manifest, tmp_path):
+    """ADDG itself through the engine: each sub-task stream yields its own category's negatives (blends of a real
+    face with its perturbed copy or a donor of another identity), the final stream all categories."""
+    from dflab.synthesis.addg import CATEGORIES
+
+    subs = ["addg_inner_gaussblur", "addg_rotation", "addg_sb_sim"]
+    cats = [CATEGORIES.index(c) for c in ("Inner-GaussBlur", "Rotation", "SB-Sim")]
+    extra = ["train.epochs=1", "train.steps_per_epoch=5", "model.kwargs.n_tasks=3", "data.val.datasets=null"]
+    extra += [f"schedule.kwargs.sub_streams=[{','.join(subs)}]", "schedule.kwargs.t=2"]
+    extra += [f"schedule.kwargs.categories=[{','.join(map(str, cats))}]"]
+    for s in ["default", *subs]:
+        extra += [f"data.streams.{s}.split=train", f"data.streams.{s}.datasets=null"]
+    ensure_torchvision()
+    cfg = load_recipe("dadd_tiny", [f"data.manifest={supervised_manifest}", *TINY, *ANY_ROWS, *extra])
+    tr = Trainer(cfg, tmp_path / "dadd_addg")
+    for name, cat in zip(subs, cats, strict=True):
+        stream = tr.streams[name]
+        items = [stream[it] for it in stream.plan(0)]
+        fakes = [b for b in items if int(b["label"]) == 1]
+        assert fakes and {int(b["category"]) for b in fakes} == {cat}
+        assert {int(b["category"]) for b in items if int(b["label"]) == 0} == {-1}
+    final = tr.streams["default"]
+    assert len({int(final[it]["category"]) for it in final.plan(0)} - {-1}) >= 2  # a mix of categories
+    summary = tr.fit()
+    tr.close()
+    rows = _rows(tmp_path / "dadd_addg")
+    assert summary["steps"] == 5 and [r["phase"] for r in rows] == [f"subtask:{s}" for s in subs] + ["final"] * 2
+    assert all(np.isfinite(float(r["loss"])) for r in rows)
+
+
+def test_face_xray_tiny_trains_on_bi_fakes_with_xray_targets(supervised_manifest, tmp_path):
+    """Face X-ray through the engine: reals + on-the-fly BI fakes, the ``boundary`` target is 4·M·(1−M) of the
+    BI mask (non-zero only on the blend's soft edge, all zero for reals)."""
+    extra = ["train.epochs=1", "train.steps_per_epoch=2", "data.size=64", "data.streams.default.exclude_videos=[]"]
+    extra += ["data.unsplit_val_fraction=0.0", "data.val.split=[val]", "data.val.exclude_videos=[]"]
+    extra += ["data.streams.default.frames_per_video=4", "data.val.frames_per_video=2"]
+    ensure_torchvision()
+    cfg = load_recipe("face_xray_tiny", [f"data.manifest={supervised_manifest}", *TINY, *extra])
+    tr = Trainer(cfg, tmp_path / "fx")
+    stream = tr.streams["default"]
+    items = [stream[it] for it in stream.plan(0)]
+    for b in items:
+        bd = b["boundary"]
+        assert bd.shape == (1, 64, 64)
+        if int(b["label"]) == 0:
+            assert float(bd.max()) == 0.0
+    fake_b = [b["boundary"] for b in items if int(b["label"]) == 1]
+    # a soft band around the blended region (peak 1 where M = 1/2; narrower, lower peaks for small blur σ at 48 px)
+    assert fake_b and all(0.25 < float(bd.max()) <= 1.0 for bd in fake_b)
+    assert all(0.0 < float((bd > 0).float().mean()) < 0.6 for bd in fake_b)
+    summary = tr.fit()
+    tr.close()
+    rows = _rows(tmp_path / "fx")
+    assert summary["steps"] == 2 and {"xray", "cls"} <= set(rows[0])
+    assert all(float(r["loss"]) == pytest.approx(100 * float(r["xray"]) + float(r["cls"]), rel=1e-4) for r in rows)

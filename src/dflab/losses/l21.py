@@ -1,7 +1,9 @@
 """ℓ2,1 norm (DADD, Hong & Du 2021, Sec. 3.3, Eq. 3): the sum of the Euclidean norms of a matrix's rows.
 
-Used as a feature-selection regulariser: it drives whole rows of the final task's weight matrix to zero, i.e.
-switches off entire private-feature inputs (Fig. 4 of the paper shows the row-norm map).
+Used as a feature-selection regulariser: it drives whole rows of the final task's weight matrix to zero. In DADD a
+"row" is one sub-task's block of weights ("each row's parameters represent the weights corresponding to the feature
+vectors extracted by each sub-task", Sec. 3.3), so :func:`grouped_l21_norm` groups consecutive inputs into blocks
+and switches off whole sub-tasks (Fig. 4 shows one row per sub-task, ST_1 … ST_9).
 """
 
 from __future__ import annotations
@@ -30,6 +32,20 @@ def l21_norm(weight: torch.Tensor) -> torch.Tensor:
         weight (d, n) -> scalar
     """
     return row_norms(weight).sum()
+
+
+def grouped_l21_norm(weight: torch.Tensor, groups: int) -> torch.Tensor:
+    """ℓ2,1 over ``groups`` equal blocks of consecutive rows: ``sum_g ||W_g||_F`` (Eq. 3 with one row per block).
+
+    With ``groups == d`` this is :func:`l21_norm`. DADD: rows = the N·F inputs of the final head, one block of F
+    per sub-task, so each "row" of Eq. 3 holds all weights reading one sub-task's private feature vector.
+
+    Shape:
+        weight (d, n) with d divisible by ``groups`` -> scalar
+    """
+    if weight.dim() != 2 or groups < 1 or weight.shape[0] % groups:
+        raise ValueError(f"expected a (d, n) matrix with d divisible by {groups} groups, got {tuple(weight.shape)}")
+    return row_norms(weight.reshape(groups, -1)).sum()
 
 
 class L21Norm(nn.Module):

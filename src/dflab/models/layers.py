@@ -113,16 +113,26 @@ class DecoderBlock(nn.Module):
 class SeparableConv2d(nn.Module):
     """Depthwise k×k convolution followed by a pointwise 1×1 convolution (no activation in between).
 
+    ``pointwise_padding`` pads the 1×1 convolution (each side grows by it), as LiSiam's official SCU does.
+
     Shape:
-        x (B, in_ch, H, W) → (B, out_ch, ⌈H/stride⌉, ⌈W/stride⌉)
+        x (B, in_ch, H, W) → (B, out_ch, ⌈H/stride⌉ + 2·pointwise_padding, ⌈W/stride⌉ + 2·pointwise_padding)
     """
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1, bias: bool = False) -> None:
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        bias: bool = False,
+        pointwise_padding: int = 0,
+    ) -> None:
         super().__init__()
         self.depthwise = nn.Conv2d(
             in_ch, in_ch, kernel_size, stride=stride, padding=kernel_size // 2, groups=in_ch, bias=bias
         )
-        self.pointwise = nn.Conv2d(in_ch, out_ch, 1, bias=bias)
+        self.pointwise = nn.Conv2d(in_ch, out_ch, 1, padding=pointwise_padding, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pointwise(self.depthwise(x))

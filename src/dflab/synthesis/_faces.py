@@ -60,6 +60,25 @@ def detect_landmarks(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.array([r.left(), r.top(), r.right(), r.bottom()], np.float32), pts
 
 
+def detect_all(rgb: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every face's box and 68 landmarks, largest first (same detectors as :func:`detect_landmarks`).
+
+    Shape:
+        rgb (H, W, 3) uint8; returns a list of ((4,) float32, (68, 2) float32); empty when there is no face.
+    """
+    detector = _project_detector()
+    if detector is not None:
+        found = [(np.asarray(d.box, np.float32), np.asarray(d.landmarks, np.float32)) for d in detector.detect(rgb)]
+    else:
+        det, predictor = _dlib_models()
+        found = []
+        for r in det(rgb, 1):
+            shape = predictor(rgb, r)
+            pts = np.array([[shape.part(i).x, shape.part(i).y] for i in range(68)], np.float32)
+            found.append((np.array([r.left(), r.top(), r.right(), r.bottom()], np.float32), pts))
+    return sorted(found, key=lambda f: -float((f[0][2] - f[0][0]) * (f[0][3] - f[0][1])))
+
+
 def crop_matrix(box: np.ndarray, size: int, margin: float = 1.3) -> np.ndarray:
     """2x3 matrix taking a square window of ``margin`` × the box's larger side, centred on the box, to size×size.
 
@@ -99,6 +118,25 @@ def face_sample(
     crop = crop_with(rgb, m, size)
     orig = crop_with(original, m, size) if original is not None else None
     return FaceSample(crop, pts, identity=identity, key=key, original=orig, label=int(original is not None))
+
+
+def self_donors(rgb: np.ndarray, *, size: int = 256, identity: str = "input") -> list[FaceSample]:
+    """Donor faces made from one photo, for a contact sheet without ``--pool``: the other faces in it (each its own
+    identity) and the mirror image of the main face (detected again on the flipped photo, so its 68 points keep
+    their iBUG order). Stand-ins for "another identity" — enough to show what the donor methods do.
+    """
+    out = []
+    for i, (box, lm) in enumerate(detect_all(rgb)[1:], start=1):
+        m = crop_matrix(box, size)
+        pts = (lm @ m[:, :2].T + m[:, 2]).astype(np.float32)
+        out.append(FaceSample(crop_with(rgb, m, size), pts, identity=f"{identity}:face{i}", key=f"face{i}"))
+    try:
+        mirror = face_sample(np.ascontiguousarray(rgb[:, ::-1]), size=size, identity=f"{identity}:mirror")
+        mirror.key = "mirror"
+        out.append(mirror)
+    except NoFaceError:
+        pass  # the caller shows the donor methods as "needs --pool" when nothing is left
+    return out
 
 
 def read_frame(path: str | Path, index: int = 0) -> np.ndarray:

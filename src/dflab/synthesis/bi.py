@@ -1,7 +1,8 @@
 """BI baseline — Face X-ray blended images (Li et al., CVPR 2020, Sec. 3.2-3.3, Eq. 1-2), the seeds' comparison.
 
 Given a real face (the background ``B``), pick a donor of another identity among the ``k`` nearest by landmarks
-(Face X-ray: a random one of the 100 nearest), align it to the face (landmark similarity transform), build the
+(Face X-ray: a random one of the 100 nearest), move it onto the face by a whole-pixel translation (``donor_align``,
+:func:`dflab.synthesis.donors.place_donor`: no resampling, as Face X-ray pastes the nearest face), build the
 mask from the face's landmark hull, deform it and blur it with a random Gaussian (soft mask ``M``), colour-correct
 the donor to the target inside the mask (per-channel mean/std transfer, as Face X-ray's colour correction), and
 blend ``I_B = M ⊙ F + (1 − M) ⊙ B``. The face X-ray target is ``4 · M · (1 − M)`` (``masks["boundary"]``).
@@ -16,7 +17,7 @@ import numpy as np
 
 from dflab.synthesis import masks as mk
 from dflab.synthesis.base import SYNTHESIZERS, DonorPoolLike, FaceSample, Params, SynthResult, expect_params
-from dflab.synthesis.donors import align_to
+from dflab.synthesis.donors import donor_align_mode, place_donor
 
 
 @dataclass
@@ -28,6 +29,7 @@ class BIParams(Params):
     offsets: list = field(default_factory=list)
     blur_sigma: float = 4.0
     color_correct: bool = True
+    donor_align: str = "shift"
 
 
 def color_transfer(source: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -51,8 +53,8 @@ class BI:
 
     name = "bi"
 
-    def __init__(self, k: int = 100, grid: int = 4, deform: float = 0.03) -> None:
-        self.k, self.grid, self.deform = k, grid, deform
+    def __init__(self, k: int = 100, grid: int = 4, deform: float = 0.03, donor_align: str = "shift") -> None:
+        self.k, self.grid, self.deform, self.donor_align = k, grid, deform, donor_align
 
     def sample_params(
         self, rng: np.random.Generator, face: FaceSample, pool: DonorPoolLike | None = None, **kw: Any
@@ -66,6 +68,7 @@ class BI:
             offsets=mk.sample_grid_offsets(rng, self.grid, self.deform),
             blur_sigma=round(float(rng.uniform(2.0, 8.0)) * side, 3),
             color_correct=True,
+            donor_align=donor_align_mode(kw.get("donor_align", self.donor_align)),
         )
 
     def apply(self, face: FaceSample, params: Params, pool: DonorPoolLike | None = None) -> SynthResult:
@@ -73,7 +76,7 @@ class BI:
         if pool is None:
             raise ValueError("bi needs the donor pool its params were sampled from")
         donor = pool.load(p.donor_key)
-        fg, _, _ = align_to(donor.image, donor.landmarks, face.landmarks, face.image.shape[:2])
+        fg = place_donor(donor.image, donor.landmarks, face.landmarks, face.image.shape[:2], p.donor_align)
         hard = mk.harden(mk.deform_mask(mk.hull_mask(face.landmarks, face.image.shape), p.offsets))
         m = mk.soften(hard, p.blur_sigma)
         if p.color_correct:

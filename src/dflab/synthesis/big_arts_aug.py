@@ -1,4 +1,4 @@
-"""BiG-Arts forgery face augmentation (Sec. 3.3, Fig. 4-5) and its batch policy (Sec. 4.1).
+"""BiG-Arts forgery face augmentation (Sec. 3.3, Fig. 4-5).
 
 - ``bigarts_rr`` — (Real, Real): source A (the real face given), target B = the real face of another identity
   with the nearest landmarks; mask = convex hull of A's landmarks distorted by a random 2D piecewise-affine
@@ -9,11 +9,14 @@
   ``M̃ = M' ⊙ T(M'')``; same blending onto B. ``M_in = M̃``, ``M_ex = D(M̃) − E(M̃)``.
 - :func:`bigarts_targets` gives ``M_in``/``M_ex`` of the original images (reals: zeros; fakes:
   ``M_in = Convex(|x' − x| > γ)``, Sec. 3.1).
-- :class:`BatchPolicy` — 50 % real / 50 % fake, the fakes a third each original fakes, (Real, Real), (Fake, Real);
-  JPEG quality 75-100 as the only augmentation (Sec. 4.1).
+- The batch composition of Sec. 4.1 (50 % reals, the fakes a third each original / (Real, Real) / (Fake, Real),
+  JPEG quality 75-100 as the only augmentation) is data configuration, not code here: the recipes' ``data.mixes``
+  (:func:`dflab.train.data.mix_counts`) and their ``ImageCompression`` op.
 
-Deviations: B is aligned to A by a landmark similarity transform before blending (the paper blends the
-landmark-nearest frame directly; alignment removes the residual offset); ``T`` is the piecewise-affine warp of a
+Deviations: B is moved onto A by the whole-pixel translation of its landmark centroid before blending
+(``donor_align="shift"``, :func:`dflab.synthesis.donors.place_donor`; the paper blends the landmark-nearest frame
+directly, the shift removes a residual offset without resampling B; ``donor_align="similarity"`` is the earlier
+landmark similarity warp, whose interpolation smooths the pasted region); ``T`` is the piecewise-affine warp of a
 randomly displaced 4×4 control grid (:func:`dflab.synthesis.masks.deform_mask`); γ = 20 on the 0-255 scale and
 the expansion / boundary element sizes (15 px / 9 px at 256 px) are our choices (the paper gives none).
 """
@@ -27,7 +30,7 @@ import numpy as np
 
 from dflab.synthesis import masks as mk
 from dflab.synthesis.base import SYNTHESIZERS, DonorPoolLike, FaceSample, Params, SynthResult, expect_params
-from dflab.synthesis.donors import align_to
+from dflab.synthesis.donors import donor_align_mode, place_donor
 
 KINDS = ("real", "fake", "rr", "fr")
 
@@ -40,6 +43,7 @@ class BigArtsRRParams(Params):
     donor_key: str = ""
     offsets: list = field(default_factory=list)
     boundary: int = 9
+    donor_align: str = "shift"
 
 
 @dataclass
@@ -52,11 +56,15 @@ class BigArtsFRParams(Params):
     expand: int = 15
     offsets: list = field(default_factory=list)
     boundary: int = 9
+    donor_align: str = "shift"
 
 
-def bigarts_targets(face: FaceSample, gamma: float = 20.0, boundary: int = 9) -> dict[str, np.ndarray]:
+def bigarts_targets(
+    face: FaceSample, gamma: float = 20.0, boundary: int = 9, open_size: int = 0, min_frac: float = 0.0
+) -> dict[str, np.ndarray]:
     """``M_in``/``M_ex`` of an original dataset image (Sec. 3.1): zeros for a real; for a fake with its aligned
-    original, ``M_in = Convex(|x' − x| > γ)`` and ``M_ex = D(M_in) − E(M_in)``.
+    original, ``M_in = Convex(|x' − x| > γ)`` (plain, as the paper; ``open_size``/``min_frac`` switch on the
+    noise clean-up of :func:`dflab.synthesis.masks.bigarts_intrinsic`) and ``M_ex = D(M_in) − E(M_in)``.
 
     Shape:
         returns {"mask_in": (H, W), "mask_ex": (H, W)} float32.
@@ -67,16 +75,15 @@ def bigarts_targets(face: FaceSample, gamma: float = 20.0, boundary: int = 9) ->
         return {"mask_in": z, "mask_ex": z.copy()}
     if face.original is None:
         raise ValueError(f"fake face {face.key!r} has no aligned original: M_in cannot be computed")
-    m_in = mk.bigarts_intrinsic(face.image, face.original, gamma)
+    m_in = mk.bigarts_intrinsic(face.image, face.original, gamma, open_size, min_frac)
     return {"mask_in": m_in, "mask_ex": mk.bigarts_extrinsic(m_in, boundary)}
 
 
-def _target(face: FaceSample, key: str, pool: DonorPoolLike | None) -> np.ndarray:
+def _target(face: FaceSample, key: str, pool: DonorPoolLike | None, align: str) -> np.ndarray:
     if pool is None:
         raise ValueError("BiG-Arts augmentation needs a donor pool of real faces")
     donor = pool.load(key)
-    warped, _, _ = align_to(donor.image, donor.landmarks, face.landmarks, face.image.shape[:2])
-    return warped
+    return place_donor(donor.image, donor.landmarks, face.landmarks, face.image.shape[:2], align)
 
 
 def _scaled(size: int, face: FaceSample) -> int:
@@ -88,8 +95,8 @@ class BigArtsRR:
 
     name = "bigarts_rr"
 
-    def __init__(self, grid: int = 4, deform: float = 0.04) -> None:
-        self.grid, self.deform = grid, deform
+    def __init__(self, grid: int = 4, deform: float = 0.04, donor_align: str = "shift") -> None:
+        self.grid, self.deform, self.donor_align = grid, deform, donor_align
 
     def sample_params(
         self, rng: np.random.Generator, face: FaceSample, pool: DonorPoolLike | None = None, **kw: Any
@@ -100,11 +107,12 @@ class BigArtsRR:
             donor_key=pool.nearest(face.landmarks, face.identity, k=1)[0],
             offsets=mk.sample_grid_offsets(rng, self.grid, self.deform),
             boundary=_scaled(9, face),
+            donor_align=donor_align_mode(kw.get("donor_align", self.donor_align)),
         )
 
     def apply(self, face: FaceSample, params: Params, pool: DonorPoolLike | None = None) -> SynthResult:
         p = expect_params(params, BigArtsRRParams)
-        b = _target(face, p.donor_key, pool)
+        b = _target(face, p.donor_key, pool, p.donor_align)
         m = mk.harden(mk.deform_mask(mk.hull_mask(face.landmarks, face.image.shape), p.offsets))
         image = mk.blend(face.image, b, m)
         zeros = np.zeros_like(m)
@@ -122,8 +130,8 @@ class BigArtsFR:
 
     name = "bigarts_fr"
 
-    def __init__(self, grid: int = 4, deform: float = 0.04, gamma: float = 20.0) -> None:
-        self.grid, self.deform, self.gamma = grid, deform, gamma
+    def __init__(self, grid: int = 4, deform: float = 0.04, gamma: float = 20.0, donor_align: str = "shift") -> None:
+        self.grid, self.deform, self.gamma, self.donor_align = grid, deform, gamma, donor_align
 
     def sample_params(
         self, rng: np.random.Generator, face: FaceSample, pool: DonorPoolLike | None = None, **kw: Any
@@ -138,13 +146,14 @@ class BigArtsFR:
             expand=_scaled(15, face),
             offsets=mk.sample_grid_offsets(rng, self.grid, self.deform),
             boundary=_scaled(9, face),
+            donor_align=donor_align_mode(kw.get("donor_align", self.donor_align)),
         )
 
     def apply(self, face: FaceSample, params: Params, pool: DonorPoolLike | None = None) -> SynthResult:
         p = expect_params(params, BigArtsFRParams)
         if face.original is None:
             raise ValueError("bigarts_fr needs a fake face with its aligned original (FaceSample.original)")
-        b = _target(face, p.donor_key, pool)
+        b = _target(face, p.donor_key, pool, p.donor_align)
         m1 = mk.dilate((mk.abs_diff(face.image, face.original) > p.gamma).astype(np.float32), p.expand)  # M'
         m2 = mk.harden(mk.deform_mask(mk.hull_mask(face.landmarks, face.image.shape), p.offsets))  # T(M'')
         m = m1 * m2
@@ -156,37 +165,6 @@ class BigArtsFR:
             params=p,
             masks={"mask_in": m, "mask_ex": mk.bigarts_extrinsic(m, p.boundary)},
         )
-
-
-@dataclass(frozen=True)
-class BatchPolicy:
-    """BiG-Arts batch composition (Sec. 4.1): ``real_frac`` reals; the fakes split ``fake_split`` between original
-    fakes, (Real, Real) and (Fake, Real); every image JPEG-compressed at a quality in ``jpeg`` with ``p_jpeg``.
-
-    Counts are exact per batch (rounded, remainder to the original fakes), then shuffled.
-    """
-
-    real_frac: float = 0.5
-    fake_split: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3)
-    jpeg: tuple[int, int] = (75, 100)
-    p_jpeg: float = 1.0
-
-    def kinds(self, rng: np.random.Generator, batch_size: int) -> list[str]:
-        """Kinds of the batch's samples: ``real``, ``fake`` (original fake), ``rr``, ``fr``."""
-        n_real = round(batch_size * self.real_frac)
-        n_fake = batch_size - n_real
-        total = sum(self.fake_split)
-        n_rr = round(n_fake * self.fake_split[1] / total)
-        n_fr = round(n_fake * self.fake_split[2] / total)
-        n_orig = n_fake - n_rr - n_fr
-        out = ["real"] * n_real + ["fake"] * n_orig + ["rr"] * n_rr + ["fr"] * n_fr
-        return [out[i] for i in rng.permutation(len(out))]
-
-    def jpeg_quality(self, rng: np.random.Generator) -> int:
-        """A JPEG quality in ``jpeg`` (inclusive), or 100 (no compression) with probability ``1 - p_jpeg``."""
-        if rng.random() >= self.p_jpeg:
-            return 100
-        return int(rng.integers(self.jpeg[0], self.jpeg[1] + 1))
 
 
 SYNTHESIZERS.add("bigarts_rr", BigArtsRR())

@@ -6,6 +6,7 @@ Examples::
         --out out/ --seed 0 --n 4
     dflab synth --method bigarts_fr --input prepared/manifest.sqlite --out out/ --seed 1
     dflab synth --sheet --input 519.mp4 --pair 519_515.mp4 519.mp4 --pool faces/ --out docs/synthesis_sheet.png
+    dflab synth --sheet --input photo.jpg --out sheet.png   # no --pool: donors = the photo's mirror / other faces
     dflab synth --replay out/0003_addg_params.json --input face.jpg --pool ../shared/data/real_faces/deepface --out re/
 
 Each sample ``i`` gives ``{i:04d}_{method}.png`` (image), ``…_mask.png``, one PNG per extra mask and
@@ -24,7 +25,7 @@ import numpy as np
 
 from dflab.errors import DflabError, MediaError
 from dflab.synthesis import SYNTHESIZERS, DonorPool
-from dflab.synthesis._faces import face_sample, read_frame
+from dflab.synthesis._faces import face_sample, read_frame, self_donors
 from dflab.synthesis.base import FaceSample, SynthResult
 
 _IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -169,7 +170,13 @@ def run(args: argparse.Namespace) -> int:
         if args.sheet:
             from dflab.synthesis.sheet import write_sheet
 
-            face = face_sample(read_frame(inp, args.frame), size=args.size, identity=inp.stem, key=f"input:{inp}")
+            rgb = read_frame(inp, args.frame)
+            face = face_sample(rgb, size=args.size, identity=inp.stem, key=f"input:{inp}")
+            if pool is None:  # one photo: donors from the photo itself (its mirror image, its other faces)
+                donors = self_donors(rgb, size=args.size, identity=inp.stem)
+                pool = DonorPool.from_samples([face, *donors]) if donors else None
+                used = ", ".join(d.identity for d in donors) or "none found: donor methods show 'needs --pool'"
+                print(f"[synth] no --pool: donors made from the input ({used})")
             out = Path(args.out)
             out = out if out.suffix == ".png" else out / "synthesis_sheet.png"
             write_sheet(out, face, pool, pair, seed=args.seed)

@@ -212,6 +212,72 @@ def read_rgb(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+#: How a donor face is placed onto the target before blending (see :func:`place_donor`).
+DONOR_ALIGN: tuple[str, ...] = ("shift", "similarity", "none")
+
+
+def donor_align_mode(mode: object) -> str:
+    """``mode`` checked against :data:`DONOR_ALIGN` (a clear error at sampling time, not at the first donor)."""
+    if mode not in DONOR_ALIGN:
+        raise ValueError(f"unknown donor_align {mode!r}; choose from {', '.join(DONOR_ALIGN)}")
+    return str(mode)
+
+
+def _reflect_index(idx: np.ndarray, n: int) -> np.ndarray:
+    """Indices reflected into ``[0, n)`` without repeating the edge (OpenCV's BORDER_REFLECT_101)."""
+    if n == 1:
+        return np.zeros_like(idx)
+    period = 2 * n - 2
+    i = np.mod(idx, period)
+    return np.where(i < n, i, period - i)
+
+
+def shift_to(image: np.ndarray, src_landmarks: np.ndarray, dst_landmarks: np.ndarray, shape: Sequence[int]):
+    """Move ``image`` by the whole-pixel translation that best takes its landmarks onto ``dst_landmarks``.
+
+    Every output pixel is a copy of one donor pixel (no interpolation), so the pasted region keeps the donor's own
+    pixel statistics; outside the donor the frame is reflected (BORDER_REFLECT_101). A donor of another size is
+    placed, not resized.
+
+    Shape:
+        image (h, w, 3) uint8; landmarks (68, 2); returns ((H, W, 3) uint8, (68, 2) float32, (2, 3) float64).
+    """
+    src = np.asarray(src_landmarks, np.float64).reshape(-1, 2)
+    dst = np.asarray(dst_landmarks, np.float64).reshape(-1, 2)
+    dx, dy = np.rint(dst.mean(0) - src.mean(0)).astype(int)
+    h, w = int(shape[0]), int(shape[1])
+    ys = _reflect_index(np.arange(h) - dy, image.shape[0])
+    xs = _reflect_index(np.arange(w) - dx, image.shape[1])
+    matrix = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]])
+    return image[ys[:, None], xs[None, :]], (src + np.array([dx, dy])).astype(np.float32), matrix
+
+
+def place_donor(
+    image: np.ndarray, src_landmarks: np.ndarray, dst_landmarks: np.ndarray, shape: Sequence[int], mode: str
+) -> np.ndarray:
+    """Put a donor face onto the target's frame before blending.
+
+    ``shift`` (default of every donor method): whole-pixel translation (:func:`shift_to`), no resampling. The papers
+    blend the landmark-nearest frame as it is (BiG-Arts §3.3, ADDG SB-* Sec. 3.1, Face X-ray §3.3), and crops
+    made by one alignment procedure already agree up to a few pixels; the whole-pixel shift removes that residual
+    offset without interpolating. ``similarity``: the least-squares similarity warp (:func:`align_to`, bilinear) —
+    it low-passes the donor, so the pasted region is smoother than its surroundings, a cue across the mask the
+    papers' blends do not have. ``none``: the donor's pixels where they are (same size required).
+
+    Shape:
+        image (h, w, 3) uint8; landmarks (68, 2); returns (H, W, 3) uint8 for ``shape`` = (H, W[, C]).
+    """
+    if mode == "shift":
+        return shift_to(image, src_landmarks, dst_landmarks, shape)[0]
+    if mode == "similarity":
+        return align_to(image, src_landmarks, dst_landmarks, shape)[0]
+    if mode == "none":
+        if tuple(image.shape[:2]) != (int(shape[0]), int(shape[1])):
+            raise ValueError(f"donor_align='none' needs a donor of the target's size {tuple(shape[:2])}")
+        return image
+    raise ValueError(f"unknown donor_align {mode!r}; choose from {', '.join(DONOR_ALIGN)}")
+
+
 def align_to(image: np.ndarray, src_landmarks: np.ndarray, dst_landmarks: np.ndarray, shape: Sequence[int]):
     """Warp ``image`` by the similarity transform (least squares) taking its landmarks onto ``dst_landmarks``.
 

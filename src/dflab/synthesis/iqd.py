@@ -1,8 +1,18 @@
 """LiSiam image-quality degradation (IQD), Sec. IV-A.3: JPEG compression, resizing and Gaussian blur, "performed
 with a probability of 50% in random order", giving the quality-degraded view of the Siamese pair.
 
-Ranges follow the official code (the paper gives none): JPEG quality 10-100, blur σ 0.1-1.0, resize the longer
-side to 100-200 px and back. Blur kernel: OpenCV's size for σ (``6σ+1`` rounded to odd, at least 3).
+The paper gives no levels; these follow the authors' code (h10666/LiSiam @ 1d628b6, checked line by line:
+``train`` script ``aug_opts_2`` and ``seg/modules/datasets/transforms.py``):
+
+* JPEG (``jpegC``): quality ``randint(10, 100)`` → 10-99, OpenCV encoder;
+* Gaussian blur (``GBlur``): σ uniform in [0.1, 1.0) (scipy ``gaussian_filter``; we use OpenCV with a ``6σ+1``
+  kernel, the same filter up to the kernel's truncation);
+* resizing (``jpegD``): to a *square* of side ``randint(100, 200)`` → 100-199 px with nearest-neighbour sampling
+  (its ``randint(0, 1)`` is always 0, so the bilinear branch never runs), then back with bilinear interpolation;
+* each with p = 0.5, the list shuffled per sample.
+
+The official list also holds Gaussian noise (p = 0.1) and a colour jitter (p = 0.5) that the paper does not name;
+they are left out (the paper's three operations only).
 
 The result keeps the face's label; its ``mask`` is the all-zero "nothing synthesised" mask (IQD is a view, not a
 fake); the detector's segmentation target comes from the face (SSIM mask), which IQD does not move.
@@ -13,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import cv2
 import numpy as np
 
 from dflab.synthesis import degrade
@@ -39,7 +50,9 @@ def iqd_apply(image: np.ndarray, p: IQDParams) -> np.ndarray:
         if op == "jpeg":
             out = degrade.jpeg(out, p.quality)
         elif op == "resize":
-            out = degrade.resize_to_side(out, p.side)
+            h, w = out.shape[:2]
+            small = cv2.resize(out, (p.side, p.side), interpolation=cv2.INTER_NEAREST)  # official ``jpegD``
+            out = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
         elif op == "blur":
             k = max(3, round(6 * p.sigma + 1) | 1)
             out = degrade.gaussian_blur(out, p.sigma, ksize=k)
@@ -56,9 +69,9 @@ class IQD:
     def __init__(
         self,
         p: float = 0.5,
-        quality: tuple[int, int] = (10, 100),
+        quality: tuple[int, int] = (10, 99),
         sigma: tuple[float, float] = (0.1, 1.0),
-        side: tuple[int, int] = (100, 200),
+        side: tuple[int, int] = (100, 199),
     ) -> None:
         self.p, self.quality, self.sigma, self.side = p, quality, sigma, side
 

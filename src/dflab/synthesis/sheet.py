@@ -16,10 +16,29 @@ from dflab.synthesis.big_arts_aug import bigarts_targets
 from dflab.synthesis.partial import REGIONS
 
 
+def needs_donor(method: str, kw: dict) -> bool:
+    """Whether a sheet job blends in a face of another identity (and so needs a donor pool)."""
+    sb = method == "addg" and str(kw.get("category")).startswith("SB-")
+    return sb or method in ("bigarts_rr", "bigarts_fr", "bi")
+
+
+def placeholder(h: int, w: int, text: str) -> np.ndarray:
+    """A grey cell with ``text`` in it. Shape: -> (h, w, 3) uint8."""
+    img = np.full((h, w, 3), 200, np.uint8)
+    scale = max(0.4, w / 320)
+    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
+    org = (max(0, (w - tw) // 2), (h + th) // 2)
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (60, 60, 60), 2, cv2.LINE_AA)
+    return img
+
+
 def sheet_entries(
     face: FaceSample, pool: DonorPoolLike | None, pair: FaceSample | None = None, seed: int = 0
 ) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(title, image, mask) for every method and category; the fake-pair methods only when ``pair`` is given.
+
+    Without a donor ``pool`` the methods that blend in another identity (ADDG SB-*, BiG-Arts, BI) are grey cells
+    reading "needs --pool".
 
     Each entry is sampled with its own generator ``default_rng([seed, i])`` so entries do not depend on each other.
     """
@@ -32,6 +51,9 @@ def sheet_entries(
         jobs += [("BiG (Fake,Real) M_in", "bigarts_fr", pair, {})]
         jobs += [(f"partial {r}", "partial", pair, {"category": r}) for r in REGIONS]
     for i, (title, name, f, kw) in enumerate(jobs):
+        if pool is None and needs_donor(name, kw):
+            out.append((title, placeholder(h, w, "needs --pool"), np.zeros((h, w), np.float32)))
+            continue
         synth = SYNTHESIZERS.get(name)
         rng = np.random.default_rng([seed, i])
         res = synth.apply(f, synth.sample_params(rng, f, pool, **kw), pool)

@@ -29,7 +29,8 @@ from ``last/`` ends with the same weights as an uninterrupted run on CPU. (Tests
 run after a given step with ``DFLAB_TEST_SIGKILL_AT_STEP=N``, so the kill point is exact.)
 
 A phase's ``trainable`` prefixes switch ``requires_grad``; batch-norm layers of frozen stages still update their
-running statistics (the model stays in train mode): freezing here means "no gradient", not eval mode.
+running statistics (the model stays in train mode) unless the phase sets ``freeze_norm`` (LiSiam's phases do), which
+puts them in eval mode (:func:`dflab.train.schedule.freeze_norm_stats`).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ from dflab.models.checkpoint import (
 from dflab.train import ddp
 from dflab.train.config import Recipe, recipe_to_dict
 from dflab.train.data import FaceStream, PlanSampler, build_stream, collate, concat_batches, mix_counts
+from dflab.train.schedule import freeze_norm_stats
 
 STATE_NAME = "state.pt"
 
@@ -544,6 +546,8 @@ class Trainer:
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         self.net.train()
+        if phase.freeze_norm:
+            freeze_norm_stats(self.model, phase.trainable)
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
             out = self.net(batch["image"])

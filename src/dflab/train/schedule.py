@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from torch import nn
+
 from dflab.registry import Registry
 
 
@@ -24,6 +26,8 @@ class Phase:
         trainable: parameter-name prefixes that train in this phase; ``None`` means all.
         loss_kwargs: passed to ``compute_loss`` as ``**phase``.
         lr_scale: multiplies the optimiser's scheduled learning rate.
+        freeze_norm: the batch-norm layers outside ``trainable`` run in eval mode, so a frozen module's running
+            statistics stay as they were trained (what "freezing a layer" means for BN; :func:`freeze_norm_stats`).
     """
 
     name: str = "train"
@@ -31,6 +35,22 @@ class Phase:
     trainable: tuple[str, ...] | None = None
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
     lr_scale: float = 1.0
+    freeze_norm: bool = False
+
+
+def freeze_norm_stats(model: nn.Module, trainable: tuple[str, ...] | None) -> list[str]:
+    """Put every batch-norm layer whose name is outside the ``trainable`` prefixes in eval mode (call after
+    ``model.train()``); returns their names. Frozen layers then normalise with their stored statistics and do not
+    update them.
+    """
+    if trainable is None:
+        return []
+    frozen = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not f"{name}.".startswith(trainable):
+            module.eval()
+            frozen.append(name)
+    return frozen
 
 
 class Schedule:

@@ -66,7 +66,7 @@ def test_perfect_maps_give_near_zero_pixel_loss() -> None:
 def test_ablation_variants_select_branches_and_targets() -> None:
     cases = {
         "big_arts_tiny": ({"map_in", "map_ex"}, {"mask_in", "mask_ex"}),
-        "face_xray_tiny": ({"map_ex"}, {"mask_ex"}),
+        "big_arts_xray_tiny": ({"map_ex"}, {"mask_ex"}),
         "big_arts_tiny:in": ({"map_in"}, {"mask_in"}),
         "big_arts_tiny:none": (set(), set()),
     }
@@ -120,7 +120,7 @@ def test_recipes_validate_and_build_their_variant() -> None:
     from dflab.train.recipes import load_recipe
 
     expect = {"big_arts": ("in", "ex"), "big_arts_in": ("in",), "big_arts_ex": ("ex",), "big_arts_none": ()}
-    expect |= {"face_xray": ("ex",), "big_arts_aug_none": ("in", "ex")}
+    expect |= {"big_arts_xray": ("ex",), "big_arts_aug_none": ("in", "ex")}
     for name, branches in expect.items():
         r = load_recipe(name)
         assert r.data.size == 256 and r.optim.name == "adam" and r.optim.lr == 1e-3 and r.lr_schedule.t_max == 40
@@ -129,8 +129,11 @@ def test_recipes_validate_and_build_their_variant() -> None:
         det, kw = VARIANTS.get(r.model.name)
         assert det == "big_arts"
         assert tuple({**kw, **r.model.kwargs}.get("branches", ("in", "ex"))) == branches, name
-    tiny = load_recipe("big_arts_tiny")
-    assert tiny.data.size == 64 and tiny.data.streams["default"].synthesizers == ["bigarts_rr"]
+    rr = load_recipe("big_arts_tiny_rr")
+    assert rr.data.size == 64 and rr.data.streams["default"].synthesizers == ["bigarts_rr"]
+    tiny = load_recipe("big_arts_tiny")  # the intrinsic branch needs dataset fakes: the §4.1 mix, not (R,R) only
+    assert tiny.data.size == 64 and tiny.data.mixes["default"] == {"real": 3, "orig": 1, "rr": 1, "fr": 1}
+    assert {tiny.data.streams[s].mode for s in ("orig", "fr")} == {"fake_source"}
 
 
 def test_stream_mix_schedule_keeps_the_batch_composition() -> None:

@@ -21,7 +21,31 @@ def test_outputs_and_row_norm_map(model):
     assert out["private"].shape == (4, 3, 16)
     rn = model.row_norm_map()
     assert rn.shape == (3, 16)
-    assert rn.sum().item() == pytest.approx(model.l21().item(), rel=1e-5)
+    gn = model.group_norms()
+    assert gn.shape == (3,)
+    assert gn.sum().item() == pytest.approx(model.l21().item(), rel=1e-5)
+    assert torch.allclose(gn, rn.pow(2).sum(1).sqrt(), rtol=1e-5)  # a sub-task's block = its units' weights
+
+
+def test_l21_rows_are_subtasks():
+    """Eq. 3 with "each row's parameters ... the feature vectors extracted by each sub-task" (Sec. 3.3)."""
+    m = build_detector("dadd_tiny")
+    with torch.no_grad():
+        m.final_head.weight.zero_()
+        m.final_head.weight[:, :16] = 1.0  # sub-task 0's block: 2 x 16 ones -> Frobenius norm sqrt(32)
+    assert m.l21().item() == pytest.approx(32**0.5, rel=1e-6)
+    unit = build_detector("dadd_tiny", l21_groups="unit")
+    unit.final_head.load_state_dict(m.final_head.state_dict())
+    assert unit.l21().item() == pytest.approx(16 * 2**0.5, rel=1e-6)  # per-unit reading: 16 rows of norm sqrt(2)
+
+
+def test_l21_does_not_dominate_the_loss_at_init():
+    """Paper size (N = 9, F = 256): λ·ℓ2,1 < ln 2 at initialisation (the per-unit reading gives > 3)."""
+    torch.manual_seed(0)
+    m = build_detector("dadd_tiny", n_tasks=9, feat_dim=256)
+    assert m.l21_lambda * m.l21().item() < 0.5
+    unit = build_detector("dadd_tiny", n_tasks=9, feat_dim=256, l21_groups="unit")
+    assert unit.l21_lambda * unit.l21().item() > 3.0
 
 
 def test_subtask_loss_trains_only_its_own_head(model):

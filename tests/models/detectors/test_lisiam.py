@@ -84,8 +84,11 @@ def test_branches_share_weights() -> None:
         seg2 = model(batch["degraded"])["seg"]
         loss = model.compute_loss(batch, model(batch["image"]))
     torch.testing.assert_close(loss["li"], (seg1 - seg2).abs().mean())
-    # one set of weights: no parameter belongs to a second branch, and L_li's gradient reaches the shared backbone
-    assert not any("branch" in n for n, _ in model.named_parameters())
+    # one set of weights: the Siamese model has exactly the parameters of a one-branch configuration (a second
+    # branch's own weights would add names), and L_li's gradient reaches the shared backbone
+    one_branch = build_detector("lisiam_tiny", lambda_li=0.0)
+    assert one_branch.targets == frozenset({"mask"})
+    assert [n for n, _ in model.named_parameters()] == [n for n, _ in one_branch.named_parameters()]
     model.train()
     li = localization_invariance_loss(model(batch["image"])["seg"], model(batch["degraded"])["seg"])
     li.backward()
@@ -106,8 +109,49 @@ def test_inference_uses_one_branch_and_training_two() -> None:
     out = model(batch["image"])
     loss = model.compute_loss(batch, out)
     assert len(calls) == 3  # forward (branch 1) + branch 2 inside compute_loss
-    assert {"cls1", "seg1", "aux1", "li"} <= set(loss)
+    assert set(loss) == {"loss", "cls1", "seg1", "li"}
     loss["loss"].backward()
+
+
+def test_default_loss_is_exactly_eq19() -> None:
+    """Eq. 19: L = λ_li L_li + λ_cls L_cls + λ_seg L_seg, all λ = 1 — no auxiliary decoder term unless asked."""
+    torch.manual_seed(0)
+    model = build_detector("lisiam_tiny")
+    batch = _batch()
+    loss = model.compute_loss(batch, model(batch["image"]))
+    assert "aux1" not in loss
+    torch.testing.assert_close(loss["loss"].detach(), loss["li"] + loss["cls1"] + loss["seg1"])
+
+
+def test_xc_is_13x13_at_299_px() -> None:
+    """§IV-A.2: X_c is C × 13 × 13 for the 37 × 37 features of a 299 px face (official SCU: 37→19→21→11→13)."""
+    model = build_detector("lisiam_tiny").eval()
+    with torch.no_grad():
+        assert model.scu(torch.randn(1, 32, 37, 37)).shape == (1, 32, 13, 13)
+        unpadded = build_detector("lisiam_tiny", scu_padding=0).eval()
+        assert unpadded.scu(torch.randn(1, 32, 37, 37)).shape == (1, 32, 10, 10)
+
+
+def test_frozen_layers_keep_their_bn_statistics() -> None:
+    """§IV-B phase 2 freezes the segmentation modules: their BN running statistics must not move either."""
+    import dflab.train.schedules  # noqa: F401  (registers the lisiam schedule)
+    from dflab.train.schedule import SCHEDULES, freeze_norm_stats
+
+    sched = SCHEDULES.get("lisiam")(seg=1, cls=1, all=1)
+    phase = sched.phase(1, 3)
+    assert phase.name == "cls" and phase.freeze_norm
+    model = build_detector("lisiam_tiny")
+    model.train()
+    frozen = freeze_norm_stats(model, phase.trainable)
+    assert frozen and all(n.startswith(SEG_MODULES) for n in frozen)
+    bns = dict(model.named_modules())
+    seg_bn = next(n for n in frozen if n.startswith("backbone."))
+    cls_bn = next(n for n, m in bns.items() if n.startswith("scu.") and isinstance(m, torch.nn.BatchNorm2d))
+    before = {n: bns[n].running_mean.clone() for n in (seg_bn, cls_bn)}
+    model(_batch()["image"] * 3 + 1)
+    torch.testing.assert_close(bns[seg_bn].running_mean, before[seg_bn], rtol=0, atol=0)
+    assert not torch.equal(bns[cls_bn].running_mean, before[cls_bn])  # the trained modules' BN still adapts
+    assert sched.phase(2, 3).freeze_norm is False  # phase 3 trains everything
 
 
 def test_loss_is_eq19_with_aux_weight() -> None:
@@ -122,12 +166,13 @@ def test_loss_is_eq19_with_aux_weight() -> None:
 @pytest.mark.parametrize(
     ("variant", "parts", "targets"),
     [
-        ("lisiam_model_b", {"cls1", "cls2", "seg1", "seg2", "aux1", "aux2", "li"}, {"mask", "degraded"}),
+        ("lisiam_model_b", {"cls1", "cls2", "seg1", "seg2", "li"}, {"mask", "degraded"}),
         ("lisiam_model_c", {"cls1", "li"}, {"degraded"}),
-        ("lisiam_model_d", {"cls2", "seg2", "aux2", "li"}, {"mask", "degraded"}),
-        ("lisiam_model_e", {"cls2", "seg2", "aux2"}, {"mask", "degraded"}),
-        ("lisiam_model_f", {"cls1", "seg1", "aux1", "li"}, {"mask", "degraded"}),
-        ("lisiam_model_g", {"cls1", "cls2", "seg1", "seg2", "aux1", "aux2"}, {"mask", "degraded"}),
+        ("lisiam_model_d", {"cls2", "seg2", "li"}, {"mask", "degraded"}),
+        ("lisiam_model_e", {"cls2", "seg2"}, {"mask", "degraded"}),
+        ("lisiam_model_f", {"cls1", "seg1", "li"}, {"mask", "degraded"}),
+        ("lisiam_model_g", {"cls1", "cls2", "seg1", "seg2"}, {"mask", "degraded"}),
+        ("lisiam_official", {"cls1", "seg1", "aux1", "li"}, {"mask", "degraded"}),
     ],
 )
 def test_table6_variants(variant: str, parts: set[str], targets: set[str]) -> None:
@@ -145,7 +190,7 @@ def test_stages_skip_frozen_losses() -> None:
     calls = _count_backbone_calls(model)
     batch = _batch()
     out = model(batch["image"])
-    assert set(model.compute_loss(batch, out, stage="seg")) == {"loss", "seg1", "aux1", "li"}
+    assert set(model.compute_loss(batch, out, stage="seg")) == {"loss", "seg1", "li"}
     n = len(calls)
     assert set(model.compute_loss(batch, out, stage="cls")) == {"loss", "cls1"}
     assert len(calls) == n  # branch 2 skipped while only the classifier trains
@@ -207,8 +252,11 @@ def test_paper_recipe_forward_backward_at_299() -> None:
     model = build_detector(r.model.name, **r.model.kwargs)
     assert r.data.size == 299 and model.input_spec.size == 299
     batch = _batch(2, 299)
+    xc_shapes: list[tuple[int, ...]] = []
+    model.scu.register_forward_hook(lambda m, i, o: xc_shapes.append(tuple(o.shape)))
     out = model(batch["image"])
     assert out["seg"].shape == (2, 2, 37, 37)  # 1024x37x37 backbone output, §III-E
+    assert xc_shapes == [(2, 512, 13, 13)]  # X_c: C x 13 x 13 (§IV-A.2)
     low, high = model.backbone(batch["image"][:1])
     assert low.shape == (1, 728, 37, 37) and high.shape == (1, 1024, 37, 37)
     loss = model.compute_loss(batch, out)

@@ -1,10 +1,11 @@
 """Explicit imports of every detector file; importing this fills ``DETECTORS`` and ``VARIANTS``."""
 
 from dflab.models.detectors import (
-    big_arts,  # noqa: F401  (BiG-Arts + face_xray variants)
+    big_arts,  # noqa: F401  (BiG-Arts + Table 6 variants + big_arts_xray)
     classifier,  # noqa: F401
     clip_probe,  # noqa: F401  (frozen CLIP ViT-B/16 + head: the default detector)
     dadd,  # noqa: F401
+    face_xray,  # noqa: F401  (Face X-ray, HRNet)
     gend,  # noqa: F401  (CLIP ViT, LayerNorm-only tuning)
     lae,  # noqa: F401
     lisiam,  # noqa: F401  (LiSiam + Table VI variants)

@@ -1,5 +1,5 @@
-"""BiG-Arts: Bi-granularity artifacts (Chen, Li et al., "Exposing Face Forgery Through Detecting Bi-Granularity
-Artifacts", Pattern Recognition 2022).
+"""BiG-Arts: Bi-granularity artifacts (Chen, Li, Lin, Li, Wu, "Watching the BiG artifacts: Exposing DeepFake videos
+via Bi-granularity artifacts", Pattern Recognition, online 13 Nov. 2022).
 
 Three branches on a shared ResNet-18 (§3.2 "Architecture", Fig. 3):
 
@@ -12,8 +12,9 @@ Loss (Eq. 2–5): ``λ_In·L_In + λ_Ex·L_Ex + λ_Cls·L_Cls``; pixel BCE for b
 5); λ_In = λ_Ex = 15, λ_Cls = 1 (§4.1). Ground truth: ``mask_in`` = convex hull of ``|fake − original| > γ`` (§3.1)
 and ``mask_ex`` = dilate(M_in) − erode(M_in); both come from the data layer (synthesis), all-zero for reals.
 
-Ablations (Table 6) are configurations: ``branches=()`` ("None"), ``("in",)``, ``("ex",)`` (= Face X-ray as the
-paper builds it, §4.2: "we implement Face X-ray using our method by pruning the intrinsic branch") and
+Ablations (Table 6) are configurations: ``branches=()`` ("None"), ``("in",)``, ``("ex",)`` (= the paper's
+own stand-in for Face X-ray, §4.2: "we implement Face X-ray using our method by pruning the intrinsic branch";
+variant ``big_arts_xray``; the real Face X-ray is :mod:`dflab.models.detectors.face_xray`) and
 ``("in", "ex")``. The augmentation ablations of Table 5 are data configurations (recipes), not model code.
 
 Choices the paper leaves open (documented here, not hidden):
@@ -158,13 +159,15 @@ class BiGArts(Detector):
         return {f"mask_{name}": outputs[f"map_{name}"].sigmoid() for name in self.branches}
 
 
-# Table 6 ablations; Face X-ray as the BiG-Arts paper builds it (extrinsic branch only).
+# Table 6 ablations.
 register_variant("big_arts_none", "big_arts", branches=())
 register_variant("big_arts_in", "big_arts", branches=("in",))
 register_variant("big_arts_ex", "big_arts", branches=("ex",))
-register_variant("face_xray", "big_arts", branches=("ex",))
+# BiG-Arts' own "Face X-ray" row of Table 1 (§4.2: "we implement Face X-ray using our method by pruning the
+# intrinsic-granularity artifacts branch") — not Face X-ray itself, which is dflab.models.detectors.face_xray.
+register_variant("big_arts_xray", "big_arts", branches=("ex",))
 register_variant(
-    "face_xray_tiny",
+    "big_arts_xray_tiny",
     "big_arts",
     branches=("ex",),
     backbone="test_resnet",

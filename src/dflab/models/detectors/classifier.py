@@ -7,9 +7,9 @@
 * ``efficientnet_lite0`` / ``efficientnet_lite2`` — EfficientNet-Lite0/Lite2 (ImageNet weights available locally,
   see :mod:`dflab.models.backbones`); light CPU-friendly baselines, not from the seed papers.
 
-FWA and Face X-ray as *baselines trained on their synthesised data* are these same classifiers trained on on-the-fly
-``fwa`` / ``bi`` fakes (recipes ``fwa_*`` and ``xray_cls_*``); Face X-ray's boundary head is the BiG-Arts
-configuration without the intrinsic branch (BiG-Arts §4.2), in that method's file.
+FWA and Face X-ray *data* baselines are these same classifiers trained on on-the-fly ``fwa`` / ``bi`` fakes (recipes
+``fwa``, ``fwa_xception``, ``bi``, ``bi_xception``); Face X-ray itself (HRNet + X-ray map) is
+:mod:`dflab.models.detectors.face_xray`.
 
 Deviations: the heads are a dropout + linear layer on the pooled features (the papers' own training code is not
 given). Tiny variants shrink depth/width for the contract test at 64 px; ``xception_tiny`` uses timm's aligned

@@ -9,8 +9,13 @@ sub-tasks (``task="sub:k"``, each fed its own category's negatives with reals) a
 
 Deviations / choices (the paper gives no implementation details):
 * Private projection = Linear(C, F) + BN + ReLU, F = 256; sub-task heads Linear(F, 2); final head Linear(N·F, 2).
-* ℓ2,1 rows = the N·F inputs of the final head (``W^T`` of the ``nn.Linear``), i.e. one row per private feature
-  unit; :meth:`DADD.row_norm_map` reshapes the row norms to (N, F) — the map of Fig. 4.
+* ℓ2,1 rows (Eq. 3) = the sub-tasks: "each row's parameters represent the weights corresponding to the feature
+  vectors extracted by each sub-task" (Sec. 3.3), so row n of W holds all 2·F weights of the final head that read
+  sub-task n's private feature (d = N rows; Fig. 4 has one row per ST_n). ``l21_groups="unit"`` is the other
+  reading (one row per private feature unit, d = N·F). Default ``"subtask"``: the paper's text, and its scale —
+  at initialisation (Xception, N = 9, F = 256) λ·ℓ2,1 ≈ 0.25 next to a cross-entropy of ≈ 0.69, where the
+  per-unit reading gives ≈ 3.6 and the regulariser would dominate L_F from the first step.
+  :meth:`DADD.group_norms` gives the N row norms; :meth:`DADD.row_norm_map` the per-unit (N, F) norms.
 * ``multitask=False`` gives the "Xception on ADDG" baseline of Table 2: a single head on Z, ``task`` ignored.
 * Sub-task batches come from the sub-task's own stream; when the schedule also names the category id
   (``compute_loss(task="sub:k", category=c)``) the loss keeps only reals (category −1) and category c.
@@ -24,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dflab.losses.l21 import l21_norm, row_norms
+from dflab.losses.l21 import grouped_l21_norm, l21_norm, row_norms
 from dflab.models.base import Detector, InputSpec, register_detector, register_variant
 from dflab.synthesis.addg import CATEGORIES
 
@@ -56,6 +61,7 @@ class DADD(Detector):
         n_tasks: number of sub-tasks N (= ADDG categories).
         feat_dim: private feature size F.
         l21_lambda: λ of Eq. 4 (0 = DADD without ℓ2,1).
+        l21_groups: rows of Eq. 3: ``"subtask"`` (paper, one row per sub-task) or ``"unit"`` (per feature unit).
         multitask: False = plain backbone + one head (the "Xception on ADDG" baseline).
         pretrained: optional local weights file for the backbone.
         input_size: crop size of the input contract.
@@ -69,12 +75,16 @@ class DADD(Detector):
         n_tasks: int = len(ADDG_CATEGORIES),
         feat_dim: int = 256,
         l21_lambda: float = 0.1,
+        l21_groups: str = "subtask",
         multitask: bool = True,
         pretrained: str | None = None,
         input_size: int = 299,
     ) -> None:
         super().__init__(InputSpec(size=input_size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)))
+        if l21_groups not in ("subtask", "unit"):
+            raise ValueError(f"l21_groups must be 'subtask' or 'unit', got {l21_groups!r}")
         self.n_tasks, self.feat_dim, self.l21_lambda, self.multitask = n_tasks, feat_dim, l21_lambda, multitask
+        self.l21_groups = l21_groups
         self.backbone = make_backbone(backbone, pretrained)
         c = self.backbone.num_features
         if multitask:
@@ -104,8 +114,17 @@ class DADD(Detector):
         }
 
     def l21(self) -> torch.Tensor:
-        """ℓ2,1 of the final task's weights over the concatenated private features (Eq. 3)."""
-        return l21_norm(self.final_head.weight.t())
+        """ℓ2,1 of the final task's weights over the concatenated private features (Eq. 3), rows per ``l21_groups``."""
+        w = self.final_head.weight.t()  # (N·F, 2): rows = inputs
+        if self.multitask and self.l21_groups == "subtask":
+            return grouped_l21_norm(w, self.n_tasks)
+        return l21_norm(w)
+
+    @torch.no_grad()
+    def group_norms(self) -> torch.Tensor:
+        """Norm of each sub-task's block of final weights, the rows of Eq. 3 (Fig. 4). Shape: (N,)."""
+        w = self.final_head.weight.t()
+        return row_norms(w.reshape(self.n_tasks if self.multitask else 1, -1))
 
     @torch.no_grad()
     def row_norm_map(self) -> torch.Tensor:

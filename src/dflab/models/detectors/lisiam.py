@@ -21,17 +21,19 @@ never sees a degraded view.
 
 Facts from the authors' public code (h10666/LiSiam, ``ocrnet.py``/``ocrnetbase.py``) that the paper omits, followed
 here: Xception block 3 at stride 1 (output stride 8 — this is what makes 37×37 at 299 px); an auxiliary decoder
-(3×3 conv 728→512, BN, ReLU, 1×1 conv → 2) on block-4 features, CE loss weight 0.4, whose maps also serve as OCR's
-soft object regions; OCR bottleneck 3×3 conv 1024→512, transform width 256; attention without 1/√d scaling,
-dropout 0.1 on the attention weights, ``f_m`` = 1×1 conv + BN, residual ``+ X_f``; SE reduction 16 without FC
-biases; MLP 1024→1024 (BN, ReLU)→2.
+(3×3 conv 728→512, BN, ReLU, 1×1 conv → 2) on block-4 features whose maps serve as OCR's soft object regions (the
+official code also trains it with its own CE, weight 0.4: Eq. 19 has no such term, so ``aux_weight`` defaults to 0
+and 0.4 is the official code's reading); OCR bottleneck 3×3 conv 1024→512, transform width 256; attention without
+1/√d scaling, dropout 0.1 on the attention weights, ``f_m`` = 1×1 conv + BN, residual ``+ X_f``; SE reduction 16
+without FC biases; MLP 1024→1024 (BN, ReLU)→2.
 
 Deviations and open choices:
 
-* ``f_scu``: the paper says separable convolutions; the official code uses plain 3×3 stride-2 convs followed by 1×1
-  convs with padding 1 (which is how 37 → 19 → 21 → 11 → 13 gives the paper's 13×13). We follow the paper (two
-  depthwise-separable 3×3 stride-2 convs + BN, ReLU between, Dropout2d(0.1) after each) without the padded 1×1
-  convs, so ``X_c`` is 512×10×10 at 299 px.
+* ``f_scu``: the paper says separable convolutions and ``X_c`` of 512×13×13 at 299 px (§IV-A.2); the official code
+  uses plain 3×3 stride-2 convs each followed by a 1×1 conv with padding 1 (37 → 19 → 21 → 11 → 13). We use two
+  depthwise-separable convs — depthwise 3×3 stride 2, then the pointwise 1×1 with padding 1 (``scu_padding``) — +
+  BN, ReLU between, Dropout2d(0.1) after each: separable as the paper says, 13×13 as the paper says.
+  ``scu_padding=0`` gives the unpadded 10×10 reading.
 * Seg and aux losses are 2-class CE on logits bilinearly upsampled to the mask's resolution, target
   ``mask > 0.5`` (the official code upsamples the same way). ``L_li`` is the *mean* absolute difference of the two
   branches' raw segmentation logits (Eq. 15's norm as a mean, so λ_li = 1 does not scale with H0·W0); gradients
@@ -171,10 +173,12 @@ class LiSiam(Detector):
         use_mt: use the mask-guided transformer (False = Model-F: SE + MLP on X_c alone).
         seg_branches: branches (1 raw, 2 degraded) with segmentation loss.
         cls_branches: branches with classification loss.
-        lambda_li: loss weights of Eq. 19.
-        lambda_cls: loss weights of Eq. 19.
-        lambda_seg: loss weights of Eq. 19.
-        aux_weight: weight of the auxiliary decoder's CE (official code: 0.4), applied on branches with seg loss.
+        lambda_li: loss weight of L_LI in Eq. 19.
+        lambda_cls: loss weight of the classification terms in Eq. 19.
+        lambda_seg: loss weight of the segmentation terms in Eq. 19.
+        aux_weight: weight of the auxiliary decoder's CE on branches with seg loss; 0 = Eq. 19 (default), 0.4 =
+            the official code.
+        scu_padding: padding of the SCU's pointwise convs (1: X_c 13×13 at 299 px as §IV-A.2; 0: 10×10).
         dropout: dropout of seg head, SCU and attention (0.1).
         pretrained_path: optional local Xception checkpoint.
         input_size: face crop side (299, §IV-A).
@@ -197,7 +201,8 @@ class LiSiam(Detector):
         lambda_li: float = 1.0,
         lambda_cls: float = 1.0,
         lambda_seg: float = 1.0,
-        aux_weight: float = 0.4,
+        aux_weight: float = 0.0,
+        scu_padding: int = 1,
         dropout: float = 0.1,
         pretrained_path: str | None = None,
         input_size: int = 299,
@@ -225,11 +230,11 @@ class LiSiam(Detector):
         self.ocr = ObjectContext(width, ocr_transform)
         self.seg_head = nn.Sequential(nn.Dropout2d(dropout), nn.Conv2d(width, 2, 1))
         self.scu = nn.Sequential(
-            SeparableConv2d(width, width, 3, stride=2),
+            SeparableConv2d(width, width, 3, stride=2, pointwise_padding=scu_padding),
             nn.BatchNorm2d(width),
             nn.ReLU(inplace=True),
             nn.Dropout2d(dropout),
-            SeparableConv2d(width, width, 3, stride=2),
+            SeparableConv2d(width, width, 3, stride=2, pointwise_padding=scu_padding),
             nn.BatchNorm2d(width),
             nn.Dropout2d(dropout),
         )
@@ -296,8 +301,11 @@ class LiSiam(Detector):
             loss = loss + self.lambdas["cls"] * parts[f"cls{n}"]
         for n in seg_br:
             seg, aux = self._seg_loss(outs[n], batch["mask"])
-            parts[f"seg{n}"], parts[f"aux{n}"] = seg, aux
-            loss = loss + self.lambdas["seg"] * (seg + self.lambdas["aux"] * aux)
+            parts[f"seg{n}"] = seg
+            loss = loss + self.lambdas["seg"] * seg
+            if self.lambdas["aux"] > 0:  # not in Eq. 19; the official code's auxiliary CE
+                parts[f"aux{n}"] = aux
+                loss = loss + self.lambdas["seg"] * self.lambdas["aux"] * aux
         if use_li:
             parts["li"] = localization_invariance_loss(outs[1]["seg"], outs[2]["seg"])
             loss = loss + self.lambdas["li"] * parts["li"]
@@ -326,3 +334,4 @@ register_variant("lisiam_model_d", "lisiam", seg_branches=(2,), cls_branches=(2,
 register_variant("lisiam_model_e", "lisiam", seg_branches=(2,), cls_branches=(2,), lambda_li=0.0)
 register_variant("lisiam_model_f", "lisiam", use_mt=False)
 register_variant("lisiam_model_g", "lisiam", seg_branches=(1, 2), cls_branches=(1, 2), lambda_li=0.0)
+register_variant("lisiam_official", "lisiam", aux_weight=0.4)  # + the official code's auxiliary CE (not in Eq. 19)

@@ -7,11 +7,12 @@ are given as proportions of the run (default 146 : 16 : 324), so a short recipe 
 paper's poly learning-rate policy (power 0.9, per iteration) is applied here as ``Phase.lr_scale =
 (1 − step/total)^power`` — use it with ``lr_schedule.name: none`` so the two do not compound.
 ``compute_loss`` receives ``stage="seg" | "cls" | "all"`` so that frozen parts' losses (and branch 2 in phase 2)
-are not computed.
+are not computed. Frozen modules' batch-norm layers run in eval mode (``Phase.freeze_norm``): their running
+statistics stay those of the phase that trained them.
 
 This module also registers the degrader ``lisiam_iqd`` in :data:`dflab.train.data.DEGRADERS`: the synthesis
-library's IQD (§IV-A.3: JPEG quality 10–100, resize to 100–200 px and back, Gaussian blur σ 0.1–1.0, each with
-p = 0.5 in random order) producing the ``degraded`` batch key of the Siamese branch 2.
+library's IQD (§IV-A.3: JPEG compression, resizing and Gaussian blur, each with p = 0.5 in random order; levels
+from the official code, see :mod:`dflab.synthesis.iqd`) producing the ``degraded`` batch key of the Siamese branch 2.
 """
 
 from __future__ import annotations
@@ -64,7 +65,16 @@ class LiSiamSchedule(Schedule):
             name, trainable = "cls", CLS_MODULES
         else:
             name, trainable = "all", None
-        return Phase(name=name, stream=self.stream, trainable=trainable, loss_kwargs={"stage": name}, lr_scale=scale)
+        # frozen layers keep their BN statistics too (§IV-B "freeze"): phase 2 must not re-estimate the segmentation
+        # modules' BN on a classifier-only schedule
+        return Phase(
+            name=name,
+            stream=self.stream,
+            trainable=trainable,
+            loss_kwargs={"stage": name},
+            lr_scale=scale,
+            freeze_norm=trainable is not None,
+        )
 
 
 def lisiam_iqd(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
