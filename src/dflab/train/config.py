@@ -3,8 +3,10 @@
 Extension points for method authors (BiG-Arts, LiSiam, DADD, MML, LAE):
 
 * ``model.name`` names a registered detector or variant (``dflab list variants``); ``model.kwargs`` update its
-  constructor kwargs; ``model.pretrained`` is a local weights file or a ``"<backbone>:<tag>"`` name that
-  :func:`dflab.models.backbones.resolve_pretrained` resolves locally (never a hub).
+  constructor kwargs; ``model.pretrained`` is ``timm:<arch>.<tag>`` (timm's ImageNet weights, fetched as timm
+  does: the hub when online, else its cache), a local weights file, a ``"<backbone>:<tag>"`` name shipped in a pip
+  package, or ``none`` (the explicit opt-out) — see :func:`dflab.models.backbones.resolve_pretrained`. A weights
+  spec that cannot be had stops the run with a message naming both ways to get it and the opt-out.
 * ``data.streams`` maps stream names to :class:`StreamConfig`; ``data.mixes`` maps names to *mixed* streams whose
   every batch is composed of fixed numbers of items from several streams (BiG-Arts §4.1). ``"default"`` is
   required (a stream or a mix); a schedule's :class:`~dflab.train.schedule.Phase` ``.stream`` picks which stream or
@@ -38,10 +40,15 @@ class ModelConfig(_Strict):
     Attributes:
         name: registered detector or variant name (e.g. ``xception``, ``resnet18_tiny``).
         kwargs: constructor kwargs overriding the variant's.
-        pretrained: local weights file (safetensors / .pth state dict) or ``"<name>:<tag>"`` resolved locally.
+        pretrained: ``timm:<arch>.<tag>`` (timm's pretrained weights: hub when online, else timm's cache), a
+            local weights file (safetensors / .pth state dict), a ``"<name>:<tag>"`` shipped in a pip package, or
+            ``none`` — the explicit opt-out (random initialisation). ``None`` (unset) = the method has no
+            pretrained initialisation. Paper recipes set it to the paper's ImageNet weights.
         pretrained_prefix: parameter-name prefix the weights load into (``"backbone."`` for a timm backbone).
         allow_missing: parameter-name prefixes allowed to be missing from the weights (e.g. the new head);
             any other missing or unexpected key is an error.
+        allow_unexpected: key prefixes of the weights that may be dropped besides an ImageNet head (``fc.``,
+            ``classifier.``, ``head.``, ``pre_logits.``), e.g. Xception's exit flow when only blocks 1–12 are used.
     """
 
     name: str
@@ -49,6 +56,7 @@ class ModelConfig(_Strict):
     pretrained: str | None = None
     pretrained_prefix: str = "backbone."
     allow_missing: list[str] = Field(default_factory=list)
+    allow_unexpected: list[str] = Field(default_factory=list)
 
 
 class AugmentConfig(_Strict):

@@ -48,7 +48,7 @@ import yaml
 from torch.utils.data import DataLoader
 
 from dflab.data.manifest import Manifest
-from dflab.errors import ConfigError
+from dflab.errors import CheckpointError, ConfigError
 from dflab.models.base import Detector, build_detector
 from dflab.models.checkpoint import git_sha, save_detector
 from dflab.train import ddp
@@ -215,8 +215,7 @@ class Trainer:
             # the crops are resized to data.size: the card must say so, or a loaded checkpoint would be fed wrongly
             self.model.input_spec = dataclasses.replace(self.model.input_spec, size=cfg.data.size)
         self.pretrained_report: dict[str, Any] = {}
-        if cfg.model.pretrained:
-            self._load_pretrained()
+        self._load_pretrained(resume=resume)
         self.model.to(self.device)
         if t.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -288,24 +287,67 @@ class Trainer:
         np.random.seed(seed)
         torch.manual_seed(seed)
 
-    def _load_pretrained(self) -> None:
-        from dflab.models.backbones import load_pretrained
+    def _load_pretrained(self, resume: bool = False) -> None:
+        """``model.pretrained`` into ``model.pretrained_prefix``, then the detector's own
+        :meth:`~dflab.models.base.Detector.pretrained_parts`. A spec that cannot be had raises
+        :class:`~dflab.errors.CheckpointError` naming the ways to get it and the ``none`` opt-out; ``none`` trains
+        from random weights with a warning. ``run.json`` records what was loaded per prefix. A resumed run loads
+        nothing here (``last/`` holds the weights), but a missing spec is still an error."""
+        from dflab.models.backbones import (
+            NO_PRETRAINED,
+            load_pretrained,
+            pretrained_help,
+            resolve_pretrained,
+            timm_pretrained_norm,
+        )
 
         m = self.cfg.model
-        prefix = m.pretrained_prefix
-        target = self.model
-        for part in [p for p in prefix.split(".") if p]:
-            target = getattr(target, part)
-        self.pretrained_report = load_pretrained(
-            target, m.pretrained, allow_missing=m.allow_missing, allow_unexpected=("classifier.", "fc.", "head.")
-        )
-        if self.is_main:
-            r = self.pretrained_report
-            print(
-                f"[train] pretrained {m.pretrained} -> {prefix or '(model)'}: {len(r['loaded'])} tensors, "
-                f"missing {r['missing'][:5]}, unexpected {r['unexpected'][:5]}",
-                file=sys.stderr,
-            )
+        jobs: list[tuple[str, str, str]] = []  # (prefix, spec, config key)
+        if m.pretrained:
+            jobs.append((m.pretrained_prefix, m.pretrained, "model.pretrained"))
+        for prefix, (kwarg, spec) in self.model.pretrained_parts().items():
+            key = f"model.kwargs.{kwarg}"
+            if spec is None:
+                raise CheckpointError(pretrained_help("(not set)", f"{prefix} needs pretrained weights", key=key))
+            jobs.append((prefix, spec, key))
+        for prefix, spec, key in jobs:
+            name = prefix or "(model)"
+            if spec == NO_PRETRAINED:
+                self.pretrained_report[name] = {"spec": spec, "loaded": 0}
+                if self.is_main:
+                    print(
+                        f"[train] {key}={NO_PRETRAINED}: {name} starts from random weights "
+                        "(explicit opt-out; the paper initialises it from pretrained weights)",
+                        file=sys.stderr,
+                    )
+                continue
+            if resume:
+                continue
+            if key == "model.pretrained":
+                target = self.model
+                for part in [p for p in prefix.split(".") if p]:
+                    target = getattr(target, part)
+                r = load_pretrained(
+                    target, spec, allow_missing=m.allow_missing,
+                    allow_unexpected=("classifier.", "fc.", "head.", "pre_logits.", *m.allow_unexpected),
+                )  # fmt: skip
+            else:
+                r = self.model.load_pretrained_part(prefix, resolve_pretrained(spec))
+            self.pretrained_report[name] = {"spec": spec, **{k: len(v) for k, v in r.items()}}
+            norm = timm_pretrained_norm(spec) if key == "model.pretrained" else None
+            spec_in = self.model.input_spec
+            if norm is not None and not np.allclose([*norm[0], *norm[1]], [*spec_in.mean, *spec_in.std], atol=1e-3):
+                # the weights carry their preprocessing: a detector normalising otherwise feeds them shifted inputs
+                warning = f"{spec} was trained with mean/std {norm}; the detector uses {spec_in.mean}/{spec_in.std}"
+                self.pretrained_report[name]["warning"] = warning
+                if self.is_main:
+                    print(f"[train] warning: {warning}", file=sys.stderr)
+            if self.is_main:
+                print(
+                    f"[train] pretrained {spec} -> {name}: {len(r['loaded'])} tensors, "
+                    f"missing {r['missing'][:5]}, unexpected {r['unexpected'][:5]}",
+                    file=sys.stderr,
+                )
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         o = self.cfg.optim
@@ -330,7 +372,7 @@ class Trainer:
             "device": str(self.device),
             "host": platform.node(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "pretrained": {k: len(v) for k, v in self.pretrained_report.items()},
+            "pretrained": self.pretrained_report,
             "streams": {n: len(s.rows) for n, s in self.streams.items()},
             "val_rows": len(self.val_stream.rows) if self.val_stream else 0,
         }
