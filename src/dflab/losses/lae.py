@@ -10,8 +10,9 @@ AutoEncoder", Sec. 2.2–2.4).
 Choices: Eq. 5 writes squared norms but the text says MAE for both the pixel and the perceptual term; we follow the
 text (L1). Eq. 4 and Eq. 9 sum over samples; we average over samples (and pixels for Eq. 9) so the scale does not
 depend on the batch size; in Eq. 12 the attention sum runs over the annotated fakes only, so LAE divides it by the
-batch size too (``attention_loss(..., reduction="batch")``) and each annotated fake weighs as much as in Eq. 12. The CAM map is min–max normalised per image to [0, 1] before Eq. 9 compares it with the
-binary mask (Eq. 8's raw scale is arbitrary); the normalisation is differentiable.
+batch size too (``attention_loss(..., reduction="batch")``) and each annotated fake weighs as much as in Eq. 12.
+The CAM map is min–max normalised per image to [0, 1] before Eq. 9 compares it with the binary mask (Eq. 8's raw
+scale is arbitrary); the normalisation is differentiable.
 """
 
 from __future__ import annotations

@@ -117,6 +117,32 @@ class StreamConfig(_Strict):
         return [self.split] if isinstance(self.split, str) else list(self.split)
 
 
+class SamplingConfig(_Strict):
+    """The paper's frame sampling per video, as the recipe states it. ``dflab train`` and ``dflab eval`` warn when the
+    manifest (how ``dflab prepare`` was run) or the evaluation does not match (:mod:`dflab.data.sampling`).
+
+    Attributes:
+        train_frames: frames per training video (LAE 200, LiSiam 30, DADD 20); the manifest must hold at least this
+            many per training video (``dflab prepare --frames N``), and the training stream draws them
+            (``frames_per_video``).
+        eval_frames: evenly spaced frames per validation/test video (LAE 10, LiSiam 100, DADD 20):
+            ``dflab eval --frames-per-track N`` on a manifest holding at least N per video.
+        eval_stride: every k-th frame of a test video (BiG-Arts §4.1: k = 10): ``dflab prepare --stride k``.
+        source: where the paper says so (shown in the warnings).
+    """
+
+    train_frames: int | None = Field(None, ge=1)
+    eval_frames: int | None = Field(None, ge=1)
+    eval_stride: int | None = Field(None, ge=1)
+    source: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> SamplingConfig:
+        if self.eval_frames is not None and self.eval_stride is not None:
+            raise ValueError("data.sampling: give eval_frames or eval_stride, not both")
+        return self
+
+
 class DataConfig(_Strict):
     """Where the faces come from and how they are batched.
 
@@ -141,6 +167,7 @@ class DataConfig(_Strict):
             DIFF mask (Dang et al. 2020; LiSiam Table VII) against ``original_crop``, else ``mask_crop``;
             ``ssim`` — LiSiam's SSIM mask (§III-E, ``dflab.synthesis.masks.ssim_mask``) against
             ``original_crop``, else ``mask_crop``.
+        sampling: the paper's frames per video (:class:`SamplingConfig`); ``None`` = the recipe states none.
     """
 
     manifest: str | None = None
@@ -152,6 +179,7 @@ class DataConfig(_Strict):
     val: StreamConfig | None = None
     unsplit_val_fraction: float = Field(0.0, ge=0.0, lt=1.0)
     fake_mask: Literal["dataset", "diff", "ssim"] = "dataset"
+    sampling: SamplingConfig | None = None
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:

@@ -263,6 +263,7 @@ class Trainer:
                 seed=t.seed + 1, name="val",
             )  # fmt: skip
 
+        self.sampling_warnings = self._check_sampling()
         self.optimizer = self._make_optimizer()
         self.steps_per_epoch = t.steps_per_epoch or self._iters["default"].batches_per_epoch()
         if self.steps_per_epoch < 1:
@@ -349,6 +350,25 @@ class Trainer:
                     file=sys.stderr,
                 )
 
+    def _check_sampling(self) -> list[str]:
+        """Warn when the manifest does not hold the frames per video the recipe's paper samples (``data.sampling``)."""
+        from dflab.data.sampling import train_sampling_warnings
+
+        d = self.cfg.data
+        default = d.streams.get("default")
+        warnings = train_sampling_warnings(
+            d.sampling.model_dump() if d.sampling else None,
+            train_rows=[r for s in self.streams.values() for r in s.rows],
+            train_frames_per_video=default.frames_per_video if default else None,
+            val_rows=self.val_stream.rows if self.val_stream else (),
+            val_frames_per_video=d.val.frames_per_video if d.val else None,
+            settings=[self.manifest.get_meta("settings")],
+        )
+        if self.is_main:
+            for w in warnings:
+                print(f"[train] warning: {w}", file=sys.stderr)
+        return warnings
+
     def _make_optimizer(self) -> torch.optim.Optimizer:
         o = self.cfg.optim
         params = [p for p in self.model.parameters()]
@@ -375,6 +395,7 @@ class Trainer:
             "pretrained": self.pretrained_report,
             "streams": {n: len(s.rows) for n, s in self.streams.items()},
             "val_rows": len(self.val_stream.rows) if self.val_stream else 0,
+            "warnings": self.sampling_warnings,
         }
         (self.run_dir / "run.json").write_text(json.dumps(info, indent=2))
 
@@ -438,6 +459,7 @@ class Trainer:
                 "streams": {n: s.model_dump(mode="json") for n, s in c.data.streams.items()},
                 "mixes": {n: dict(m) for n, m in c.data.mixes.items()},
                 "val": c.data.val.model_dump(mode="json") if c.data.val else None,
+                "sampling": c.data.sampling.model_dump(mode="json") if c.data.sampling else None,
                 "seed": c.train.seed,
                 "epochs_done": self.epoch,
                 "steps_done": self.step,
