@@ -110,3 +110,21 @@ def test_lae_comparator_loads_a_local_file_through_the_trainer(supervised_manife
     tr.close()
     assert tr.model.comparator.weights_loaded
     assert torch.equal(tr.model.comparator.features[0].weight, src.features[0].weight)
+
+
+def test_timm_weights_load_and_a_normalisation_mismatch_is_warned(supervised_manifest, tmp_path, monkeypatch):
+    """``timm:`` weights go through timm (stubbed here: no network in tests); weights trained with another mean/std
+    than the detector's input contract are loaded but flagged (Xception's tf_in1k weights expect mean = std = 0.5)."""
+    import dflab.models.backbones as B
+
+    src = build_detector("resnet18_tiny").backbone
+    torch.nn.init.constant_(src.conv1.weight, 0.5)
+    asked = []
+    monkeypatch.setattr(B, "timm_pretrained_state", lambda arch: asked.append(arch) or dict(src.state_dict()))
+    cfg = load_recipe("resnet18_tiny", [f"data.manifest={supervised_manifest}", *TINY,
+                                        "model.pretrained=timm:legacy_xception.tf_in1k"])  # fmt: skip
+    tr = Trainer(cfg, tmp_path / "run")
+    tr.close()
+    assert asked == ["legacy_xception.tf_in1k"] and torch.all(tr.model.backbone.conv1.weight == 0.5)
+    assert "(0.5, 0.5, 0.5)" in tr.pretrained_report["backbone."]["warning"]
+    assert B.timm_pretrained_norm("timm:resnet18.tv_in1k") == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
