@@ -60,6 +60,22 @@ def _stride_warnings(want: int, settings: Sequence[Mapping[str, Any] | None], wh
     return out
 
 
+def _count_warnings(
+    src: str, verb: str, want: int, rows: Sequence[FaceRow], configured: int | None, stream: str, prep: str
+) -> list[str]:
+    """A stream's frames per video against the paper's: too few in the manifest, or another ``frames_per_video``."""
+    out = []
+    have = frames_per_video(rows)
+    if have < want:
+        out.append(
+            f"{src} {verb} on {want} frames per video; the rows of {stream} hold a median of {have:g} per video "
+            f"({prep}): prepare those videos with --frames {want} (or more)"
+        )
+    if configured != want:
+        out.append(f"{src} {verb} on {want} frames per video; {stream}.frames_per_video is {configured}")
+    return out
+
+
 def train_sampling_warnings(
     sampling: Mapping[str, Any] | None,
     *,
@@ -84,25 +100,10 @@ def train_sampling_warnings(
     out = []
     n = sampling.get("train_frames")
     if n:
-        have = frames_per_video(train_rows)
-        if have < n:
-            out.append(
-                f"{src} trains on {n} frames per video; the training rows hold a median of {have:g} per video "
-                f"({prep}): prepare the training videos with --frames {n} (or more)"
-            )
-        if train_frames_per_video != n:
-            out.append(f"{src} trains on {n} frames per video; data.streams.default.frames_per_video is "
-                       f"{train_frames_per_video}")  # fmt: skip
+        out += _count_warnings(src, "trains", n, train_rows, train_frames_per_video, "data.streams.default", prep)
     m = sampling.get("eval_frames")
     if m and val_rows:
-        have = frames_per_video(val_rows)
-        if have < m:
-            out.append(
-                f"{src} validates on {m} frames per video; the validation rows hold a median of {have:g} ({prep}): "
-                f"prepare with --frames {m} (or more)"
-            )
-        if val_frames_per_video != m:
-            out.append(f"{src} validates on {m} frames per video; data.val.frames_per_video is {val_frames_per_video}")
+        out += _count_warnings(src, "validates", m, val_rows, val_frames_per_video, "data.val", prep)
     k = sampling.get("eval_stride")
     if k:
         out += _stride_warnings(k, settings, src)
