@@ -128,3 +128,17 @@ def test_timm_weights_load_and_a_normalisation_mismatch_is_warned(supervised_man
     assert asked == ["legacy_xception.tf_in1k"] and torch.all(tr.model.backbone.conv1.weight == 0.5)
     assert "(0.5, 0.5, 0.5)" in tr.pretrained_report["backbone."]["warning"]
     assert B.timm_pretrained_norm("timm:resnet18.tv_in1k") == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def test_cli_names_the_ways_out_without_a_traceback(supervised_manifest, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1"}
+    args = ["train", "resnet18_tiny", f"--data.manifest={supervised_manifest}", "train.progress=false",
+            "model.pretrained=timm:resnet18.tv_in1k", "--run-dir", str(tmp_path / "run")]  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "dflab.cli", *args], env=env, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "dflab train: pretrained weights 'timm:resnet18.tv_in1k'" in proc.stderr
+    assert "model.pretrained=none" in proc.stderr and "Traceback" not in proc.stderr
