@@ -25,6 +25,13 @@ Deviations / choices:
   ``comparator_width=0.125``). The constructor never fetches anything: a checkpoint rebuilds without network and its
   safetensors carry the comparator's tensors.
 * Widths scale with ``width`` (1.0 = Table 2) and the number of up/down-sampling layers follows ``input_size``.
+* Stage 2's data (Algorithm 1, lines 9–13) — two readings, selectable in the ``lae`` schedule
+  (``dflab.train.schedules.lae``). **Default**: stage 2 reads the training data D exactly as stage 1 does (epochs
+  of one pass over D); L_latent runs over every item, L_attention over the N_active fakes whose masks were requested
+  (``batch["mask_valid"]``), each annotated fake weighted λ2 against each item's λ1 as in Eq. 12 — the literal
+  reading of Algorithm 1, hence the default. **Mixed**: every stage-2 batch carries a fixed share of the annotated
+  fakes (``stage2_stream`` = a ``data.mixes`` entry with ``active_stream``), for when the sparse literal attention
+  term under-trains; the paper does not say how its batches were formed.
 """
 
 from __future__ import annotations
