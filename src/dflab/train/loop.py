@@ -258,8 +258,7 @@ class Trainer:
             # the crops are resized to data.size: the card must say so, or a loaded checkpoint would be fed wrongly
             self.model.input_spec = dataclasses.replace(self.model.input_spec, size=cfg.data.size)
         self.pretrained_report: dict[str, Any] = {}
-        if cfg.model.pretrained:
-            self._load_pretrained()
+        self._load_pretrained(resume=resume)
         self.model.to(self.device)
         if t.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -307,6 +306,7 @@ class Trainer:
                 seed=t.seed + 1, name="val",
             )  # fmt: skip
 
+        self.sampling_warnings = self._check_sampling()
         self.optimizer = self._make_optimizer()
         self.steps_per_epoch = t.steps_per_epoch or self._iters["default"].batches_per_epoch()
         if self.steps_per_epoch < 1:
@@ -331,24 +331,86 @@ class Trainer:
         np.random.seed(seed)
         torch.manual_seed(seed)
 
-    def _load_pretrained(self) -> None:
-        from dflab.models.backbones import load_pretrained
+    def _load_pretrained(self, resume: bool = False) -> None:
+        """``model.pretrained`` into ``model.pretrained_prefix``, then the detector's own
+        :meth:`~dflab.models.base.Detector.pretrained_parts`. A spec that cannot be had raises
+        :class:`~dflab.errors.CheckpointError` naming the ways to get it and the ``none`` opt-out; ``none`` trains
+        from random weights with a warning. ``run.json`` records what was loaded per prefix. A resumed run loads
+        nothing here (``last/`` holds the weights), but a missing spec is still an error."""
+        from dflab.models.backbones import (
+            NO_PRETRAINED,
+            load_pretrained,
+            pretrained_help,
+            resolve_pretrained,
+            timm_pretrained_norm,
+        )
 
         m = self.cfg.model
-        prefix = m.pretrained_prefix
-        target = self.model
-        for part in [p for p in prefix.split(".") if p]:
-            target = getattr(target, part)
-        self.pretrained_report = load_pretrained(
-            target, m.pretrained, allow_missing=m.allow_missing, allow_unexpected=("classifier.", "fc.", "head.")
+        jobs: list[tuple[str, str, str]] = []  # (prefix, spec, config key)
+        if m.pretrained:
+            jobs.append((m.pretrained_prefix, m.pretrained, "model.pretrained"))
+        for prefix, (kwarg, spec) in self.model.pretrained_parts().items():
+            key = f"model.kwargs.{kwarg}"
+            if spec is None:
+                raise CheckpointError(pretrained_help("(not set)", f"{prefix} needs pretrained weights", key=key))
+            jobs.append((prefix, spec, key))
+        for prefix, spec, key in jobs:
+            name = prefix or "(model)"
+            if spec == NO_PRETRAINED:
+                self.pretrained_report[name] = {"spec": spec, "loaded": 0}
+                if self.is_main:
+                    print(
+                        f"[train] {key}={NO_PRETRAINED}: {name} starts from random weights "
+                        "(explicit opt-out; the paper initialises it from pretrained weights)",
+                        file=sys.stderr,
+                    )
+                continue
+            if resume:
+                continue
+            if key == "model.pretrained":
+                target = self.model
+                for part in [p for p in prefix.split(".") if p]:
+                    target = getattr(target, part)
+                r = load_pretrained(
+                    target, spec, allow_missing=m.allow_missing,
+                    allow_unexpected=("classifier.", "fc.", "head.", "pre_logits.", *m.allow_unexpected),
+                )  # fmt: skip
+            else:
+                r = self.model.load_pretrained_part(prefix, resolve_pretrained(spec))
+            self.pretrained_report[name] = {"spec": spec, **{k: len(v) for k, v in r.items()}}
+            norm = timm_pretrained_norm(spec) if key == "model.pretrained" else None
+            spec_in = self.model.input_spec
+            if norm is not None and not np.allclose([*norm[0], *norm[1]], [*spec_in.mean, *spec_in.std], atol=1e-3):
+                # the weights carry their preprocessing: a detector normalising otherwise feeds them shifted inputs
+                warning = f"{spec} was trained with mean/std {norm}; the detector uses {spec_in.mean}/{spec_in.std}"
+                self.pretrained_report[name]["warning"] = warning
+                if self.is_main:
+                    print(f"[train] warning: {warning}", file=sys.stderr)
+            if self.is_main:
+                print(
+                    f"[train] pretrained {spec} -> {name}: {len(r['loaded'])} tensors, "
+                    f"missing {r['missing'][:5]}, unexpected {r['unexpected'][:5]}",
+                    file=sys.stderr,
+                )
+
+    def _check_sampling(self) -> list[str]:
+        """Warn when the manifest does not hold the frames per video the recipe's paper samples (``data.sampling``)."""
+        from dflab.data.sampling import train_sampling_warnings
+
+        d = self.cfg.data
+        default = d.streams.get("default")
+        warnings = train_sampling_warnings(
+            d.sampling.model_dump() if d.sampling else None,
+            train_rows=[r for s in self.streams.values() for r in s.rows],
+            train_frames_per_video=default.frames_per_video if default else None,
+            val_rows=self.val_stream.rows if self.val_stream else (),
+            val_frames_per_video=d.val.frames_per_video if d.val else None,
+            settings=[self.manifest.get_meta("settings")],
         )
         if self.is_main:
-            r = self.pretrained_report
-            print(
-                f"[train] pretrained {m.pretrained} -> {prefix or '(model)'}: {len(r['loaded'])} tensors, "
-                f"missing {r['missing'][:5]}, unexpected {r['unexpected'][:5]}",
-                file=sys.stderr,
-            )
+            for w in warnings:
+                print(f"[train] warning: {w}", file=sys.stderr)
+        return warnings
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         o = self.cfg.optim
@@ -373,9 +435,10 @@ class Trainer:
             "device": str(self.device),
             "host": platform.node(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "pretrained": {k: len(v) for k, v in self.pretrained_report.items()},
+            "pretrained": self.pretrained_report,
             "streams": {n: len(s.rows) for n, s in self.streams.items()},
             "val_rows": len(self.val_stream.rows) if self.val_stream else 0,
+            "warnings": self.sampling_warnings,
         }
         (self.run_dir / "run.json").write_text(json.dumps(info, indent=2))
 
@@ -440,6 +503,7 @@ class Trainer:
                 "streams": {n: s.model_dump(mode="json") for n, s in c.data.streams.items()},
                 "mixes": {n: dict(m) for n, m in c.data.mixes.items()},
                 "val": c.data.val.model_dump(mode="json") if c.data.val else None,
+                "sampling": c.data.sampling.model_dump(mode="json") if c.data.sampling else None,
                 "seed": c.train.seed,
                 "epochs_done": self.epoch,
                 "steps_done": self.step,

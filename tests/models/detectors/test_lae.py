@@ -116,3 +116,18 @@ def test_paper_recipe_builds_and_steps_at_paper_size():
     parts = m.compute_loss({"image": torch.randn(2, 3, s, s), "label": torch.tensor([0, 1])}, out)
     parts["loss"].backward()
     assert m.encoder.fc.weight.grad is not None
+
+
+def test_stage2_weighs_latent_over_the_batch_and_attention_over_annotated_fakes(model):
+    """Eq. 12 (Algorithm 1): λ1·Σ_D L_latent + λ2·Σ_{N_active} L_attention, both per batch item: one annotated fake in
+    a batch of 4 adds a quarter of its attention error; the other fakes (masks not annotated) add none."""
+    from dflab.losses.lae import latent_loss
+
+    batch = _batch()
+    batch["mask_valid"] = torch.tensor([False, False, True, False])
+    out = model(batch["image"])
+    parts = model.compute_loss(batch, out, stage="stage2")
+    err = (out["cam"][2] - batch["mask"][2]).pow(2).mean()
+    assert parts["attention"].item() == pytest.approx(err.item() / 4, rel=1e-5)
+    expected = model.lambda1 * latent_loss(out["z"], batch["label"]) + model.lambda2 * err / 4
+    assert parts["loss"].item() == pytest.approx(expected.item(), rel=1e-5)

@@ -5,7 +5,8 @@ Encoder (Table 2): four stride-2 convs 64→128→256→512 (BN from the second)
 to the 128-d latent z. Decoder: seven transposed convs from z (256×4×4 … 3×256×256, Tanh). Loss of stage 1
 (Eq. 2): ``α1·L_rec + α2·L_latent`` with ``L_rec = β1·pixel + β2·perceptual + β3·adversarial`` (Eq. 5); a DCGAN
 discriminator trained alongside (Eq. 6). Stage 2 (Sec. 2.4, Eq. 12): encoder only, ``λ1·L_latent + λ2·L_attention``
-on the actively selected fakes' masks. Prediction: fake iff a_F ≥ a_T (Eq. 3); ``logits = [a_T, a_F]``.
+(latent over the training data, attention over the actively selected fakes' masks). Prediction: fake iff
+a_F ≥ a_T (Eq. 3); ``logits = [a_T, a_F]``.
 
 Deviations / choices:
 * The decoder reconstructs the image mapped to [−1, 1] (its Tanh range) from the ImageNet-normalised input.
@@ -15,18 +16,27 @@ Deviations / choices:
   adversarial term of L_AE evaluates D with *detached* parameters (``torch.func.functional_call``) and L_D sees a
   detached x̂, so one backward gives the autoencoder exactly ∂L_AE and the discriminator exactly ∂L_D. Any plain
   training loop (one optimiser, Adam in the paper for both) then trains both as in Eq. 6.
-* Comparator C: VGG16's first ten convs (``features[:23]``, after the ReLU of conv4_3; 512×32×32 at 256 px). Its
-  ImageNet weights are loaded from a local file (``comparator_weights``: torchvision-style ``features.N.*`` keys in
-  ``.safetensors`` or a ``.pth`` state dict read with ``weights_only=True``); without one it stays randomly
-  initialised and frozen (tiny recipe: ``comparator_width=0.125``, a random-feature perceptual loss — no ImageNet
-  VGG16 weights install offline here).
+* Comparator C: VGG16's first ten convs (``features[:23]``, after the ReLU of conv4_3; 512×32×32 at 256 px), frozen.
+  The paper's perceptual loss needs its ImageNet weights: ``comparator_weights`` is a weights spec the *trainer*
+  loads (:meth:`LAE.pretrained_parts`): ``timm:vgg16.tv_in1k`` (torchvision's VGG16 through timm: the hub when
+  online, else timm's cache; the ``lae`` recipe) or a local file with torchvision-style ``features.N.*`` keys.
+  Unset, training stops with a message naming both ways; ``"none"`` is the explicit opt-out to a random frozen
+  comparator (a random-feature perceptual loss, not the paper's; the tiny recipe does this at
+  ``comparator_width=0.125``). The constructor never fetches anything: a checkpoint rebuilds without network and its
+  safetensors carry the comparator's tensors.
 * Widths scale with ``width`` (1.0 = Table 2) and the number of up/down-sampling layers follows ``input_size``.
+* Stage 2's data (Algorithm 1, lines 9–13) — two readings, selectable in the ``lae`` schedule
+  (``dflab.train.schedules.lae``). **Default**: stage 2 reads the training data D exactly as stage 1 does (epochs
+  of one pass over D); L_latent runs over every item, L_attention over the N_active fakes whose masks were requested
+  (``batch["mask_valid"]``), each annotated fake weighted λ2 against each item's λ1 as in Eq. 12 — the literal
+  reading of Algorithm 1, hence the default. **Mixed**: every stage-2 batch carries a fixed share of the annotated
+  fakes (``stage2_stream`` = a ``data.mixes`` entry with ``active_stream``), for when the sparse literal attention
+  term under-trains; the paper does not say how its batches were formed.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -150,28 +160,33 @@ class Comparator(nn.Module):
             if isinstance(m, nn.Conv2d):  # torchvision's VGG init: keeps random features at a usable scale
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
-        self.weights_loaded = False  # True once ImageNet weights came from a local file
+        self.weights_loaded = False  # True once ImageNet weights were loaded (never the case for a random C)
         if weights:
             self.load_weights(weights)
         self.requires_grad_(False)
         self.eval()
 
-    def load_weights(self, path: str) -> None:
-        """Load ImageNet VGG16 weights (torchvision key names; keys beyond conv4_3 are ignored, missing ones fail)."""
-        p = Path(path)
-        if p.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    def load_weights(self, spec: str) -> None:
+        """Load ImageNet VGG16 weights from a spec (``timm:vgg16.tv_in1k`` or a local file; see
+        :func:`dflab.models.backbones.resolve_pretrained`)."""
+        from dflab.models.backbones import resolve_pretrained
 
-            state = load_file(str(p))
-        else:
-            state = torch.load(str(p), map_location="cpu", weights_only=True)
+        self.load_state(resolve_pretrained(spec), source=spec)
+
+    def load_state(self, state: dict[str, torch.Tensor], source: str = "weights") -> dict[str, list[str]]:
+        """Load VGG16 tensors (torchvision/timm ``features.N`` names); keys beyond conv4_3 and the classifier are
+        dropped, a missing or mis-shaped conv fails. Returns a ``load_pretrained``-style report."""
         own = self.state_dict()
         sub = {k: v for k, v in state.items() if k in own}
         missing = sorted(set(own) - set(sub))
         if missing:
-            raise KeyError(f"VGG16 weights {p} lack {missing}")
+            raise KeyError(f"VGG16 weights {source} lack {missing}")
+        bad = [k for k in sub if tuple(sub[k].shape) != tuple(own[k].shape)]
+        if bad:
+            raise KeyError(f"VGG16 weights {source} do not fit the comparator (width?): {bad[:4]}")
         self.load_state_dict(sub)
         self.weights_loaded = True
+        return {"missing": [], "unexpected": sorted(set(state) - set(sub)), "loaded": sorted(sub)}
 
     def train(self, mode: bool = True) -> Comparator:
         return super().train(False)  # frozen: BN-free, but keep it out of training mode anyway
@@ -181,8 +196,12 @@ class Comparator(nn.Module):
 
 
 @register_detector(
-    "lae", tiny={"input_size": 64, "width": 0.125, "latent": 16, "comparator_width": 0.125, "disc_width": 0.125}
-)
+    "lae",
+    tiny={
+        "input_size": 64, "width": 0.125, "latent": 16, "comparator_width": 0.125, "disc_width": 0.125,
+        "comparator_weights": "none",  # no width-1/8 ImageNet VGG16 exists: a random frozen C, said explicitly
+    },
+)  # fmt: skip
 class LAE(Detector):
     """Locality-aware autoencoder.
 
@@ -198,7 +217,8 @@ class LAE(Detector):
         lambda1: latent / attention weights of stage 2 (Eq. 12).
         lambda2: latent / attention weights of stage 2 (Eq. 12).
         noise_sigma: maximum σ (grey levels) of the training-time Gaussian input noise.
-        comparator_weights: local VGG16 ImageNet weights file (see module docstring).
+        comparator_weights: VGG16 ImageNet weights spec the trainer loads (``timm:vgg16.tv_in1k`` or a local
+            file), or ``"none"`` for a random frozen comparator (see module docstring). Never loaded here.
         comparator_width: channel multipliers of C and D.
         disc_width: channel multipliers of C and D.
         attention_in_stage1: also apply Eq. 9 in stage 1 on fakes that carry masks (off in the paper's LAE,
@@ -233,7 +253,8 @@ class LAE(Detector):
         self.encoder = Encoder(width, latent)
         self.decoder = Decoder(input_size, width, latent)
         self.discriminator = Discriminator(input_size, disc_width) if beta3 > 0 else None
-        self.comparator = Comparator(comparator_width, comparator_weights) if beta2 > 0 else None
+        self.comparator_weights = comparator_weights
+        self.comparator = Comparator(comparator_width) if beta2 > 0 else None
         self.register_buffer("mean", torch.tensor(self.input_spec.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(self.input_spec.std).view(1, 3, 1, 1), persistent=False)
 
@@ -276,6 +297,15 @@ class LAE(Detector):
     def explain_maps(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {"cam": outputs["cam"]}
 
+    def pretrained_parts(self) -> dict[str, tuple[str, str | None]]:
+        """The perceptual comparator's ImageNet VGG16 (Eq. 5): required whenever it is used (β2 > 0)."""
+        return {"comparator.": ("comparator_weights", self.comparator_weights)} if self.comparator is not None else {}
+
+    def load_pretrained_part(self, prefix: str, state_dict: dict[str, torch.Tensor]) -> dict[str, list[str]]:
+        if prefix != "comparator." or self.comparator is None:
+            return super().load_pretrained_part(prefix, state_dict)
+        return self.comparator.load_state(state_dict, source="comparator_weights")
+
     @staticmethod
     def _frozen(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """``module(x)`` with detached parameters: gradients reach ``x`` but never ``module``'s parameters, whatever
@@ -284,8 +314,11 @@ class LAE(Detector):
         return functional_call(module, params, (x,), strict=False)
 
     def compute_loss(self, batch: dict[str, Any], outputs: dict[str, torch.Tensor], **phase: Any) -> dict[str, Any]:
-        """``stage="stage1"`` (default): Eq. 2 + Eq. 6; ``stage="stage2"``: Eq. 12 (latent + attention on fakes whose
-        mask is valid: ``batch["mask_valid"]`` (B,) bool when present, else every fake with a non-empty mask).
+        """``stage="stage1"`` (default): Eq. 2 + Eq. 6; ``stage="stage2"``: Eq. 12 — L_latent over every item of the
+        batch (the training data) plus L_attention over the fakes whose mask is an annotation: ``batch["mask_valid"]``
+        (B,) bool, set by the data layer for the N_active annotated fakes (see ``dflab.train.schedules.lae``), else
+        every fake with a non-empty mask. Both sums are divided by the batch size (``attention_loss(...,
+        reduction="batch")``), so each annotated fake weighs λ2 against each item's λ1, as in Eq. 12.
 
         The logged parts are always the same keys in the same order (:data:`LOSS_PARTS`); a term not computed in
         this stage/configuration is NaN (the loss log is one CSV table).
@@ -305,7 +338,7 @@ class LAE(Detector):
             valid = batch.get("mask_valid")
             if valid is None:
                 valid = mask.flatten(1).amax(1) > 0
-            att = attention_loss(outputs["cam"].float(), mask, label, valid)
+            att = attention_loss(outputs["cam"].float(), mask, label, valid, reduction="batch")
             parts["attention"] = att.detach()
         if stage == "stage2":
             loss = self.lambda1 * lat + self.lambda2 * (att if att is not None else 0.0)

@@ -4,12 +4,30 @@ Stage 1 (``stage1_epochs`` epochs): everything trains with ``compute_loss(stage=
 discriminator's Eq. 6). At the end of stage 1, :meth:`LAESchedule.on_epoch_end` runs the selection
 (``selection="active"``: linear model on the 512 GAP activations → top-10 channels → the N_active fakes with the
 highest activation; ``"random"``: the Fig. 5 baseline; ``"none"``: no stage 2, the Table 4 ablations), asks the
-mask oracle for their masks, writes them under ``<run_dir>/active_masks/`` and restricts the ``active_stream`` to
-the reals plus the selected fakes (their ``mask_crop`` pointing at the oracle's masks). Stage 2 fine-tunes the
-encoder only (``trainable=("encoder.",)``) with ``compute_loss(stage="stage2")`` = Eq. 12, at a learning rate
-÷10 at the start (Algorithm 1, line 7) and ÷10 again every ``decay_epochs`` = 3 epochs.
+mask oracle for their masks and writes them under ``<run_dir>/active_masks/``. Stage 2 fine-tunes the encoder only
+(``trainable=("encoder.",)``) with ``compute_loss(stage="stage2")`` = Eq. 12, at a learning rate ÷10 at the start
+(Algorithm 1, line 7) and ÷10 again every ``decay_epochs`` = 3 epochs.
 
-The oracle is :class:`dflab.train.active.StreamMaskOracle` over the active stream (the dataset's masks, or the
+What stage 2 trains on (Algorithm 1, lines 9–13): ``L2 = λ1·L_latent + λ2·L_attention`` where ``L_latent`` (Eq. 4)
+runs over the training data D = {(x_i, l_i)}_{i=1..N} and ``L_attention`` (Eq. 11) over the N_active annotated fakes
+only. Two readings are selectable:
+
+* **default** (``stage2_stream=None``): stage 2 draws from the stage-1 stream itself — all of D, reals and fakes at
+  their stage-1 balance — and a stage-2 epoch is one pass over D, as a stage-1 epoch is (Algorithm 1 indexes both
+  stages by epochs over D; the paper's "4 epochs for 100 active images" are such epochs). The selected fakes get
+  their annotated masks (the stream's ``annotations``); each item carries ``mask_valid``, so the attention term
+  covers exactly the N_active annotated fakes and every other item trains L_latent only. The detector weighs both
+  sums per item, as Eq. 12 does (``Σ_D latent + Σ_active attention``, each divided by the batch size). This is the
+  literal reading of Algorithm 1 and therefore the default; with N_active ≪ N the attention term is sparse.
+* **mixed batches** (``stage2_stream`` names a ``data.mixes`` entry that includes ``active_stream``): every stage-2
+  batch holds a fixed share of annotated fakes (the ``active_stream``, restricted to the N_active selected fakes
+  with their masks) beside training data from the other streams, so each step has an attention term. The paper
+  does not say how its batches were composed; this reading is for when the sparse default under-trains attention.
+
+Before this schedule, stage 2 read only the reals plus the N_active fakes, the fakes oversampled to balance the
+reals, for stage-1-length epochs: L_latent then saw N_active fakes repeated thousands of times, not D.
+
+The oracle is :class:`dflab.train.active.StreamMaskOracle` over the stage-1 stream (the dataset's masks, or the
 difference to the original crop); pass another oracle object to the constructor to ask a person instead.
 """
 
@@ -34,10 +52,12 @@ class LAESchedule(Schedule):
     selection: ``active``, ``random`` or ``none``.
     top_k: channels kept from the linear model (paper: 10).
     decay_epochs: stage-2 lr ÷10 period in epochs (paper: 3).
-    stream: stage-1 stream; active_stream: the stream stage 2 draws from (restricted after selection).
+    stream: the training-data stream (stage 1, selection, and stage 2 by default).
+    stage2_stream: the stream or ``data.mixes`` entry stage 2 draws from (``None`` = ``stream``; module docstring).
+    active_stream: a stream restricted to the selected fakes after selection (only for a mixed stage 2).
     linear_epochs, linear_lr: the Eq. 10 linear model's SGD (paper: 5 epochs, 1e-3).
     max_score_items: cap on the items scored for selection (``None`` = all rows of the stage-1 stream).
-    oracle: a :class:`~dflab.train.active.MaskOracle` (default: the active stream's own masks).
+    oracle: a :class:`~dflab.train.active.MaskOracle` (default: the stage-1 stream's own masks).
     """
 
     def __init__(
@@ -48,7 +68,8 @@ class LAESchedule(Schedule):
         top_k: int = 10,
         decay_epochs: int = 3,
         stream: str = "default",
-        active_stream: str = "active",
+        stage2_stream: str | None = None,
+        active_stream: str | None = None,
         linear_epochs: int = 5,
         linear_lr: float = 1e-3,
         max_score_items: int | None = None,
@@ -58,8 +79,11 @@ class LAESchedule(Schedule):
         super().__init__(stage1_epochs=stage1_epochs, n_active=n_active, selection=selection)
         if selection not in ("active", "random", "none"):
             raise ValueError(f"selection must be 'active', 'random' or 'none', got {selection!r}")
+        if active_stream is not None and stage2_stream in (None, stream):
+            raise ValueError("active_stream needs a stage2_stream mix that draws from it (see the module docstring)")
         self.stage1_epochs, self.n_active, self.selection, self.top_k = stage1_epochs, n_active, selection, top_k
-        self.decay_epochs, self.stream, self.active_stream = decay_epochs, stream, active_stream
+        self.decay_epochs, self.stream = decay_epochs, stream
+        self.stage2_stream, self.active_stream = stage2_stream or stream, active_stream
         self.linear_epochs, self.linear_lr, self.max_score_items, self.seed = (
             linear_epochs,
             linear_lr,
@@ -72,14 +96,16 @@ class LAESchedule(Schedule):
         self.selected: Selection | None = None
 
     def streams(self) -> list[str]:
-        return [self.stream] if self.selection == "none" else [self.stream, self.active_stream]
+        if self.selection == "none" or self.stage2_stream == self.stream:
+            return [self.stream]
+        return [self.stream, self.stage2_stream]
 
     def phase(self, step: int, total_steps: int) -> Phase:
         if not self.in_stage2:
             return Phase(name="stage1", stream=self.stream, loss_kwargs={"stage": "stage1"})
         scale = 0.1 * 0.1 ** (self.stage2_epochs_done // self.decay_epochs)
         return Phase(
-            name="stage2", stream=self.active_stream, trainable=("encoder.",), loss_kwargs={"stage": "stage2"},
+            name="stage2", stream=self.stage2_stream, trainable=("encoder.",), loss_kwargs={"stage": "stage2"},
             lr_scale=scale,
         )  # fmt: skip
 
@@ -94,11 +120,10 @@ class LAESchedule(Schedule):
         self.in_stage2 = True
 
     def select(self, trainer: Any) -> Selection:
-        """Score the stage-1 stream's dataset items, choose N_active fakes, fetch masks, restrict the active stream."""
+        """Score the stage-1 stream's dataset items, choose N_active fakes, fetch masks, annotate the stage-2 data."""
         from dflab.train.data import face_key
 
         src = trainer.streams[self.stream]
-        dst = trainer.streams[self.active_stream]
         items = [(i, 0, 0) for i in range(len(src.rows))]
         if self.max_score_items is not None and len(items) > self.max_score_items:
             rng = np.random.default_rng(self.seed)
@@ -110,9 +135,11 @@ class LAESchedule(Schedule):
             u, labels, keys, self.n_active, method=self.selection, top_k=self.top_k, seed=self.seed,
             linear_epochs=self.linear_epochs, linear_lr=self.linear_lr,
         )  # fmt: skip
-        oracle = self.oracle or StreamMaskOracle(dst)
+        oracle = self.oracle or StreamMaskOracle(src)
         masks = oracle.request(sel.keys)
-        self._restrict(trainer, dst, masks)
+        if not masks:
+            raise RuntimeError(f"the mask oracle labelled none of the {len(sel.keys)} selected fakes")
+        self._annotate(trainer, self._write_masks(trainer, masks))
         self.selected = sel
         trainer.log(
             {
@@ -129,47 +156,61 @@ class LAESchedule(Schedule):
         (run_dir / "active_selection.json").write_text(json.dumps(dataclasses.asdict(sel), indent=1))
         print(
             f"[lae] stage 1 done: {sel.method} selection of {len(sel.keys)} fakes out of "
-            f"{int((labels == 1).sum())} (masks: {len(masks)}); stage 2 fine-tunes the encoder only",
+            f"{int((labels == 1).sum())} (masks: {len(masks)}); stage 2 fine-tunes the encoder only on "
+            f"{self.stage2_stream!r}, the attention loss on the annotated fakes",
             file=sys.stderr,
         )
         return sel
 
-    def _restrict(self, trainer: Any, stream: Any, masks: dict[str, np.ndarray]) -> None:
+    @staticmethod
+    def _mask_path(trainer: Any, key: str) -> Path:
+        return Path(getattr(trainer, "run_dir", ".")).resolve() / "active_masks" / (key.replace("/", "__") + ".png")
+
+    def _write_masks(self, trainer: Any, masks: dict[str, np.ndarray]) -> dict[str, str]:
         import cv2
 
+        out: dict[str, str] = {}
+        for key, mask in masks.items():
+            path = self._mask_path(trainer, key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(path), np.clip(mask * 255.0, 0, 255).astype(np.uint8))
+            out[key] = str(path)
+        return out
+
+    def _stage2_streams(self, trainer: Any) -> list[str]:
+        """The streams stage 2 reads: ``stage2_stream`` or, when it names a mix, the mix's streams."""
+        cfg = getattr(trainer, "cfg", None)
+        mixes = cfg.data.mixes if cfg is not None else {}
+        return list(mixes[self.stage2_stream]) if self.stage2_stream in mixes else [self.stage2_stream]
+
+    def _annotate(self, trainer: Any, paths: dict[str, str]) -> None:
+        """Give the stage-2 streams the annotated masks; restrict ``active_stream`` to the annotated fakes."""
         from dflab.train.data import face_key
 
-        out_dir = Path(getattr(trainer, "run_dir", ".")) / "active_masks"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        rows = []
-        for r in stream.rows:
-            key = face_key(r)
-            if r.label == 0:
-                rows.append(r)
-            elif key in masks:
-                path = out_dir / (key.replace("/", "__") + ".png")
-                cv2.imwrite(str(path), np.clip(masks[key] * 255.0, 0, 255).astype(np.uint8))
-                rows.append(dataclasses.replace(r, mask_crop=str(path.resolve())))
-        if not any(r.label == 1 for r in rows):
-            raise RuntimeError(f"active selection left no fake with a mask in stream {self.active_stream!r}")
-        stream.rows = rows
+        names = self._stage2_streams(trainer)
+        if self.active_stream is not None and self.active_stream not in names:
+            raise RuntimeError(f"active_stream {self.active_stream!r} is not read by stage 2 ({names})")
+        for name in names:
+            stream = trainer.streams[name]
+            stream.annotations = dict(paths)
+            if name == self.active_stream:
+                stream.rows = [r for r in stream.rows if r.label == 1 and face_key(r) in paths]
+                if not stream.rows:
+                    raise RuntimeError(f"active selection left no annotated fake in stream {name!r}")
 
     def on_resume(self, trainer: Any) -> None:
-        """A run resumed in stage 2 re-restricts the active stream to the selected fakes, whose masks were
-        written under ``<run_dir>/active_masks/`` at selection time (no oracle is asked twice)."""
+        """A run resumed in stage 2 annotates its (fresh) stage-2 streams again, from the masks written under
+        ``<run_dir>/active_masks/`` at selection time (no oracle is asked twice)."""
         if not (self.in_stage2 and self.selected):
             return
-        import cv2
-
-        out_dir = Path(getattr(trainer, "run_dir", ".")) / "active_masks"
-        masks = {}
+        paths = {}
         for key in self.selected.keys:
-            path = out_dir / (key.replace("/", "__") + ".png")
-            img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-            if img is None:
-                raise RuntimeError(f"resuming LAE stage 2: the selected fake's mask {path} is missing")
-            masks[key] = img.astype(np.float32) / 255.0
-        self._restrict(trainer, trainer.streams[self.active_stream], masks)
+            path = self._mask_path(trainer, key)
+            if path.exists():
+                paths[key] = str(path)
+        if not paths:
+            raise RuntimeError("resuming LAE stage 2: none of the selected fakes' masks is under active_masks/")
+        self._annotate(trainer, paths)
 
     def state_dict(self) -> dict[str, Any]:
         return {
