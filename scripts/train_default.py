@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dflab.eval.calibration import conformal_band, platt_fit, verdict_stats
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -295,7 +297,7 @@ FEATURE_SETS = {
     "b4-12_cls_mean": ((4, 5, 6, 7, 8, 9, 10, 11, 12), ("cls", "mean")),
     "b1-12_cls_mean": (ALL_BLOCKS, ("cls", "mean")),
 }
-C_VALUES = (0.001, 0.01, 0.1)
+C_VALUES = (0.01, 0.1, 1.0)
 PCA_DIMS = 384
 N_FOLDS = 8
 
@@ -363,7 +365,7 @@ def platt_of(files: dict[str, dict], names: list[str]) -> tuple[float, float]:
     """Platt scaling fitted on the faces of ``names`` (each face labelled with its file's label)."""
     logits = np.concatenate([files[n]["logits"] for n in names])
     labels = np.concatenate([[files[n]["label"]] * len(files[n]["logits"]) for n in names])
-    return platt(logits, labels)
+    return platt_fit(logits, labels)
 
 
 def loso(feats: np.ndarray, meta: list[dict], blocks, tokens, c_values, labelled: bool = False) -> dict:
@@ -430,41 +432,6 @@ def report(files: dict[str, dict]) -> dict:
     return out
 
 
-def platt(logit: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Platt scaling: P(fake) = sigmoid(a · logit + b), fitted by (almost unregularised) logistic regression."""
-    from sklearn.linear_model import LogisticRegression
-
-    lr = LogisticRegression(C=1e4, max_iter=1000).fit(logit.reshape(-1, 1), y)
-    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
-
-
-def band(p: np.ndarray, y: np.ndarray, alpha: float) -> tuple[float, float]:
-    """Split-conformal verdict band at error rate ``alpha`` per class.
-
-    ``fake_at``: the (1 − α) quantile of the reals' scores (with the finite-sample correction), so at most α of
-    reals are called fake; ``real_below``: the α quantile of the fakes' scores, so at most α of fakes are called
-    real. When the classes are well separated the band is empty and both meet in the middle.
-    """
-    reals, fakes = np.sort(p[y == 0]), np.sort(p[y == 1])
-    k_r = min(len(reals) - 1, int(np.ceil((len(reals) + 1) * (1 - alpha))) - 1)
-    k_f = max(0, int(np.floor((len(fakes) + 1) * alpha)) - 1)
-    fake_at, real_below = float(reals[k_r]) + 1e-6, float(fakes[k_f])
-    if real_below > fake_at:
-        fake_at = real_below = (fake_at + real_below) / 2
-    return round(real_below, 4), round(fake_at, 4)
-
-
-def verdicts(p: np.ndarray, y: np.ndarray, lo: float, hi: float) -> dict:
-    fake, real = p >= hi, p < lo
-    decisive = fake | real
-    right = (fake & (y == 1)) | (real & (y == 0))
-    return {
-        "uncertain": round(float(1 - decisive.mean()), 4),
-        "decisive_accuracy": round(float(right.sum() / max(1, decisive.sum())), 4),
-        "n": len(p),
-    }
-
-
 def band_check(files: dict[str, dict], alpha: float, repeats: int = 10) -> dict:
     """Honest verdict numbers: fit Platt and the band on half the sources, judge them on the other half, swap;
     averaged over ``repeats`` random halvings."""
@@ -482,9 +449,9 @@ def band_check(files: dict[str, dict], alpha: float, repeats: int = 10) -> dict:
             if yf.sum() < 3 or (yf == 0).sum() < 3:
                 continue
             a, b = platt_of(files, fit)
-            lo, hi = band(file_probs(files, fit, a, b), yf, alpha)
-            res.append(verdicts(file_probs(files, ev, a, b), np.array([files[n]["label"] for n in ev]), lo, hi))
-    return {k: round(float(np.mean([r[k] for r in res])), 4) for k in ("uncertain", "decisive_accuracy")} | {
+            lo, hi = conformal_band(file_probs(files, fit, a, b), yf, alpha)
+            res.append(verdict_stats(file_probs(files, ev, a, b), np.array([files[n]["label"] for n in ev]), lo, hi))
+    return {k: round(float(np.nanmean([r[k] for r in res])), 4) for k in ("uncertain", "decisive_accuracy")} | {
         "splits": len(res)
     }
 
@@ -519,8 +486,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     chosen["report"]["calibrated_file_auc"] = auc(fy, p)
     alphas = {
         al: {
-            "band": band(p, fy, al),
-            "in_sample": verdicts(p, fy, *band(p, fy, al)),
+            "band": [round(v, 4) for v in conformal_band(p, fy, al)],
+            "in_sample": verdict_stats(p, fy, *conformal_band(p, fy, al)),
             "held_out_sources": band_check(files, al),
         }
         for al in (0.05, 0.1, 0.15, 0.2)
