@@ -1,12 +1,21 @@
-"""Faces: detection with 68 landmarks (dlib, weights shipped in a package), tracking, FF++-style crops."""
+"""Faces: detection (YuNet or dlib) with 68 landmarks (weights shipped in packages), tracking, FF++-style crops."""
 
 from dflab.faces.align import CropResult, crop_box, crop_face, square_box, transform_points
-from dflab.faces.detect import BACKENDS, N_LANDMARKS, DetectedFace, FaceDetector, model_file
+from dflab.faces.detect import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    N_LANDMARKS,
+    DetectedFace,
+    FaceDetector,
+    model_file,
+    yunet_model_file,
+)
 from dflab.faces.pipeline import Event, FaceCrop, Sampling, extract_faces
 from dflab.faces.track import box_iou, track_faces
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_BACKEND",
     "N_LANDMARKS",
     "CropResult",
     "DetectedFace",
@@ -22,4 +31,5 @@ __all__ = [
     "square_box",
     "track_faces",
     "transform_points",
+    "yunet_model_file",
 ]
