@@ -31,7 +31,7 @@ import numpy as np
 from dflab.data.datasets import DATASETS, scan_dataset
 from dflab.data.manifest import FAKE, MANIFEST_NAME, FaceRow, Manifest, VideoRecord
 from dflab.errors import ConfigError, MediaError
-from dflab.faces import FaceCrop, FaceDetector, Sampling, crop_box, extract_faces
+from dflab.faces import BACKENDS, DEFAULT_BACKEND, FaceCrop, FaceDetector, Sampling, crop_box, extract_faces
 from dflab.media import iter_frames
 
 DEFAULT_FRAMES = 32  # DADD/ADDG and LAE sample 32 frames per video (Multi-metric: 20)
@@ -204,7 +204,7 @@ def prepare_records(
     size: int = 256,
     margin: float = 1.3,
     workers: int = 1,
-    detector: str = "dlib",
+    detector: str = DEFAULT_BACKEND,
     upsample: int | str = "auto",
     progress: bool = True,
     retry_errors: bool = False,
@@ -280,7 +280,7 @@ def prepare_dataset(
     workers: int = 1,
     limit: int | None = None,
     progress: bool = True,
-    detector: str = "dlib",
+    detector: str = DEFAULT_BACKEND,
     upsample: int | str = "auto",
     retry_errors: bool = False,
     **options: Any,
@@ -334,7 +334,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--limit", type=int, default=None, help="only the first N videos (sorted by id)")
     parser.add_argument("--compression", default=None, help="ffpp/dfd: raw|c23|c40; dftimit: LQ|HQ")
-    parser.add_argument("--detector", default="dlib", choices=["dlib", "dlib_cnn"])
+    parser.add_argument(
+        "--face-detector",
+        "--detector",
+        dest="detector",
+        default=DEFAULT_BACKEND,
+        choices=BACKENDS,
+        help="yunet (default: fast, finds more faces); dlib for the papers' exact HOG preprocessing",
+    )
     parser.add_argument(
         "--upsample",
         default="auto",

