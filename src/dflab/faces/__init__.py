@@ -10,7 +10,7 @@ from dflab.faces.detect import (
     model_file,
     yunet_model_file,
 )
-from dflab.faces.pipeline import Event, FaceCrop, Sampling, extract_faces
+from dflab.faces.pipeline import Event, FaceCrop, FoundFaces, Sampling, extract_faces, find_faces
 from dflab.faces.track import box_iou, track_faces
 
 __all__ = [
@@ -22,11 +22,13 @@ __all__ = [
     "Event",
     "FaceCrop",
     "FaceDetector",
+    "FoundFaces",
     "Sampling",
     "box_iou",
     "crop_box",
     "crop_face",
     "extract_faces",
+    "find_faces",
     "model_file",
     "square_box",
     "track_faces",

@@ -114,11 +114,16 @@ def summary_line(r: dict[str, Any]) -> str:
     name = Path(r["path"]).name
     if r["status"] == "error":
         return f"{name}: ERROR {r['error']['cause']} ({r['error']['detail']})"
-    if r["status"] == "no_face":
-        return f"{name}: no face found"
+    partial = ""
+    if r["status"] == "partial":
+        err = r["error"]
+        partial = f"  PARTIAL: {err['frames_decoded']}/{err['frames_planned']} frames before {err['cause']}"
+    if r["verdict"] == "no_face":
+        return f"{name}: no face found{partial}"
     lo, hi = r["ci"]
     return (
         f"{name}: {r['verdict'].upper()}  P(fake)={r['score']:.3f}  95% CI [{lo:.3f}, {hi:.3f}]  faces={r['n_faces']}"
+        + partial
     )
 
 

@@ -16,7 +16,19 @@ from typing import Any
 
 import numpy as np
 
-CSV_FIELDS = ["path", "status", "verdict", "score", "ci_low", "ci_high", "n_sampled", "n_faces", "error", "seconds"]
+CSV_FIELDS = [
+    "path",
+    "status",
+    "verdict",
+    "reason",
+    "score",
+    "ci_low",
+    "ci_high",
+    "n_sampled",
+    "n_faces",
+    "error",
+    "seconds",
+]
 _COLOURS = {"fake": "#c62828", "real": "#2e7d32", "uncertain": "#ef6c00", "no_face": "#546e7a", "error": "#6a1b9a"}
 
 
@@ -81,6 +93,7 @@ def write_csv(records: Sequence[dict[str, Any]], path: Path) -> Path:
                     "path": r["path"],
                     "status": r["status"],
                     "verdict": r["verdict"],
+                    "reason": r.get("reason") or "",
                     "score": "" if r.get("score") is None else f"{r['score']:.4f}",
                     "ci_low": "" if ci[0] is None else f"{ci[0]:.4f}",
                     "ci_high": "" if ci[1] is None else f"{ci[1]:.4f}",
@@ -121,7 +134,16 @@ def write_html(
             body.append(
                 f"<p><b>could not scan</b>: {html.escape(err.get('cause', ''))} — {html.escape(err.get('detail', ''))}"
             )
-        elif r["status"] == "no_face":
+        if r["status"] == "partial":
+            err = r.get("error") or {}
+            body.append(
+                f"<p><b>partly scanned</b>: decoding stopped after {err.get('frames_decoded')} of "
+                f"{err.get('frames_planned')} sampled frame(s) — {html.escape(str(err.get('cause', '')))}: "
+                f"{html.escape(str(err.get('detail', '')))}</p>"
+            )
+        if r["status"] == "error":
+            pass
+        elif r["verdict"] == "no_face":
             body.append(f"<p>No face found in {r.get('n_sampled', 0)} sampled frame(s).</p>")
         else:
             body.append(
