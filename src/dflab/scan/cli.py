@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dflab.errors import CheckpointError
+from dflab.faces.detect import BACKENDS, DEFAULT_BACKEND
 from dflab.scan.pipeline import WEIGHTS_DIR, ScanOptions, ScanResult, Scorer, load_scorer, scan_file
 
 MEDIA_SUFFIXES = {
@@ -145,6 +146,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlay-video", action="store_true", help="also write an H.264 overlay video per file")
     parser.add_argument("--jobs", type=int, default=1, help="files scanned in parallel")
     parser.add_argument("--max-duration", type=float, default=None, help="refuse videos longer than this (s)")
+    parser.add_argument(
+        "--face-detector",
+        default=None,
+        choices=BACKENDS,
+        help=f"face detection backend (default {DEFAULT_BACKEND}; dlib = HOG as in the papers' preprocessing)",
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -166,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
         overlays=args.overlays,
         overlay_video=args.overlay_video,
         max_duration_s=args.max_duration,
+        face_detector=args.face_detector,
     )
     results = scan_paths(paths, scorers, opts, jobs=args.jobs, progress=not args.no_progress)
     records = [r.record for r in results]
