@@ -182,7 +182,7 @@ def test_score_crops_batches_every_face_and_maps_only_where_asked(tiny_scorer):
 
     crops = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(5)]
     scores, heats = score_crops(crops, [Counting()], batch_size=2, maps=[False, False, True, False, False])
-    assert calls == [(2, False), (2, True), (1, False)]
+    assert calls == [(2, False), (2, False), (1, False), (1, True)]  # Grad-CAM's backward for the one crop only
     assert [h is not None for h in heats] == [False, False, True, False, False]
     assert np.allclose(scores, real(crops)[0], atol=1e-5)
 

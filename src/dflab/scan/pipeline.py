@@ -383,29 +383,31 @@ def score_crops(
 ) -> tuple[np.ndarray, list[np.ndarray | None]]:
     """Score crops in batches of ``batch_size`` (every face of a file together, whatever its frame or track).
 
-    The first detector also gives maps for the crops flagged in ``maps``; the file's score is the mean of the
-    detectors' calibrated probabilities (the ensemble).
+    The file's score is the mean of the detectors' calibrated probabilities (the ensemble). Maps come from the
+    first detector, for the crops flagged in ``maps`` only, in a separate pass: Grad-CAM needs a backward pass,
+    so computing it for the few overlay faces alone (not for every face batched with them) keeps it cheap.
 
     Shape:
         crops: N × (S, S, 3) uint8; returns scores (N,) float32 and N maps (S, S) or ``None``.
     """
-    want = list(maps) if maps is not None else [False] * len(crops)
     scores = np.zeros(len(crops), np.float32)
-    heats: list[np.ndarray | None] = [None] * len(crops)
     for start in range(0, len(crops), batch_size):
         if check is not None:
             check()
         stop = min(len(crops), start + batch_size)
-        chunk, need = list(crops[start:stop]), want[start:stop]
-        per_det = []
-        for j, sc in enumerate(scorers):
-            s, m = sc.score(chunk, maps=(j == 0 and any(need)))
-            per_det.append(s)
-            if m is not None:
-                heats[start:stop] = [h if n else None for h, n in zip(m, need, strict=True)]
-        scores[start:stop] = np.mean(per_det, axis=0)
+        chunk = list(crops[start:stop])
+        scores[start:stop] = np.mean([sc.score(chunk)[0] for sc in scorers], axis=0)
         if on_batch is not None:
             on_batch(stop)
+    heats: list[np.ndarray | None] = [None] * len(crops)
+    wanted = [i for i, w in enumerate(maps or []) if w]
+    for start in range(0, len(wanted), batch_size):
+        if check is not None:
+            check()
+        idx = wanted[start : start + batch_size]
+        _, got = scorers[0].score([crops[i] for i in idx], maps=True)
+        for i, m in zip(idx, got or [], strict=True):
+            heats[i] = m
     return scores, heats
 
 
