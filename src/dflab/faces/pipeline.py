@@ -12,6 +12,7 @@ from dflab.faces.align import CropResult, crop_face, transform_points
 from dflab.faces.detect import DetectedFace, FaceDetector
 from dflab.faces.track import track_faces
 from dflab.media import iter_frames
+from dflab.media.prefetch import prefetch
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def find_faces(
     crops: dict[tuple[int, int], CropResult] = {}
     sizes: dict[int, tuple[int, int]] = {}
     kept: dict[int, np.ndarray] = {}
-    for index, rgb in frames:
+    for index, rgb in prefetch(frames):  # the next frames decode while this one is searched
         faces = detector.detect(rgb)
         detections.append((index, faces))
         sizes[index] = (rgb.shape[1], rgb.shape[0])
