@@ -188,3 +188,15 @@ def test_extract_faces_on_an_image(tmp_path, astronaut):
     crops, events = extract_faces(tmp_path / "a.jpg", Sampling(), FaceDetector(), size=96)
     assert events == [] and len(crops) == 1
     assert crops[0].frame_index == 0 and crops[0].frame_size == (512, 512)
+
+
+def test_assignment_with_one_track_or_face_equals_hungarian():
+    from scipy.optimize import linear_sum_assignment
+
+    from dflab.faces.track import _assign
+
+    rng = np.random.default_rng(0)
+    for shape in [(1, 1), (1, 5), (4, 1), (3, 3), (2, 5)]:
+        cost = rng.uniform(size=shape)
+        got, want = _assign(cost), linear_sum_assignment(cost)
+        assert cost[got].sum() == pytest.approx(cost[want].sum())
