@@ -151,8 +151,8 @@ def write_html(
                 f"{r['n_faces']} face(s) in {r['n_sampled']} sampled frame(s) of {r.get('n_frames', 1)}; "
                 f"{len(r['tracks'])} track(s); detector(s): {html.escape(', '.join(r['detectors']))}.</p>"
             )
-            tl = timeline_png(r)
-            if tl is not None and r.get("kind") == "video":
+            tl = timeline_png(r) if r.get("kind") == "video" else None  # matplotlib is imported only for videos
+            if tl is not None:
                 body.append(_img_tag(tl, "timeline"))
             body.append('<div class="ovs">' + "".join(_img_tag(png_bytes(im), n, 320) for n, im in ovs) + "</div>")
             if r.get("overlay_video"):
