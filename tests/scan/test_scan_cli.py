@@ -105,3 +105,20 @@ def test_a_pickled_checkpoint_is_never_unpickled(tmp_path, media_dir, capsys):
         code = main(["scan", str(media_dir / "astronaut.png"), "--detector", str(det), "--out", "-", "--no-progress"])
         assert code == 2, det
     assert not marker.exists()
+
+
+def test_scan_imports_only_what_it_uses(media_dir, tmp_path):
+    """``dflab scan`` of a still: no Ray, no web server, no pytorch-grad-cam/scikit-learn (Grad-CAM is ours), no
+    matplotlib (plots are for video timelines), no SciPy optimiser (one face needs no matching)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom dflab.cli import main\n"
+        f"main(['scan', {str(media_dir / 'astronaut.png')!r}, '--out', {str(tmp_path / 'o')!r}, '--no-progress'])\n"
+        "heavy = ['ray', 'fastapi', 'uvicorn', 'pytorch_grad_cam', 'sklearn', 'matplotlib', 'scipy.optimize',"
+        " 'albumentations', 'tensorboard']\n"
+        "print('LOADED', [m for m in heavy if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "LOADED []" in out, out

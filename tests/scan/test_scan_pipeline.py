@@ -11,10 +11,17 @@ import torch
 from dflab.scan.corpus import EXPECTED, outcome
 from dflab.scan.pipeline import (
     ScanOptions,
+    aggregate_tracks,
     bootstrap_ci,
     decide,
+    decisive_track,
+    face_detector,
+    find_scan_faces,
+    reason_of,
+    sample_frames,
     sample_plan,
     scan_file,
+    score_crops,
     scorer_from_model,
     verdict_of,
 )
@@ -159,3 +166,85 @@ def test_maps_come_from_the_detector_or_gradcam(tiny_scorer):
     scores, cams = mml.score(crops, maps=True)
     assert cams[0].shape == (64, 64) and cams[0].min() >= 0.0 and cams[0].max() <= 1.0
     assert np.allclose(scores, mml.score(crops)[0], atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the stages, one at a time
+
+
+def test_sample_frames_plans_and_decodes_lazily(media_dir):
+    source = sample_frames(media_dir / "clip.mp4", ScanOptions(max_frames=4))
+    assert source.kind == "video" and source.n_frames == 12 and source.planned == [0, 4, 7, 11]
+    assert [i for i, _ in source] == source.planned and source.broken is None
+    still = sample_frames(media_dir / "astronaut.png", ScanOptions())
+    assert still.kind == "image" and [rgb.shape for _, rgb in still] == [(512, 512, 3)]
+
+
+def test_video_broken_midstream_keeps_the_frames_before_the_break(tiny_scorer, media_dir):
+    """Issue 14 item 13: a video that decodes for a while then fails was a bare error record; the frames decoded
+    before the break must be scored, with status ``partial`` and the cause."""
+    source = sample_frames(media_dir / "broken_midstream.mp4", ScanOptions(max_frames=12))
+    got = [i for i, _ in source]
+    assert 0 < len(got) < len(source.planned) and source.broken is not None
+    rec = scan_file(media_dir / "broken_midstream.mp4", tiny_scorer, ScanOptions(max_frames=12)).record
+    assert rec["status"] == "partial" and rec["verdict"] in ("fake", "real", "uncertain"), rec
+    assert rec["error"]["cause"] and rec["error"]["frames_decoded"] == len(got) == rec["n_sampled"]
+    assert rec["error"]["frames_planned"] == len(source.planned)
+    assert rec["n_faces"] >= 1 and "decoding failure" in rec["reason"]
+
+
+def test_scan_faces_are_the_prepare_path_faces(tiny_scorer, media_dir):
+    """Stage 2 is dflab.faces.find_faces: the same boxes, tracks and crops as ``extract_faces`` (prepare)."""
+    from dflab.faces import Sampling, extract_faces
+
+    spec = tiny_scorer.spec
+    source = sample_frames(media_dir / "clip.mp4", ScanOptions(max_frames=4))
+    found, faces = find_scan_faces(source, spec, ScanOptions(), keep={4})
+    ref, _ = extract_faces(
+        media_dir / "clip.mp4", Sampling(count=4), face_detector(), size=spec.size, margin=spec.margin
+    )
+    assert [(f.frame_index, f.track_id) for f in faces] == [(f.frame_index, f.track_id) for f in ref]
+    assert all(np.array_equal(a.face.crop.image, b.crop.image) for a, b in zip(faces, ref, strict=True))
+    assert set(found.kept) == {4} and found.frames == [0, 4, 7, 11]
+
+
+def test_score_crops_batches_every_face_and_maps_only_where_asked(tiny_scorer):
+    calls = []
+    real = tiny_scorer.score
+
+    class Counting:
+        spec, name = tiny_scorer.spec, "counting"
+
+        def score(self, crops, maps=False):
+            calls.append((len(crops), maps))
+            return real(crops, maps=maps)
+
+    crops = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(5)]
+    scores, heats = score_crops(crops, [Counting()], batch_size=2, maps=[False, False, True, False, False])
+    assert calls == [(2, False), (2, False), (1, False), (1, True)]  # Grad-CAM's backward for the one crop only
+    assert [h is not None for h in heats] == [False, False, True, False, False]
+    assert np.allclose(scores, real(crops)[0], atol=1e-5)
+
+
+def test_aggregate_picks_the_most_suspicious_lasting_track(rng):
+    from types import SimpleNamespace as Face
+
+    faces = [Face(track_id=0, frame_index=i, score=0.2) for i in range(8)]
+    faces += [Face(track_id=1, frame_index=i, score=0.9) for i in range(3)]  # lasts ≥ a quarter: eligible
+    faces += [Face(track_id=2, frame_index=0, score=0.99)]  # a one-frame blip: ignored
+    tracks = aggregate_tracks(faces, rng)
+    assert [t["n_faces"] for t in tracks] == [8, 3, 1]
+    assert decisive_track(tracks)["track_id"] == 1
+
+
+def test_reason_is_given_in_words():
+    assert reason_of({"status": "no_face", "verdict": "no_face"}) == "no face found"
+    assert reason_of({"status": "ok", "verdict": "uncertain"}) == "scores near the threshold"
+    assert reason_of({"status": "ok", "verdict": "fake"}) is None
+
+
+def test_render_draws_only_the_chosen_frames(tiny_scorer, media_dir):
+    opts = ScanOptions(max_frames=4, overlays=2)
+    res = scan_file(media_dir / "clip.mp4", tiny_scorer, opts)
+    assert [n for n, _ in res.overlays] == ["frame000000", "frame000011"]
+    assert res.overlays[0][1].shape == (256, 256, 3) and not res.video_frames

@@ -26,7 +26,7 @@ def gated_client(tmp_path, tiny_scorers):
     tiny_scorers[0].card = {"name": "tiny", "has_seen": ["blends"], "has_not_seen": ["diffusion faces"]}
     cfg = ServeConfig(data_dir=tmp_path / "srv", max_frames=4)
     try:
-        with TestClient(create_app(cfg, scorers=tiny_scorers, scan_fn=gated)) as client:
+        with TestClient(create_app(cfg, scorers=tiny_scorers, scan_fn=gated), base_url="http://127.0.0.1") as client:
             yield client, gate
             gate.set()
     finally:

@@ -30,8 +30,9 @@ import numpy as np
 
 from dflab.data.datasets import DATASETS, scan_dataset
 from dflab.data.manifest import FAKE, MANIFEST_NAME, FaceRow, Manifest, VideoRecord
+from dflab.distributed import add_ray_argument
 from dflab.errors import ConfigError, MediaError
-from dflab.faces import FaceCrop, FaceDetector, Sampling, crop_box, extract_faces
+from dflab.faces import BACKENDS, DEFAULT_BACKEND, FaceCrop, FaceDetector, Sampling, crop_box, extract_faces
 from dflab.media import iter_frames
 
 DEFAULT_FRAMES = 32  # DADD/ADDG and LAE sample 32 frames per video (Multi-metric: 20)
@@ -204,14 +205,17 @@ def prepare_records(
     size: int = 256,
     margin: float = 1.3,
     workers: int = 1,
-    detector: str = "dlib",
+    detector: str = DEFAULT_BACKEND,
     upsample: int | str = "auto",
     progress: bool = True,
     retry_errors: bool = False,
+    ray: str | None = None,
 ) -> dict[str, Any]:
     """Prepare a list of media records into ``out`` (crops + ``manifest.sqlite``); returns the summary.
 
     Videos already ``done`` (or ``error``, unless ``retry_errors``) in the manifest are skipped: that is the resume.
+    With ``ray`` (an address, or ``"local"``) each video is a Ray task (:mod:`dflab.distributed`) and this process
+    alone writes the manifest; ``out`` must then be on a file system every node sees.
     """
     if frames is not None and stride is not None:
         raise ValueError("give frames or stride, not both")
@@ -238,7 +242,22 @@ def prepare_records(
                 bar.set_postfix_str(f"faces={run_faces}" + (f" last_error={res.error[0]}" if res.error else ""))
                 bar.update(1)
 
-        if workers <= 1:
+        if ray is not None:
+            from dflab.distributed import run_tasks
+
+            def lost(key: int, exc: BaseException) -> None:
+                # retried by Ray if its worker died; recorded as an error (redone by --retry-errors) if it never ran
+                cause = "worker_lost" if "WorkerCrashedError" in type(exc).__name__ else "task_error"
+                commit(VideoResult(jobs[key][0], [], [], 0, (cause, f"{type(exc).__name__}: {str(exc)[:500]}")))
+
+            run_tasks(
+                process_video,
+                ((i, job) for i, job in enumerate(jobs)),
+                address=ray,
+                on_result=lambda _key, res: commit(res),
+                on_failure=lost,
+            )
+        elif workers <= 1:
             for job in jobs:
                 commit(process_video(*job))
         else:
@@ -280,9 +299,10 @@ def prepare_dataset(
     workers: int = 1,
     limit: int | None = None,
     progress: bool = True,
-    detector: str = "dlib",
+    detector: str = DEFAULT_BACKEND,
     upsample: int | str = "auto",
     retry_errors: bool = False,
+    ray: str | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Scan a registered dataset (``options`` go to its adapter, e.g. ``compression="c40"``) and prepare it."""
@@ -301,6 +321,7 @@ def prepare_dataset(
         upsample=upsample,
         progress=progress,
         retry_errors=retry_errors,
+        ray=ray,
     )
 
 
@@ -334,7 +355,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--limit", type=int, default=None, help="only the first N videos (sorted by id)")
     parser.add_argument("--compression", default=None, help="ffpp/dfd: raw|c23|c40; dftimit: LQ|HQ")
-    parser.add_argument("--detector", default="dlib", choices=["dlib", "dlib_cnn"])
+    parser.add_argument(
+        "--face-detector",
+        "--detector",
+        dest="detector",
+        default=DEFAULT_BACKEND,
+        choices=BACKENDS,
+        help="yunet (default: fast, finds more faces); dlib for the papers' exact HOG preprocessing",
+    )
     parser.add_argument(
         "--upsample",
         default="auto",
@@ -342,6 +370,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="detector upsamplings; auto: 1 for images up to 800 px; 0 is faster, enough for faces > 80 px",
     )
     parser.add_argument("--retry-errors", action="store_true", help="redo videos recorded as errors (e.g. now present)")
+    add_ray_argument(parser, "one task per video")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -372,6 +401,7 @@ def run(args: argparse.Namespace) -> int:
             detector=args.detector,
             upsample=args.upsample if args.upsample == "auto" else int(args.upsample),
             retry_errors=args.retry_errors,
+            ray=args.ray,
             **options,
         )
     except ConfigError as exc:

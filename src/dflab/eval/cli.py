@@ -17,6 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from dflab.distributed import add_ray_argument
 from dflab.eval.evaluate import EvalConfig, evaluate
 from dflab.eval.protocols import PROTOCOLS, SelectionError, get_protocol
 
@@ -71,6 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-tsne", action="store_true")
     parser.add_argument("--no-average", action="store_true")
     parser.add_argument("--robustness", default="", help="comma-separated sweeps to add: jpeg,blur,rescale,noise,h264")
+    add_ray_argument(parser, "the prediction step, one task per video")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -144,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint=str(checkpoint),
         out_dir=out,
         selection=selection,
+        ray=args.ray,
     )
     ok = [t for t in results["tests"].values() if t.get("status") == "ok"]
     return 0 if ok else 1

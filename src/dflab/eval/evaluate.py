@@ -19,7 +19,14 @@ import numpy as np
 from dflab.data.manifest import Manifest
 from dflab.data.sampling import eval_sampling_warnings, manifest_settings
 from dflab.eval import metrics
-from dflab.eval.predict import Predictions, load_rows, predict, subsample_per_track, video_paths
+from dflab.eval.predict import (
+    Predictions,
+    load_rows,
+    predict,
+    predict_on_ray,
+    subsample_per_track,
+    video_paths,
+)
 from dflab.eval.protocols import Protocol, get_protocol
 from dflab.eval.report import fig_uri, hist_figure, img_uri, render_html, robustness_figure, roc_figure, write_json
 from dflab.models.base import Detector, InputSpec
@@ -209,9 +216,16 @@ def evaluate(
     out_dir: str | Path | None = None,
     selection: dict[str, Any] | None = None,
     log: Callable[[str], None] = print,
+    ray: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model`` with ``cfg.protocol`` on ``cfg.data``; write results.json, predictions.csv and
-    report.html into ``out_dir`` when given. Returns the results dict."""
+    report.html into ``out_dir`` when given. Returns the results dict.
+
+    With ``ray`` (an address or ``"local"``), the prediction step runs one Ray task per video, each worker loading
+    ``checkpoint`` itself (:func:`dflab.eval.predict.predict_on_ray`); the numbers are the same.
+    """
+    if ray is not None and not checkpoint:
+        raise ValueError("evaluate(ray=...) needs the checkpoint path: Ray workers load the detector themselves")
     protocol: Protocol = get_protocol(cfg.protocol)
     spec = spec or model.input_spec
     card = card or {}
@@ -256,7 +270,8 @@ def evaluate(
 
             transform = partial_transform(**ts.synth[1])
         log(f"[eval] {ts.name}: {len(rows)} faces")
-        pred = predict(model, rows, spec=spec, batch_size=cfg.batch_size, transform=transform, embeddings=cfg.tsne)
+        kw = {"spec": spec, "batch_size": cfg.batch_size, "transform": transform, "embeddings": cfg.tsne}
+        pred = predict_on_ray(checkpoint, rows, address=ray, **kw) if ray is not None else predict(model, rows, **kw)
         if len(pred) == 0:
             tests[ts.name] = {"status": "no data", "reason": f"all {len(rows)} crops unreadable", "where": where}
             continue

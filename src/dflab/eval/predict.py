@@ -254,3 +254,58 @@ def _degrade(rows: Sequence[FaceRow], images: list[np.ndarray | None], deg: Degr
         for i, im in zip(idx, res, strict=True):
             out[i] = im
     return out
+
+
+_WORKER_MODELS: dict[str, tuple[Detector, InputSpec]] = {}
+
+
+def predict_task(
+    checkpoint: str, positions: list[int], rows: list[FaceRow], kwargs: dict[str, Any]
+) -> tuple[list[int], Predictions]:
+    """One video's rows as a Ray task: the worker loads the checkpoint once (safetensors + card) and scores them.
+
+    Returns:
+        the input positions of the scored rows (unreadable ones left out), and their predictions.
+    """
+    if checkpoint not in _WORKER_MODELS:
+        from dflab.models.checkpoint import load_detector
+
+        loaded = load_detector(checkpoint)
+        _WORKER_MODELS[checkpoint] = (loaded.model, loaded.spec)
+    model, spec = _WORKER_MODELS[checkpoint]
+    pred = predict(model, rows, spec=kwargs.pop("spec", None) or spec, **kwargs)
+    kept = {id(r) for r in pred.rows}
+    return [p for p, r in zip(positions, rows, strict=True) if id(r) in kept], pred
+
+
+def predict_on_ray(checkpoint: str | Path, rows: Sequence[FaceRow], *, address: str, **kwargs: Any) -> Predictions:
+    """:func:`predict` with one Ray task per video (:mod:`dflab.distributed`); the result is the same, in the same
+    row order, as a local :func:`predict` (``kwargs`` are its keyword arguments, without ``progress``/``device``).
+
+    Raises:
+        RuntimeError: a video's task failed (after Ray's retries of lost workers).
+    """
+    from dflab.distributed import run_tasks
+
+    videos: dict[tuple[str, str], list[int]] = {}
+    for i, r in enumerate(rows):
+        videos.setdefault((r.dataset, r.video_id), []).append(i)
+    parts: list[tuple[list[int], Predictions]] = []
+
+    def failed(key: tuple[str, str], exc: BaseException) -> None:
+        raise RuntimeError(f"prediction task for video {key} failed: {type(exc).__name__}: {exc}") from exc
+
+    run_tasks(
+        predict_task,
+        ((key, (str(checkpoint), idx, [rows[i] for i in idx], dict(kwargs))) for key, idx in videos.items()),
+        address=address,
+        on_result=lambda _key, part: parts.append(part),
+        on_failure=failed,
+    )
+    order = sorted((pos, k, j) for k, (positions, _) in enumerate(parts) for j, pos in enumerate(positions))
+    scores = np.array([parts[k][1].scores[j] for _, k, j in order], dtype=np.float64)
+    emb = None
+    if order and all(parts[k][1].embeddings is not None for _, k, _ in order):
+        emb = np.stack([parts[k][1].embeddings[j] for _, k, j in order])
+    missing = [m for _, pred in parts for m in pred.missing]
+    return Predictions([rows[pos] for pos, _, _ in order], scores, emb, missing)

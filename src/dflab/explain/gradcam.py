@@ -1,8 +1,11 @@
 """Grad-CAM (Selvaraju et al., cited as [40] in BiG-Arts, [32] in LAE, [59] in LiSiam) for any dflab detector.
 
 BiG-Arts Fig. 6, LAE Fig. 3 (baselines) and LiSiam Figs. 7–8 visualise the attention of the fake class with
-Grad-CAM on the last convolutional stage. We use pytorch-grad-cam's ``GradCAM`` on a thin wrapper returning the
-detector's ``logits`` and target class 1 (fake).
+Grad-CAM on the last convolutional stage: the feature map A of a layer weighted by the spatial mean of
+∂ logit_fake / ∂ A per channel, summed over channels, ReLU, scaled to [0, 1] and resized to the input (Selvaraju et
+al. 2017, Eq. 1–2). It is computed here in a few lines with one ``torch.autograd.grad`` call; the result equals
+pytorch-grad-cam's ``GradCAM`` with ``ClassifierOutputTarget(1)`` (tested against it), without importing that
+package, which pulls in scikit-learn and torchvision and cost the scanner seconds of start-up.
 
 Target layer: a detector may name it with a ``cam_layer`` attribute (a dotted module path such as
 ``"backbone.layer4"``, or the module itself). Otherwise :func:`cam_layer_of` picks the *last module to finish, in
@@ -18,19 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dflab.compat import ensure_torchvision
 from dflab.models.base import Detector
-
-
-class _Logits(nn.Module):
-    """Expose ``detector(x)["logits"]`` as a plain tensor output, as pytorch-grad-cam expects."""
-
-    def __init__(self, detector: Detector) -> None:
-        super().__init__()
-        self.detector = detector
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.detector(x)["logits"]
 
 
 def _resolve(model: nn.Module, ref: str | nn.Module) -> nn.Module:
@@ -96,20 +87,32 @@ def gradcam(
     Shape:
         images (B, 3, H, W) normalised as the detector expects; returns (B, H, W) float32.
     """
-    ensure_torchvision()
-    from pytorch_grad_cam import GradCAM
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    import cv2
 
     was_training = model.training
     model.eval()
     target = _resolve(model, layer) if layer is not None else cam_layer_of(model, images[:1])
-    x = images.detach().clone().requires_grad_(True)  # gradients flow even through a frozen detector
+    seen: list[torch.Tensor] = []
+    handle = target.register_forward_hook(lambda _m, _i, out: seen.append(out))
     try:
-        with GradCAM(model=_Logits(model), target_layers=[target]) as cam:
-            maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(target_class)] * len(x))
+        with torch.enable_grad():
+            x = images.detach().clone().requires_grad_(True)  # gradients flow even through a frozen detector
+            logit = model(x)["logits"][:, target_class].sum()
+            act = seen[-1]
+            (grad,) = torch.autograd.grad(logit, [act])
     finally:
+        handle.remove()
         model.train(was_training)
-    return np.asarray(maps, dtype=np.float32)
+    weights = grad.mean(dim=(2, 3), keepdim=True)
+    cams = torch.relu((weights * act.detach()).sum(dim=1)).cpu().numpy()
+    h, w = images.shape[-2:]
+    # pytorch-grad-cam's order: scale to [0, 1], resize (bilinear), and scale again
+    return np.stack([_scale01(cv2.resize(_scale01(c), (w, h))) for c in cams]).astype(np.float32)
+
+
+def _scale01(cam: np.ndarray) -> np.ndarray:
+    cam = cam - cam.min()
+    return cam / (1e-7 + cam.max())
 
 
 @torch.no_grad()

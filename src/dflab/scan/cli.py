@@ -16,7 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from dflab.distributed import add_ray_argument
 from dflab.errors import CheckpointError
+from dflab.faces.detect import BACKENDS, DEFAULT_BACKEND
 from dflab.scan.pipeline import WEIGHTS_DIR, ScanOptions, ScanResult, Scorer, load_scorer, scan_file
 
 MEDIA_SUFFIXES = {
@@ -38,19 +40,72 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def load_scorers(detectors: Sequence[str] | None, ensemble: bool) -> list[Scorer]:
-    """``--detector`` (repeatable) checkpoints, or every shipped checkpoint for ``--ensemble``, or the default."""
+def detector_paths(detectors: Sequence[str] | None, ensemble: bool) -> list[str | None]:
+    """``--detector`` (repeatable) checkpoints, or every shipped checkpoint for ``--ensemble``, or ``[None]`` (the
+    default)."""
     if ensemble and not detectors:
         detectors = [str(p) for p in sorted(WEIGHTS_DIR.glob("*.safetensors"))]
         if not detectors:
             raise CheckpointError(f"--ensemble: no checkpoints shipped in {WEIGHTS_DIR}")
-    return [load_scorer(d) for d in (detectors or [None])]
+    return list(detectors or [None])
+
+
+def load_scorers(detectors: Sequence[str] | None, ensemble: bool) -> list[Scorer]:
+    """Load the detectors named by :func:`detector_paths`."""
+    return [load_scorer(d) for d in detector_paths(detectors, ensemble)]
+
+
+_WORKER_SCORERS: dict[tuple[str | None, ...], list[Scorer]] = {}
+
+
+def scan_task(path: Path, detectors: tuple[str | None, ...], opts: ScanOptions) -> ScanResult:
+    """One file as a Ray task: the worker loads the checkpoints once (by path, from safetensors + card) and keeps
+    them for its next files."""
+    if detectors not in _WORKER_SCORERS:
+        _WORKER_SCORERS[detectors] = [load_scorer(d) for d in detectors]
+    return scan_file(path, _WORKER_SCORERS[detectors], opts)
+
+
+def _scan_on_ray(paths: Sequence[Path], detectors: Sequence[str | None], opts: ScanOptions, address: str) -> list:
+    from dflab.distributed import run_tasks
+
+    results: list[ScanResult | None] = [None] * len(paths)
+
+    def failed(i: int, exc: BaseException) -> None:
+        # scan_file never raises for bad media: this is a lost worker (after Ray's retries) or a bug
+        detail = f"{type(exc).__name__}: {str(exc)[:300]}"
+        results[i] = ScanResult(
+            {"path": str(paths[i]), "status": "error", "verdict": "error", "reason": None, "score": None,
+             "ci": None, "error": {"cause": "task_failed", "detail": detail}, "seconds": None}
+        )  # fmt: skip
+
+    run_tasks(
+        scan_task,
+        ((i, (p, tuple(detectors), opts)) for i, p in enumerate(paths)),
+        address=address,
+        on_result=results.__setitem__,
+        on_failure=failed,
+    )
+    return results
 
 
 def scan_paths(
-    paths: Sequence[Path], scorers: Sequence[Scorer], opts: ScanOptions, *, jobs: int = 1, progress: bool = True
+    paths: Sequence[Path],
+    scorers: Sequence[Scorer],
+    opts: ScanOptions,
+    *,
+    jobs: int = 1,
+    progress: bool = True,
+    ray: str | None = None,
+    detectors: Sequence[str | None] | None = None,
 ) -> list[ScanResult]:
-    """Scan files (``jobs`` threads; torch and the decoders release the GIL), keeping the input order."""
+    """Scan files (``jobs`` threads; torch and the decoders release the GIL), keeping the input order.
+
+    With ``ray`` (an address or ``"local"``), each file is a Ray task that loads ``detectors`` (checkpoint paths,
+    ``None`` = default) in its worker; this process gathers the results and writes the report.
+    """
+    if ray is not None:
+        return _scan_on_ray(paths, detectors or [None], opts, ray)
     import torch
     from tqdm import tqdm
 
@@ -126,11 +181,16 @@ def summary_line(r: dict[str, Any]) -> str:
     name = Path(r["path"]).name
     if r["status"] == "error":
         return f"{name}: ERROR {r['error']['cause']} ({r['error']['detail']})"
-    if r["status"] == "no_face":
-        return f"{name}: no face found"
+    partial = ""
+    if r["status"] == "partial":
+        err = r["error"]
+        partial = f"  PARTIAL: {err['frames_decoded']}/{err['frames_planned']} frames before {err['cause']}"
+    if r["verdict"] == "no_face":
+        return f"{name}: no face found{partial}"
     lo, hi = r["ci"]
     return (
         f"{name}: {r['verdict'].upper()}  P(fake)={r['score']:.3f}  95% CI [{lo:.3f}, {hi:.3f}]  faces={r['n_faces']}"
+        + partial
     )
 
 
@@ -159,7 +219,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlay-video", action="store_true", help="also write an H.264 overlay video per file")
     parser.add_argument("--jobs", type=int, default=1, help="files scanned in parallel")
     parser.add_argument("--max-duration", type=float, default=None, help="refuse videos longer than this (s)")
+    parser.add_argument(
+        "--face-detector",
+        default=None,
+        choices=BACKENDS,
+        help=f"face detection backend (default {DEFAULT_BACKEND}; dlib = HOG as in the papers' preprocessing)",
+    )
     parser.add_argument("--no-progress", action="store_true")
+    add_ray_argument(parser, "one task per file")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -168,7 +235,8 @@ def run(args: argparse.Namespace) -> int:
         print("dflab scan: no media files found", file=sys.stderr)
         return EXIT_USAGE
     try:
-        scorers = load_scorers(args.detector, args.ensemble)
+        detectors = detector_paths(args.detector, args.ensemble)
+        scorers = [load_scorer(d) for d in detectors]
     except CheckpointError as exc:
         print(f"dflab scan: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -180,8 +248,11 @@ def run(args: argparse.Namespace) -> int:
         overlays=args.overlays,
         overlay_video=args.overlay_video,
         max_duration_s=args.max_duration,
+        face_detector=args.face_detector,
     )
-    results = scan_paths(paths, scorers, opts, jobs=args.jobs, progress=not args.no_progress)
+    results = scan_paths(
+        paths, scorers, opts, jobs=args.jobs, progress=not args.no_progress, ray=args.ray, detectors=detectors
+    )
     records = [r.record for r in results]
     meta = {"detector": ", ".join(s.name for s in scorers), "cards": [s.card for s in scorers]}
     if args.out == "-":

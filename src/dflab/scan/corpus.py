@@ -17,6 +17,7 @@ import numpy as np
 EXPECTED: dict[str, set[str]] = {
     "zero_bytes.mp4": {"zero_bytes"},
     "truncated.mp4": {"truncated", "decode_error", "no_frames", "not_media"},
+    "broken_midstream.mp4": {"partial"},
     "text_renamed.mp4": {"not_media"},
     "png_bomb.png": {"too_large"},
     "one_pixel.png": {"bad_dimensions", "no_face"},
@@ -39,6 +40,28 @@ def _png_bomb(path: Path, side: int = 30_000) -> None:
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
 
 
+def _broken_midstream(path: Path, frames: list[np.ndarray]) -> None:
+    """An MP4 whose index comes first (``faststart``) and whose second half is noise: the first frames decode,
+    then the decoder fails — the scanner must score what it got (status ``partial``)."""
+    import av
+
+    tmp = path.with_suffix(".tmp.mp4")
+    with av.open(str(tmp), mode="w", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream("libx264", rate=12)
+        stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"g": "4"}
+        for rgb in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    data = tmp.read_bytes()
+    tmp.unlink()
+    noise = np.random.default_rng(0).integers(0, 256, len(data) - len(data) // 2, dtype=np.uint8).tobytes()
+    path.write_bytes(data[: len(data) // 2] + noise)
+
+
 def write_corpus(out: Path, astronaut: np.ndarray | None = None) -> dict[str, Path]:
     """Write ``astronaut.png``, ``clip.mp4`` (12 frames of it drifting) and every :data:`EXPECTED` file under ``out``.
 
@@ -59,6 +82,7 @@ def write_corpus(out: Path, astronaut: np.ndarray | None = None) -> dict[str, Pa
     (out / "zero_bytes.mp4").write_bytes(b"")
     data = (out / "clip.mp4").read_bytes()
     (out / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    _broken_midstream(out / "broken_midstream.mp4", [np.roll(small, shift=2 * i, axis=1) for i in range(24)])
     (out / "text_renamed.mp4").write_text("this is a text file, not a video\n" * 20)
     _png_bomb(out / "png_bomb.png")
     cv2.imwrite(str(out / "one_pixel.png"), np.zeros((1, 1, 3), np.uint8))
@@ -72,5 +96,5 @@ def write_corpus(out: Path, astronaut: np.ndarray | None = None) -> dict[str, Pa
 
 
 def outcome(record: dict) -> str:
-    """``ok``/``no_face`` or the error cause of a scan record."""
+    """``ok``/``partial``/``no_face`` or the error cause of a scan record."""
     return record["error"]["cause"] if record["status"] == "error" else record["status"]

@@ -1,13 +1,23 @@
 """The scanner: media → sampled frames → faces → tracks → calibrated P(fake) per face, track and file.
 
 One function, :func:`scan_file`, does the work for the CLI (``dflab scan``), the demo and the web service, so the
-three always agree. It reuses the prepare path's pieces — :mod:`dflab.media` for decoding and sniffing,
-:mod:`dflab.faces` for detection and the FF++-style square crop — and loads checkpoints only through
-:func:`dflab.models.checkpoint.load_detector` (safetensors + JSON card, nothing unpickled).
+three always agree. It is five named stages, each callable (and tested) alone:
+
+1. :func:`sample_frames` — check the file, plan the sampled frames, decode them lazily (:mod:`dflab.media`); a
+   video that breaks mid-stream keeps the frames decoded before the break (status ``partial``, with the cause);
+2. :func:`find_scan_faces` — detection, landmarks, crops and tracks through :func:`dflab.faces.find_faces`, the very
+   code ``dflab prepare`` runs (default detector YuNet, ``ScanOptions.face_detector="dlib"`` for HOG);
+3. :func:`score_crops` — every crop of the file in batches through the detectors (plus test-time views of stills);
+4. :func:`aggregate_tracks` / :func:`decisive_track` / :func:`verdict_of` / :func:`reason_of` — per track and file;
+5. :func:`render` — heatmap overlays.
+
+Checkpoints load only through :func:`dflab.models.checkpoint.load_detector` (safetensors + JSON card, nothing
+unpickled).
 
 Aggregation (documented in docs/sections/scan.md):
 
-* faces of consecutive sampled frames are linked into tracks by greedy box IoU;
+* faces of consecutive sampled frames are linked into tracks (:func:`dflab.faces.track_faces`: Hungarian matching
+  on box IoU and landmark-centre distance);
 * a track's score is the mean calibrated P(fake) of its faces, with a 95 % bootstrap confidence interval over its
   frames; for a still image the spread comes from test-time views (horizontal flip × three crop margins);
 * a file's score is that of its most suspicious track among the tracks that last at least a quarter of the longest
@@ -27,10 +37,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -38,10 +48,12 @@ import torch
 from dflab.errors import CheckpointError, DflabError, MediaError, ScoreError
 from dflab.models.base import Detector, InputSpec
 
+if TYPE_CHECKING:
+    from dflab.faces import FaceCrop, FaceDetector, FoundFaces
+
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "default.safetensors"
 IMAGE_MAX_PIXELS = 40_000_000  # a 8k × 5k still is fine; a PNG bomb (e.g. 30k × 30k) is refused unread
-DETECT_LONG_SIDE = 960  # faces are found on a copy at most this long (≥ 40–80 px faces); crops use the full frame
 
 ProgressFn = Callable[[float, str], None]
 
@@ -68,6 +80,7 @@ class ScanOptions:
         max_pixels: refuse images/frames with more pixels than this (decompression bombs).
         overlay_video: also keep every sampled frame's overlay, for an overlay video.
         seed: seed of the bootstrap.
+        face_detector: face detection backend (``None``: :data:`dflab.faces.DEFAULT_BACKEND`, YuNet).
     """
 
     every: int | None = None
@@ -81,6 +94,7 @@ class ScanOptions:
     max_pixels: int = IMAGE_MAX_PIXELS
     overlay_video: bool = False
     seed: int = 0
+    face_detector: str | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -209,7 +223,7 @@ def load_scorer(detector: str | Path | None = None) -> Scorer:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# media
+# stage 1: sample frames
 
 
 def _read_still(path: Path, opts: ScanOptions) -> np.ndarray:
@@ -228,49 +242,204 @@ def sample_plan(n_frames: int, opts: ScanOptions) -> list[int]:
     return sample_indices(max(n_frames, 1), count=opts.max_frames) or [0]
 
 
+@dataclass
+class FrameSource:
+    """The frames a scan samples, decoded lazily: iterate it for ``(frame_index, rgb)``.
+
+    A video that breaks after some frames decoded ends the iteration early instead of raising: ``broken`` then holds
+    the cause and the frames before the break are scored (status ``partial``). A break before the first frame
+    still raises, as an unusable file.
+
+    Attributes:
+        kind: ``"image"`` or ``"video"``.
+        fps: frames per second (0 for an image).
+        n_frames: frames in the file (from its header).
+        planned: the frame indices sampled.
+        broken: the error that stopped decoding mid-stream, if any.
+    """
+
+    kind: str
+    fps: float
+    n_frames: int
+    planned: list[int]
+    frames: Iterator[tuple[int, np.ndarray]] = field(repr=False)
+    broken: MediaError | None = None
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        n = 0
+        try:
+            for item in self.frames:
+                n += 1
+                yield item
+        except MediaError as exc:
+            if n == 0:
+                raise
+            self.broken = exc
+
+
+def sample_frames(path: Path, opts: ScanOptions) -> FrameSource:
+    """Stage 1: check the file and plan which frames to decode (images: the one frame).
+
+    Raises:
+        MediaError: missing, empty, unsupported, too large or too long.
+    """
+    from dflab import media
+
+    if not path.exists():
+        raise MediaError(path, "missing")
+    if path.stat().st_size == 0:
+        raise MediaError(path, "zero_bytes")
+    if media.sniff(path) == "image":
+        return FrameSource("image", 0.0, 1, [0], iter([(0, _read_still(path, opts))]))
+    info = media.probe(path)
+    if info.width * info.height > opts.max_pixels:
+        raise MediaError(path, "too_large", f"{info.width}x{info.height} frames")
+    if opts.max_duration_s is not None and info.duration and info.duration > opts.max_duration_s:
+        raise MediaError(path, "too_large", f"{info.duration:.1f} s > limit {opts.max_duration_s:.0f} s")
+    planned = sample_plan(int(info.n_frames or 0), opts)
+    return FrameSource(
+        "video", float(info.fps or 25.0), int(info.n_frames or 0), planned, media.iter_frames(path, indices=planned)
+    )
+
+
 # ----------------------------------------------------------------------------------------------------------------
-# faces
+# stage 2: faces and tracks (dflab.faces, the prepare path's code)
+
+
+_LOCAL = threading.local()  # detectors hold per-call state (dlib, YuNet's input size): one per thread and backend
+
+
+def face_detector(backend: str | None = None) -> FaceDetector:
+    """This thread's :class:`dflab.faces.FaceDetector` for ``backend`` (default: :data:`dflab.faces.DEFAULT_BACKEND`).
+
+    The backend's own detection size applies (YuNet: frames downscaled to 960 px for detection); boxes, landmarks
+    and crops use the full frame.
+    """
+    from dflab.faces import DEFAULT_BACKEND, FaceDetector
+
+    backend = backend or DEFAULT_BACKEND
+    cache = getattr(_LOCAL, "detectors", None)
+    if cache is None:
+        cache = _LOCAL.detectors = {}
+    if backend not in cache:
+        cache[backend] = FaceDetector(backend)
+    return cache[backend]
 
 
 @dataclass
-class _Face:
-    frame_index: int
+class ScanFace:
+    """A face found by the scan: the shared :class:`~dflab.faces.FaceCrop` plus what the scan adds to it.
+
+    Attributes:
+        face: frame index, track id, detection (box, score, 68 landmarks) and crop (image, box, frame→crop matrix).
+        time_s: timestamp of its frame.
+        score: calibrated P(fake) (mean over detectors, and over views for a still).
+        heat: localisation map in crop pixels, for overlay frames only.
+    """
+
+    face: FaceCrop
     time_s: float
-    box: np.ndarray  # crop window in frame px (x0, y0, x1, y1)
-    det_box: np.ndarray
-    det_score: float
-    crop: np.ndarray
-    matrix: np.ndarray  # 2x3 frame → crop
-    track_id: int = -1
     score: float = float("nan")
     heat: np.ndarray | None = None
 
+    @property
+    def frame_index(self) -> int:
+        return self.face.frame_index
 
-_LOCAL = threading.local()  # dlib's detector is not thread-safe: one FaceDetector per thread (--jobs, workers)
+    @property
+    def track_id(self) -> int:
+        return self.face.track_id
+
+    @property
+    def det_box(self) -> tuple[float, float, float, float]:
+        return self.face.det.box
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return self.face.crop.matrix
 
 
-def face_detector():
-    """This thread's :class:`dflab.faces.FaceDetector` (dlib HOG + 68 landmarks, the prepare path's detector).
+def find_scan_faces(
+    source: FrameSource,
+    spec: InputSpec,
+    opts: ScanOptions,
+    keep: set[int],
+    on_frame: Callable[[int], None] | None = None,
+) -> tuple[FoundFaces, list[ScanFace]]:
+    """Stage 2: detect, crop (the detector's input contract) and track every face of the sampled frames.
 
-    Frames are downscaled to :data:`DETECT_LONG_SIDE` for detection only; crops come from the full frame.
+    Frames in ``keep`` (overlays; a still's one frame, for its test-time views) are held for later stages.
     """
-    from dflab.faces import FaceDetector
+    from dflab.faces import find_faces
 
-    if getattr(_LOCAL, "detector", None) is None:
-        _LOCAL.detector = FaceDetector(backend="dlib", max_side=DETECT_LONG_SIDE)
-    return _LOCAL.detector
-
-
-def _crop(rgb: np.ndarray, det: Any, spec: InputSpec, frame_index: int, ts: float, margin: float | None = None):
-    from dflab.faces import crop_face
-
-    c = crop_face(rgb, tuple(det.box), size=spec.size, margin=spec.margin if margin is None else margin)
-    box = np.asarray(det.box, np.float32)
-    return _Face(frame_index, ts, np.asarray(c.box, np.float32), box, float(det.score), c.image, c.matrix)
+    found = find_faces(
+        source,
+        face_detector(opts.face_detector),
+        size=spec.size,
+        margin=spec.margin,
+        keep=lambda i: source.kind == "image" or opts.overlay_video or i in keep,
+        on_frame=on_frame,
+    )
+    fps = source.fps
+    return found, [ScanFace(f, f.frame_index / fps if fps else 0.0) for f in found.faces]
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# aggregation
+# stage 3: score
+
+
+def score_crops(
+    crops: Sequence[np.ndarray],
+    scorers: Sequence[Scorer],
+    *,
+    batch_size: int = 16,
+    maps: Sequence[bool] | None = None,
+    check: Callable[[], None] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, list[np.ndarray | None]]:
+    """Score crops in batches of ``batch_size`` (every face of a file together, whatever its frame or track).
+
+    The file's score is the mean of the detectors' calibrated probabilities (the ensemble). Maps come from the
+    first detector, for the crops flagged in ``maps`` only, in a separate pass: Grad-CAM needs a backward pass,
+    so computing it for the few overlay faces alone (not for every face batched with them) keeps it cheap.
+
+    Shape:
+        crops: N × (S, S, 3) uint8; returns scores (N,) float32 and N maps (S, S) or ``None``.
+    """
+    scores = np.zeros(len(crops), np.float32)
+    for start in range(0, len(crops), batch_size):
+        if check is not None:
+            check()
+        stop = min(len(crops), start + batch_size)
+        chunk = list(crops[start:stop])
+        scores[start:stop] = np.mean([sc.score(chunk)[0] for sc in scorers], axis=0)
+        if on_batch is not None:
+            on_batch(stop)
+    heats: list[np.ndarray | None] = [None] * len(crops)
+    wanted = [i for i, w in enumerate(maps or []) if w]
+    for start in range(0, len(wanted), batch_size):
+        if check is not None:
+            check()
+        idx = wanted[start : start + batch_size]
+        _, got = scorers[0].score([crops[i] for i in idx], maps=True)
+        for i, m in zip(idx, got or [], strict=True):
+            heats[i] = m
+    return scores, heats
+
+
+def still_views(rgb: np.ndarray, face: FaceCrop, spec: InputSpec) -> list[np.ndarray]:
+    """Test-time views of a still's face: horizontal flip × crop margins (spec margin − 0.1, itself, + 0.1)."""
+    from dflab.faces import crop_face
+
+    views = []
+    for m in (spec.margin - 0.1, spec.margin, spec.margin + 0.1):
+        crop = crop_face(rgb, face.det.box, size=spec.size, margin=m).image
+        views += [crop, np.ascontiguousarray(crop[:, ::-1])]
+    return views
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# stage 4: aggregate per track and file
 
 
 def bootstrap_ci(values: np.ndarray, rng: np.random.Generator, n: int = 1000, level: float = 0.95) -> list[float]:
@@ -303,6 +472,8 @@ def verdict_of(
     return "fake" if score >= threshold else "real"
 
 
+#: above this many faces in one frame, the reason says that one track of a crowd decides
+MANY_FACES = 8
 #: below this face size (pixels, the detector box's longer side) a verdict is not given: the detector was trained on
 #: faces of 80-400 px, and compression erases the blending traces it reads in smaller ones
 MIN_FACE_PX = 40
@@ -349,8 +520,69 @@ def verdict_rule(scorer: Scorer, opts: ScanOptions) -> dict[str, Any]:
     return {"threshold": t, "margin": 0.05 if opts.margin is None else opts.margin}
 
 
+def aggregate_tracks(
+    faces: Sequence[ScanFace], rng: np.random.Generator, views: dict[int, Sequence[float]] | None = None
+) -> list[dict[str, Any]]:
+    """Per track: mean score of its faces and a 95 % bootstrap interval over its frames (over its test-time views
+    for a still, given in ``views`` by track id)."""
+    tracks = []
+    for tid in sorted({f.track_id for f in faces}):
+        mine = [f for f in faces if f.track_id == tid]
+        vals = np.array((views or {}).get(tid) or [f.score for f in mine])
+        tracks.append(
+            {
+                "track_id": tid,
+                "n_faces": len(mine),
+                "score": float(np.mean([f.score for f in mine])),
+                "ci": bootstrap_ci(vals, rng),
+                "first_frame": mine[0].frame_index,
+                "last_frame": mine[-1].frame_index,
+            }
+        )
+    return tracks
+
+
+def decisive_track(tracks: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The file's track: the most suspicious of those lasting at least a quarter of the longest (a face swap needs
+    only one swapped face; very short tracks are mostly detector noise)."""
+    longest = max(t["n_faces"] for t in tracks)
+    eligible = [t for t in tracks if t["n_faces"] >= max(1, longest / 4)]
+    return max(eligible, key=lambda t: t["score"])
+
+
+def face_facts(found: FoundFaces) -> dict[str, Any]:
+    """What the reason for a verdict may rest on: the smallest face's side and the most faces in one frame."""
+    per_frame: dict[int, int] = {}
+    for f in found.faces:
+        per_frame[f.frame_index] = per_frame.get(f.frame_index, 0) + 1
+    sides = [min(f.det.width, f.det.height) for f in found.faces]
+    return {
+        "smallest_face_px": round(float(min(sides)), 1) if sides else None,
+        "max_faces_per_frame": max(per_frame.values(), default=0),
+    }
+
+
+def reason_of(record: dict[str, Any]) -> str | None:
+    """Why a file got a verdict other than a plain ``fake``/``real``, in words (``None`` when there is nothing to
+    say). This is the one place that turns a record's facts into the reason shown beside its verdict."""
+    reasons = [record["reason"]] if record.get("reason") else []  # the verdict's own reason (:func:`decide`)
+    if record.get("status") == "no_face":
+        reasons.append(
+            f"no face found in {record.get('n_sampled', 0)} sampled frame(s): faces smaller than about 40 px, in "
+            "profile or heavily occluded are not detected"
+        )
+    if (record.get("max_faces_per_frame") or 0) > MANY_FACES:
+        reasons.append(
+            f"{record['max_faces_per_frame']} faces in one frame: each is scored, the most suspicious track decides"
+        )
+    if record.get("status") == "partial":
+        err = record.get("error") or {}
+        reasons.append(f"only frames before a decoding failure were scored ({err.get('cause')})")
+    return "; ".join(reasons) or None
+
+
 # ----------------------------------------------------------------------------------------------------------------
-# the scan
+# the scan: the stages in order
 
 
 @dataclass
@@ -363,21 +595,24 @@ class ScanResult:
     fps: float = 0.0
 
 
-def _error_result(path: Path, exc: DflabError, t0: float) -> ScanResult:
+def _error_dict(exc: DflabError) -> dict[str, str]:
     if isinstance(exc, MediaError):
-        err = {"cause": exc.cause, "detail": exc.detail}
-    elif isinstance(exc, ScanTimeoutError):
-        err = {"cause": "timeout", "detail": str(exc)}
-    else:
-        err = {"cause": type(exc).__name__, "detail": str(exc)}
+        return {"cause": exc.cause, "detail": exc.detail}
+    if isinstance(exc, ScanTimeoutError):
+        return {"cause": "timeout", "detail": str(exc)}
+    return {"cause": type(exc).__name__, "detail": str(exc)}
+
+
+def _error_result(path: Path, exc: DflabError, t0: float) -> ScanResult:
     return ScanResult(
         {
             "path": str(path),
             "status": "error",
             "verdict": "error",
+            "reason": None,
             "score": None,
             "ci": None,
-            "error": err,
+            "error": _error_dict(exc),
             "seconds": round(time.time() - t0, 3),
         }
     )
@@ -426,189 +661,146 @@ def _check_deadline(deadline: float | None) -> None:
         raise ScanTimeoutError("scan ran past its time limit")
 
 
-def _scan(path, scorers, opts, progress, deadline, t0) -> ScanResult:
-    from dflab import media
-
-    if not path.exists():
-        raise MediaError(path, "missing")
-    if path.stat().st_size == 0:
-        raise MediaError(path, "zero_bytes")
-    kind = media.sniff(path)
-    spec = scorers[0].spec
-    rule = verdict_rule(scorers[0], opts)
-    progress(0.02, f"{kind}: decoding")
-    # decode → detect → crop one frame at a time; a frame is kept only if an overlay (or the TTA) needs it
-    frames: list[tuple[int, float, np.ndarray | None]] = []
-    detections: list[tuple[int, list[Any]]] = []
-    crops: dict[tuple[int, int], _Face] = {}
-    fps = 0.0
-    if kind == "image":
-        source = iter([(0, _read_still(path, opts))])
-        wanted = [0]
-        n_total = 1
-    else:
-        info = media.probe(path)
-        if info.width * info.height > opts.max_pixels:
-            raise MediaError(path, "too_large", f"{info.width}x{info.height} frames")
-        if opts.max_duration_s is not None and info.duration and info.duration > opts.max_duration_s:
-            raise MediaError(path, "too_large", f"{info.duration:.1f} s > limit {opts.max_duration_s:.0f} s")
-        fps = float(info.fps or 25.0)
-        n_total = int(info.n_frames or 0)
-        wanted = sample_plan(n_total, opts)
-        source = media.iter_frames(path, indices=wanted)
-    overlay_frames = _overlay_frame_choice(wanted, opts)
-    first_shape = (0, 0)
-    for idx, rgb in source:
+def _scan(
+    path: Path, scorers: list[Scorer], opts: ScanOptions, progress: ProgressFn, deadline: float | None, t0: float
+) -> ScanResult:
+    def check() -> None:
         _check_deadline(deadline)
-        ts = idx / fps if fps else 0.0
-        dets = face_detector().detect(rgb)
-        detections.append((int(idx), dets))
-        for j, det in enumerate(dets):
-            crops[(int(idx), j)] = _crop(rgb, det, spec, int(idx), ts)
-        keep = kind == "image" or opts.overlay_video or idx in overlay_frames
-        frames.append((int(idx), ts, rgb if keep else None))
-        first_shape = first_shape if first_shape[0] else rgb.shape[:2]
-        progress(0.02 + 0.58 * len(frames) / len(wanted), f"faces in {len(frames)}/{len(wanted)} frames")
-    if not frames:
+
+    source = sample_frames(path, opts)  # 1. sample frames
+    progress(0.02, f"{source.kind}: decoding")
+    overlay_frames = _overlay_frame_choice(source.planned, opts)
+
+    def on_frame(n: int) -> None:
+        check()
+        progress(0.02 + 0.58 * n / len(source.planned), f"faces in {n}/{len(source.planned)} frames")
+
+    check()
+    found, faces = find_scan_faces(source, scorers[0].spec, opts, overlay_frames, on_frame)  # 2. faces and tracks
+    if not found.frames:
         raise MediaError(path, "no_frames", "the decoder returned no frame")
+    rule = verdict_rule(scorers[0], opts)
+    record = _base_record(path, source, found, scorers, rule)
+    if faces:  # 3. score, with maps for the overlay frames' faces
+        scores, heats = score_crops(
+            [f.face.crop.image for f in faces],
+            scorers,
+            batch_size=opts.batch_size,
+            maps=[f.frame_index in overlay_frames for f in faces],
+            check=check,
+            on_batch=lambda n: progress(0.6 + 0.35 * n / len(faces), "scoring faces"),
+        )
+        for f, s, h in zip(faces, scores, heats, strict=True):
+            f.score, f.heat = float(s), h
+        views = _score_still_views(source, found, faces, scorers, opts) if source.kind == "image" and opts.tta else {}
+        record.update(_summary(faces, views, opts, rule))  # 4. aggregate per track and file
+        record["status"] = "partial" if source.broken is not None else "ok"
+    record["frames"] = _frame_records(found, faces, source.fps)
+    record["reason"] = reason_of(record)
+    result = render(record, found, faces, overlay_frames, opts, source.fps)  # 5. render
+    record["seconds"] = round(time.time() - t0, 3)
+    if faces:
+        progress(1.0, f"{record['verdict']} ({record['score']:.2f})")
+    else:
+        progress(1.0, "no face found")
+    return result
 
-    # tracks: the prepare path's tracker (dflab.faces.track_faces) links the detections across sampled frames
-    from dflab.faces import track_faces
 
-    per_frame: list[list[_Face]] = []
-    dets_by_track: dict[int, Any] = {}
-    for idx, labelled in track_faces(detections):
-        faces = []
-        for j, (tid, det) in enumerate(labelled):
-            face = crops[(idx, j)]
-            face.track_id = tid
-            faces.append(face)
-            dets_by_track.setdefault(tid, det)
-        per_frame.append(faces)
-    n_tracks = 1 + max((f.track_id for faces in per_frame for f in faces), default=-1)
-    all_faces = [f for faces in per_frame for f in faces]
-    base = {
+def _base_record(
+    path: Path, source: FrameSource, found: FoundFaces, scorers: Sequence[Scorer], rule: dict[str, Any]
+) -> dict[str, Any]:
+    record: dict[str, Any] = {
         "path": str(path),
-        "kind": kind,
-        "width": int(first_shape[1]),
-        "height": int(first_shape[0]),
-        "fps": fps,
-        "n_frames": n_total,
-        "n_sampled": len(frames),
+        "kind": source.kind,
+        "width": int(found.frame_size[0]),
+        "height": int(found.frame_size[1]),
+        "fps": source.fps,
+        "n_frames": source.n_frames,
+        "n_sampled": len(found.frames),
         "threshold": rule["threshold"],
         "margin": rule.get("margin"),
         "band": list(rule["band"]) if "band" in rule else None,
         "detectors": [s.name for s in scorers],
+        "status": "no_face",
+        "verdict": "no_face",
+        "reason": None,
+        "score": None,
+        "ci": None,
+        "n_faces": 0,
+        "tracks": [],
+        **face_facts(found),
     }
-    if not all_faces:
-        rec = {**base, "status": "no_face", "verdict": "no_face", "score": None, "ci": None, "tracks": []}
-        rec["reason"] = (f"no face found in {len(frames)} sampled frame(s): faces smaller than about 40 px, in "
-                         "profile or heavily occluded are not detected")  # fmt: skip
-        rec["frames"] = [{"frame_index": i, "time_s": round(t, 3), "faces": []} for i, t, _ in frames]
-        rec["seconds"] = round(time.time() - t0, 3)
-        progress(1.0, "no face found")
-        return ScanResult(rec, fps=fps)
+    if source.broken is not None:
+        # the frames decoded before the break were scored; the record says what stopped the rest
+        record["status"] = "partial"
+        record["error"] = {
+            **_error_dict(source.broken),
+            "frames_decoded": len(found.frames),
+            "frames_planned": len(source.planned),
+        }
+    return record
 
-    # score: frames chosen for overlays get maps; the rest are scored without gradients
-    rng = np.random.default_rng(opts.seed)
-    want = [f.frame_index in overlay_frames for f in all_faces]
-    for start in range(0, len(all_faces), opts.batch_size):
-        _check_deadline(deadline)
-        chunk = all_faces[start : start + opts.batch_size]
-        need = want[start : start + opts.batch_size]
-        per_det = []
-        for j, sc in enumerate(scorers):
-            scores, maps = sc.score([f.crop for f in chunk], maps=(j == 0 and any(need)))
-            per_det.append(scores)
-            if maps is not None:
-                for f, m, n in zip(chunk, maps, need, strict=True):
-                    f.heat = m if n else None
-        mean = _finite(np.mean(per_det, axis=0), [s.name for s in scorers])
-        for i, f in enumerate(chunk):
-            f.score = float(mean[i])
-        progress(0.6 + 0.35 * min(1.0, (start + len(chunk)) / len(all_faces)), "scoring faces")
 
-    # still images: test-time views give the interval (flip × margins 1.2/1.3/1.4)
-    tta_scores: dict[int, list[float]] = {}
-    if kind == "image" and opts.tta:
-        rgb = frames[0][2]
-        for tid, det in dets_by_track.items():
-            views = []
-            for m in (spec.margin - 0.1, spec.margin, spec.margin + 0.1):
-                crop = _crop(rgb, det, spec, 0, 0.0, margin=m).crop
-                views += [crop, np.ascontiguousarray(crop[:, ::-1])]
-            vals = _finite(np.mean([sc.score(views)[0] for sc in scorers], axis=0), [s.name for s in scorers])
-            tta_scores[tid] = [float(v) for v in vals]
-            for f in all_faces:  # a still's face score is its views' mean, so overlay, face and file agree
-                if f.track_id == tid:
-                    f.score = float(np.mean(vals))
+def _score_still_views(
+    source: FrameSource, found: FoundFaces, faces: Sequence[ScanFace], scorers: Sequence[Scorer], opts: ScanOptions
+) -> dict[int, list[float]]:
+    """A still has one frame: test-time views (flip × margins) of each face give its interval. Every face's views
+    are scored in one batched pass; a face's score becomes its views' mean, so overlay, face and file agree."""
+    rgb = found.kept[0]
+    views = [still_views(rgb, f.face, scorers[0].spec) for f in faces]
+    flat, _ = score_crops([v for vs in views for v in vs], scorers, batch_size=opts.batch_size)
+    out: dict[int, list[float]] = {}
+    for i, f in enumerate(faces):
+        vals = flat[i * len(views[i]) : (i + 1) * len(views[i])]
+        out[f.track_id] = [float(v) for v in vals]
+        f.score = float(np.mean(vals))
+    return out
 
-    tracks = []
-    for tid in range(n_tracks):
-        faces = [f for f in all_faces if f.track_id == tid]
-        vals = np.array(tta_scores.get(tid) or [f.score for f in faces])
-        ci = bootstrap_ci(vals, rng)
-        tracks.append(
-            {
-                "track_id": tid,
-                "n_faces": len(faces),
-                "score": float(np.mean([f.score for f in faces])),
-                "ci": ci,
-                "first_frame": faces[0].frame_index,
-                "last_frame": faces[-1].frame_index,
-            }
-        )
-    longest = max(t["n_faces"] for t in tracks)
-    eligible = [t for t in tracks if t["n_faces"] >= max(1, longest / 4)]
-    top = max(eligible, key=lambda t: t["score"])
-    sizes = [
-        max(f.det_box[2] - f.det_box[0], f.det_box[3] - f.det_box[1])
-        for f in all_faces
-        if f.track_id == top["track_id"]
+
+def _summary(
+    faces: Sequence[ScanFace], views: dict[int, list[float]], opts: ScanOptions, rule: dict[str, Any]
+) -> dict[str, Any]:
+    tracks = aggregate_tracks(faces, np.random.default_rng(opts.seed), views)
+    top = decisive_track(tracks)
+    sides = [
+        max(f.det_box[2] - f.det_box[0], f.det_box[3] - f.det_box[1]) for f in faces if f.track_id == top["track_id"]
     ]
-    verdict, reason = decide(top, tracks, float(np.median(sizes)), rule)
-    rec = {
-        **base,
-        "status": "ok",
+    verdict, reason = decide(top, tracks, float(np.median(sides)), rule)
+    return {
         "score": top["score"],
         "ci": top["ci"],
         "verdict": verdict,
         "reason": reason,
         "decisive_track": top["track_id"],
-        "n_faces": len(all_faces),
+        "n_faces": len(faces),
         "tracks": tracks,
-        "frames": [
-            {
-                "frame_index": idx,
-                "time_s": round(ts, 3),
-                "faces": [
-                    {
-                        "track_id": f.track_id,
-                        "score": round(f.score, 5),
-                        "box": [round(float(v), 1) for v in f.det_box],
-                        "det_score": round(f.det_score, 3),
-                    }
-                    for f in faces
-                ],
-            }
-            for (idx, ts, _), faces in zip(frames, per_frame, strict=True)
-        ],
     }
-    result = ScanResult(rec, fps=fps / max(1, _stride_of(frames)) if fps else 0.0)
-    for (idx, _ts, rgb), faces in zip(frames, per_frame, strict=True):
-        if rgb is not None and (idx in overlay_frames or opts.overlay_video):
-            ov = render_overlay(rgb, faces, rule["threshold"])
-            if idx in overlay_frames:
-                result.overlays.append((f"frame{idx:06d}", ov))
-            if opts.overlay_video:
-                result.video_frames.append(ov)
-    rec["seconds"] = round(time.time() - t0, 3)
-    progress(1.0, f"{rec['verdict']} ({rec['score']:.2f})")
-    return result
 
 
-def _stride_of(frames: list[tuple[int, float, np.ndarray]]) -> int:
-    return frames[1][0] - frames[0][0] if len(frames) > 1 else 1
+def _frame_records(found: FoundFaces, faces: Sequence[ScanFace], fps: float) -> list[dict[str, Any]]:
+    by_frame: dict[int, list[ScanFace]] = {}
+    for f in faces:
+        by_frame.setdefault(f.frame_index, []).append(f)
+    return [
+        {
+            "frame_index": idx,
+            "time_s": round(idx / fps if fps else 0.0, 3),
+            "faces": [
+                {
+                    "track_id": f.track_id,
+                    "score": round(f.score, 5),
+                    "box": [round(float(v), 1) for v in f.det_box],
+                    "det_score": round(float(f.face.det.score), 3),
+                }
+                for f in by_frame.get(idx, [])
+            ],
+        }
+        for idx in found.frames
+    ]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# stage 5: render
 
 
 def _overlay_frame_choice(indices: list[int], opts: ScanOptions) -> set[int]:
@@ -618,7 +810,35 @@ def _overlay_frame_choice(indices: list[int], opts: ScanOptions) -> set[int]:
     return {indices[i] for i in pick}
 
 
-def render_overlay(rgb: np.ndarray, faces: list[_Face], threshold: float) -> np.ndarray:
+def render(
+    record: dict[str, Any],
+    found: FoundFaces,
+    faces: Sequence[ScanFace],
+    overlay_frames: set[int],
+    opts: ScanOptions,
+    fps: float,
+) -> ScanResult:
+    """Stage 5: heatmap overlays of the chosen frames (and every sampled frame for an overlay video)."""
+    stride = found.frames[1] - found.frames[0] if len(found.frames) > 1 else 1
+    result = ScanResult(record, fps=fps / max(1, stride) if fps else 0.0)
+    if record["status"] not in ("ok", "partial") or not faces:
+        return result
+    by_frame: dict[int, list[ScanFace]] = {}
+    for f in faces:
+        by_frame.setdefault(f.frame_index, []).append(f)
+    for idx in found.frames:
+        rgb = found.kept.get(idx)
+        if rgb is None or not (idx in overlay_frames or opts.overlay_video):
+            continue
+        ov = render_overlay(rgb, by_frame.get(idx, []), record["threshold"])
+        if idx in overlay_frames:
+            result.overlays.append((f"frame{idx:06d}", ov))
+        if opts.overlay_video:
+            result.video_frames.append(ov)
+    return result
+
+
+def render_overlay(rgb: np.ndarray, faces: Sequence[ScanFace], threshold: float) -> np.ndarray:
     """Draw each face's heatmap (warped back from crop to frame) and a box coloured by its score.
 
     Shape:

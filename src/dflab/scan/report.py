@@ -16,7 +16,19 @@ from typing import Any
 
 import numpy as np
 
-CSV_FIELDS = ["path", "status", "verdict", "score", "ci_low", "ci_high", "n_sampled", "n_faces", "error", "seconds"]
+CSV_FIELDS = [
+    "path",
+    "status",
+    "verdict",
+    "reason",
+    "score",
+    "ci_low",
+    "ci_high",
+    "n_sampled",
+    "n_faces",
+    "error",
+    "seconds",
+]
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -32,7 +44,7 @@ def png_bytes(rgb: np.ndarray) -> bytes:
 def timeline_png(record: dict[str, Any]) -> bytes | None:
     """Per-frame P(fake) of every track against time (or frame index), with the threshold; None without faces."""
     frames = record.get("frames") or []
-    if record.get("status") != "ok" or not frames:
+    if record.get("status") not in ("ok", "partial") or not frames:
         return None
     import matplotlib
 
@@ -93,6 +105,7 @@ def write_csv(records: Sequence[dict[str, Any]], path: Path) -> Path:
                 "path": r["path"],
                 "status": r["status"],
                 "verdict": r["verdict"],
+                "reason": r.get("reason") or "",
                 "score": "" if r.get("score") is None else f"{r['score']:.4f}",
                 "ci_low": "" if ci[0] is None else f"{ci[0]:.4f}",
                 "ci_high": "" if ci[1] is None else f"{ci[1]:.4f}",

@@ -288,10 +288,10 @@ def render_views(
     from dflab.scan.report import png_bytes, timeline_png
 
     out = {name: png_bytes(im) for name, im in overlays}
-    if record.get("status") != "ok":
+    if record.get("status") not in ("ok", "partial"):
         return out
-    tl = timeline_png(record)
-    if tl is not None and record.get("kind") == "video":
+    tl = timeline_png(record) if record.get("kind") == "video" else None  # matplotlib only for videos
+    if tl is not None:
         out["timeline"] = tl
     if media_path is None or not Path(media_path).exists():
         return out
