@@ -74,5 +74,5 @@ def verdict_stats(scores: np.ndarray, labels: np.ndarray, real_below: float, fak
         "decisive_accuracy": float(right.sum() / decisive.sum()) if decisive.any() else float("nan"),
         "fake_called_real": float((real & (y == 1)).sum() / max(1, (y == 1).sum())),
         "real_called_fake": float((fake & (y == 0)).sum() / max(1, (y == 0).sum())),
-        "n": int(len(s)),
+        "n": len(s),
     }
