@@ -435,9 +435,10 @@ def report(files: dict[str, dict]) -> dict:
     return out
 
 
-def band_check(files: dict[str, dict], alpha: float, repeats: int = 10) -> dict:
+def band_check(files: dict[str, dict], alpha: float, repeats: int = 10, per_file: dict | None = None) -> dict:
     """Honest verdict numbers: fit Platt and the band on half the sources, judge them on the other half, swap;
-    averaged over ``repeats`` random halvings."""
+    averaged over ``repeats`` random halvings. ``per_file`` (if given) collects each file's held-out verdicts as
+    ``[(uncertain, right), ...]`` for per-group numbers."""
     names = sorted(files)
     srcs = sorted({files[n]["source"] for n in names})
     rng = np.random.default_rng(SEED)
@@ -453,10 +454,68 @@ def band_check(files: dict[str, dict], alpha: float, repeats: int = 10) -> dict:
                 continue
             a, b = platt_of(files, fit)
             lo, hi = conformal_band(file_probs(files, fit, a, b), yf, alpha)
-            res.append(verdict_stats(file_probs(files, ev, a, b), np.array([files[n]["label"] for n in ev]), lo, hi))
+            pe, ye = file_probs(files, ev, a, b), np.array([files[n]["label"] for n in ev])
+            res.append(verdict_stats(pe, ye, lo, hi))
+            if per_file is not None:
+                for n, p, y in zip(ev, pe, ye, strict=True):
+                    unc = lo <= p < hi
+                    per_file.setdefault(n, []).append((bool(unc), bool(not unc and (p >= hi) == bool(y))))
     return {k: round(float(np.nanmean([r[k] for r in res])), 4) for k in ("uncertain", "decisive_accuracy")} | {
         "splits": len(res)
     }
+
+
+#: generator families by kind, for the README's table (``family_of`` names)
+FACE_SWAPS = {"DeepFaceLive", "FaceSwap", "SimSwap", "inswapper", "e4s", "ghost", "Deepfakes", "dfdc", "fake"}
+TALKING_HEADS = {"V-Express", "AniPortrait", "dreamtalk", "GeneFace", "NeuralTextures"}
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    """The README's results table from the shipped card and the out-of-fold file scores of the last ``train``."""
+    files = json.loads((RUN / "loso_files.json").read_text())
+    card = json.loads(WEIGHTS.with_suffix(".json").read_text())
+    a, b = card["calibration"]["scale"], card["calibration"]["bias"]
+    per_file: dict = {}
+    band_check(files, card["verdict"]["alpha"], per_file=per_file)
+    names = sorted(files)
+    p = file_probs(files, names, a, b)
+    y = np.array([files[n]["label"] for n in names])
+    is_img = np.array([n.rsplit(".", 1)[-1].lower() in {e[1:] for e in IMAGE_EXTS} for n in names])
+    fam = np.array([files[n]["family"] for n in names])
+    rng = np.random.default_rng(SEED)
+
+    def row(label: str, fake_mask: np.ndarray, real_mask: np.ndarray) -> str:
+        m = fake_mask | real_mask
+        yy, pp = y[m], p[m]
+        boots = []
+        for _ in range(1000):
+            i = rng.integers(0, len(yy), len(yy))
+            if 0 < yy[i].sum() < len(i):
+                boots.append(auc(yy[i], pp[i]))
+        ci = f"[{np.quantile(boots, 0.025):.2f}–{np.quantile(boots, 0.975):.2f}]" if boots else ""
+        ver = [v for n in np.array(names)[m] for v in per_file.get(n, [])]
+        unc = np.mean([u for u, _ in ver]) if ver else float("nan")
+        dec = [r for u, r in ver if not u]
+        right = np.mean(dec) if dec else float("nan")
+        return (f"| {label} | {int(yy.sum())} fake / {int((yy == 0).sum())} real | {auc(yy, pp):.2f} {ci} | "
+                f"{unc:.0%} | {right:.0%} |")  # fmt: skip
+
+    reals = y == 0
+    lines = [
+        "| held-out files | files | file AUC [95 % CI] | uncertain | decisive verdicts right |",
+        "|---|---|---|---|---|",
+        row("all sources", y == 1, reals),
+        row("— videos", (y == 1) & ~is_img, reals & ~is_img),
+        row("— still images", (y == 1) & is_img, reals & is_img),
+        row("face swaps (DeepFaceLive, FaceSwap, SimSwap, inswapper, E4S, GHOST, FF++ DF, DFDC)",
+            (y == 1) & np.isin(fam, list(FACE_SWAPS)), reals),
+        row("talking heads / reenactment (EMO, VASA-1, AniPortrait, DreamTalk, GeneFace, FF++ NT)",
+            (y == 1) & np.isin(fam, list(TALKING_HEADS)), reals),
+    ]  # fmt: skip
+    for f in sorted(set(fam) - {"real"}):
+        if (fam == f).sum() >= 5:
+            lines.append(row(f"family {f}", fam == f, reals))
+    print("\n".join(lines))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -610,6 +669,7 @@ def main() -> None:
     )
     t.add_argument("--sets", nargs="*", default=None, help="feature sets to compare (default: all)")
     t.add_argument("--no-ship", action="store_true", help="validate and report, but do not write the weights")
+    sub.add_parser("report", help="the README's results table (after train)")
     a = sub.add_parser("all")
     a.add_argument("--frames", type=int, default=PREPARE_FRAMES)
     a.add_argument("--workers", type=int, default=2)
@@ -624,7 +684,7 @@ def main() -> None:
         cmd_features(args)
         cmd_train(args)
     else:
-        {"prepare": cmd_prepare, "features": cmd_features, "train": cmd_train}[args.cmd](args)
+        {"prepare": cmd_prepare, "features": cmd_features, "train": cmd_train, "report": cmd_report}[args.cmd](args)
     print(f"[{args.cmd}] {time.time() - t0:.0f} s", file=sys.stderr)
 
 

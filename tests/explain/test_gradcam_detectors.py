@@ -22,6 +22,9 @@ def _check(name: str) -> str:
 
     model = build_detector(name)
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    if not getattr(model, "gradcam", True):  # a frozen encoder outside autograd: its own maps or none, said so
+        assert model.frozen_prefixes, f"{name} opts out of Grad-CAM without a frozen encoder"
+        return "(own maps only)"
     layer = cam_layer_of(model, x)
     cam = gradcam(model, x, layer=layer)
     assert cam.shape == (1, 64, 64) and cam.min() >= 0 and cam.max() <= 1

@@ -238,8 +238,14 @@ def test_aggregate_picks_the_most_suspicious_lasting_track(rng):
 
 
 def test_reason_is_given_in_words():
-    assert reason_of({"status": "no_face", "verdict": "no_face"}) == "no face found"
-    assert reason_of({"status": "ok", "verdict": "uncertain"}) == "scores near the threshold"
+    assert reason_of({"status": "no_face", "verdict": "no_face", "n_sampled": 3}).startswith(
+        "no face found in 3 sampled frame(s)"
+    )
+    # the verdict's own reason (decide) is kept, and facts of the file are added to it
+    said = "P(fake) 0.50 lies between 0.20 and 0.30"
+    assert reason_of({"status": "ok", "verdict": "uncertain", "reason": said}) == said
+    crowd = reason_of({"status": "ok", "verdict": "fake", "reason": said, "max_faces_per_frame": 12})
+    assert crowd.startswith(said) and "12 faces in one frame" in crowd
     assert reason_of({"status": "ok", "verdict": "fake"}) is None
 
 

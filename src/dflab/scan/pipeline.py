@@ -167,6 +167,8 @@ class Scorer:
             m = torch.stack([p.float()[:, None] if p.dim() == 3 else p.float()[:, :1] for p in parts]).amax(dim=0)
             m = torch.nn.functional.interpolate(m, size=x.shape[-2:], mode="bilinear", align_corners=False)
             return scores, [_norm01(a[0].numpy()) for a in m]
+        if not getattr(self.model, "gradcam", True):  # no gradient reaches the image (a frozen encoder outside torch)
+            return scores, None
         from dflab.explain.gradcam import cam_layer_of, gradcam
 
         with self._cam_lock:  # Grad-CAM hooks the shared model: one batch at a time
@@ -422,6 +424,8 @@ def score_crops(
             check()
         idx = wanted[start : start + batch_size]
         _, got = scorers[0].score([crops[i] for i in idx], maps=True)
+        if got is None:  # the detector has no localisation map
+            continue
         for i, m in zip(idx, got or [], strict=True):
             heats[i] = m
     return scores, heats
@@ -690,6 +694,7 @@ def _scan(
             check=check,
             on_batch=lambda n: progress(0.6 + 0.35 * n / len(faces), "scoring faces"),
         )
+        scores = _finite(scores, [s.name for s in scorers])  # a NaN becomes an error record, never a verdict
         for f, s, h in zip(faces, scores, heats, strict=True):
             f.score, f.heat = float(s), h
         views = _score_still_views(source, found, faces, scorers, opts) if source.kind == "image" and opts.tta else {}
@@ -749,6 +754,7 @@ def _score_still_views(
     rgb = found.kept[0]
     views = [still_views(rgb, f.face, scorers[0].spec) for f in faces]
     flat, _ = score_crops([v for vs in views for v in vs], scorers, batch_size=opts.batch_size)
+    flat = _finite(flat, [s.name for s in scorers])
     out: dict[int, list[float]] = {}
     for i, f in enumerate(faces):
         vals = flat[i * len(views[i]) : (i + 1) * len(views[i])]

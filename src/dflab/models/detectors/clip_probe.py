@@ -99,7 +99,9 @@ class ClipProbe(Detector):
         "patch_map": (B, 1, 14, 14) (only for a linear head reading mean tokens)}.
     """
 
-    frozen_prefixes = ("tiny.",)  # the encoder is frozen (CLIP runs outside torch; the tiny test ViT is a module)
+    frozen_prefixes = ("tiny.",)
+    #: no gradient reaches the image (CLIP runs in ONNX Runtime): maps come from ``explain_maps``, never Grad-CAM
+    gradcam = False  # the encoder is frozen (CLIP runs outside torch; the tiny test ViT is a module)
 
     def __init__(
         self,
