@@ -41,7 +41,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DFLAB_SHARED_DATA", REPO.parent / "shared" / "data"))
-RUN = REPO / "runs" / "clip"
+RUN = Path(os.environ.get("DFLAB_DEFAULT_RUN", REPO / "runs" / "clip"))
 WEIGHTS = REPO / "src" / "dflab" / "weights" / "default.safetensors"
 BEAUTY_FILTERED = {"liveportrait_d10", "liveportrait_d11", "liveportrait_d14"}
 #: the ``split`` column is unused by LOSO validation; these repos were the previous default's held-out set
@@ -55,6 +55,7 @@ VAL_REPOS = {
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 PREPARE_FRAMES = 32
+FACE_DETECTOR = "yunet"
 REAL_FRAMES = 12  # frames of a real video that are encoded (and twinned); of the PREPARE_FRAMES prepared
 FAKE_FRAMES = 8  # frames of a labelled fake video that are encoded (validation, and the +labelled candidate)
 MAX_FACES_PER_IMAGE = 8
@@ -119,7 +120,10 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     from dflab.data.prepare import format_summary, prepare_records
 
     records = build_records()
-    summary = prepare_records(records, RUN / "faces", frames=args.frames, size=256, margin=1.3, workers=args.workers)
+    # the scanner's own face detector (YuNet boxes, dlib's 68 points), so training crops have the scanner's geometry
+    summary = prepare_records(
+        records, RUN / "faces", frames=args.frames, size=256, margin=1.3, workers=args.workers, detector=FACE_DETECTOR
+    )
     print(format_summary(summary))
 
 
@@ -476,7 +480,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     card = json.loads(WEIGHTS.with_suffix(".json").read_text())
     a, b = card["calibration"]["scale"], card["calibration"]["bias"]
     per_file: dict = {}
-    band_check(files, card["verdict"]["alpha"], per_file=per_file)
+    for kind, band in card["verdict"]["by_kind"].items():  # each file judged by its kind's band, held out
+        band_check({n: f for n, f in files.items() if kind_of(n) == kind}, band["alpha"], per_file=per_file)
     names = sorted(files)
     p = file_probs(files, names, a, b)
     y = np.array([files[n]["label"] for n in names])
@@ -524,7 +529,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     y = np.array([m["label"] for m in meta])
     orig = np.array([m["variant"] == "orig" for m in meta])
     results = {}
-    cands = [(fs, False) for fs in (args.sets or FEATURE_SETS)] + [(fs, True) for fs in args.labelled_sets]
+    cands = [(fs, False) for fs in (FEATURE_SETS if args.sets is None else args.sets)] + [(fs, True) for fs in args.labelled_sets]
     for fs, lab in cands:
         t0 = time.time()
         oofs = loso(feats, meta, *FEATURE_SETS[fs], C_VALUES, labelled=lab)
@@ -547,25 +552,43 @@ def cmd_train(args: argparse.Namespace) -> None:
     a, b = platt_of(files, names)
     p = file_probs(files, names, a, b)
     chosen["report"]["calibrated_file_auc"] = auc(fy, p)
-    alphas = {
-        al: {
-            "band": [round(v, 4) for v in conformal_band(p, fy, al)],
-            "in_sample": verdict_stats(p, fy, *conformal_band(p, fy, al)),
-            "held_out_sources": band_check(files, al),
-        }
-        for al in (0.05, 0.1, 0.15, 0.2)
-    }
-    # the band: the smallest error rate whose held-out uncertain share stays within 30 %
-    ok = [al for al, r in alphas.items() if r["held_out_sources"]["uncertain"] <= 0.30]
-    alpha = min(ok) if ok else max(alphas)
-    lo, hi = alphas[alpha]["band"]
-    print(json.dumps({"best": best, "platt": [a, b], "alphas": {str(k): v for k, v in alphas.items()}}, indent=1))
+    lo, hi, alpha, alphas = choose_band(files, names, a, b)
+    by_kind = {}
+    for kind in ("video", "image"):
+        sub = [n for n in names if kind_of(n) == kind]
+        k_lo, k_hi, k_alpha, k_alphas = choose_band({n: files[n] for n in sub}, sub, a, b)
+        by_kind[kind] = {"real_below": k_lo, "fake_at": k_hi, "alpha": k_alpha, "bands": k_alphas}
+    print(json.dumps({"best": best, "platt": [a, b], "alphas": alphas, "by_kind": by_kind}, indent=1))
     if args.no_ship:
         return
-    ship(best, feats, meta, a, b, lo, hi, alpha, alphas, results)
+    ship(best, feats, meta, a, b, {"real_below": lo, "fake_at": hi, "alpha": alpha, "bands": alphas}, by_kind, results)
 
 
-def ship(best, feats, meta, a, b, lo, hi, alpha, alphas, results) -> None:
+def kind_of(name: str) -> str:
+    """``image`` or ``video`` from a file key's extension (the scanner knows the kind of every file it reads)."""
+    return "image" if name.rsplit(".", 1)[-1].lower() in {e[1:] for e in IMAGE_EXTS} else "video"
+
+
+def choose_band(files: dict[str, dict], names: list[str], a: float, b: float, max_uncertain: float = 0.30):
+    """The verdict band: among error rates α, the smallest whose held-out uncertain share stays within
+    ``max_uncertain`` (band chosen on half the sources, judged on the other half). Returns (lo, hi, α, table)."""
+    p = file_probs(files, names, a, b)
+    fy = np.array([files[n]["label"] for n in names])
+    alphas = {}
+    for al in (0.05, 0.1, 0.15, 0.2):
+        lo, hi = conformal_band(p, fy, al)
+        alphas[str(al)] = {
+            "band": [round(lo, 4), round(hi, 4)],
+            "in_sample": verdict_stats(p, fy, lo, hi),
+            "held_out_sources": band_check(files, al),
+        }
+    ok = [float(al) for al, r in alphas.items() if r["held_out_sources"]["uncertain"] <= max_uncertain]
+    alpha = min(ok) if ok else 0.2
+    lo, hi = alphas[str(alpha)]["band"]
+    return lo, hi, alpha, alphas
+
+
+def ship(best, feats, meta, a, b, band: dict, by_kind: dict, results) -> None:
     """Fit the chosen probe on ALL sources, install it in a ClipProbe, write safetensors + card."""
     from dflab.models.base import build_detector
     from dflab.models.checkpoint import save_detector
@@ -579,15 +602,17 @@ def ship(best, feats, meta, a, b, lo, hi, alpha, alphas, results) -> None:
     model = build_detector("clip_probe", blocks=list(blocks), tokens=list(tokens), hidden=0)
     model.set_linear_head(*probe)
     rep = results[best]["report"]
+    orig = np.array([m["variant"] == "orig" for m in meta])
     n_train = {
-        "real_faces": int(((y == 0) & trainable).sum()),
-        "synthesised_twins": int((y[trainable] == 1).sum()),
-        "by_method": {},
+        "real_faces": int((trainable & orig & (y == 0)).sum()),
+        "synthesised_twins": int((trainable & ~orig).sum()),
+        "labelled_fake_faces": int((trainable & orig & (y == 1)).sum()),
+        "twins_by_method": {},
     }
     for m, t in zip(meta, trainable, strict=True):
         if t and m["variant"] != "orig":
             k = m["params"].get("method", m["variant"])
-            n_train["by_method"][k] = n_train["by_method"].get(k, 0) + 1
+            n_train["twins_by_method"][k] = n_train["twins_by_method"].get(k, 0) + 1
     card = {
         "name": "dflab-default-clip_probe",
         "summary": (
@@ -599,16 +624,15 @@ def ship(best, feats, meta, a, b, lo, hi, alpha, alphas, results) -> None:
             "method": "platt",
             "scale": round(a, 6),
             "bias": round(b, 6),
-            "fitted_on": f"out-of-fold file scores (mean face logit) of {rep['n_files']} files, "
-            f"{rep['n_fake_files']} fake, leave-one-source-out",
+            "fitted_on": f"out-of-fold face logits of {rep['n_files']} files ({rep['n_fake_files']} fake), "
+            "leave-one-source-out; a file's score is the mean of its faces' P(fake)",
         },
         "verdict": {
-            "real_below": lo,
-            "fake_at": hi,
-            "alpha": alpha,
+            **band,
             "method": "split-conformal thresholds on the out-of-fold file scores: at most alpha of reals called "
-            "fake and at most alpha of fakes called real; between them 'uncertain'",
-            "bands": {str(k): v for k, v in alphas.items()},
+            "fake and at most alpha of fakes called real; between them 'uncertain'; one band per media kind "
+            "(by_kind), since video and still-image scores are distributed differently",
+            "by_kind": by_kind,
         },
         "metrics": {
             "loso": rep,
@@ -621,7 +645,8 @@ def ship(best, feats, meta, a, b, lo, hi, alpha, alphas, results) -> None:
             "command": "python scripts/train_default.py all",
             "data": n_train,
             "prepare": f"{PREPARE_FRAMES} frames per video, {REAL_FRAMES} encoded per real video and "
-            f"{FAKE_FRAMES} per fake video, dlib HOG faces, box crop x1.3 at 256 px resized to 224",
+            f"{FAKE_FRAMES} per fake video, {FACE_DETECTOR} faces (the scanner's default), box crop x1.3 at 256 px "
+            "resized to 224",
             "machine": "2 shared CPU cores, no GPU",
         },
         "has_seen": [

@@ -87,6 +87,17 @@ def test_platt_calibration_and_band_come_from_the_card(tiny_scorer):
     np.testing.assert_allclose(sc.score(crops)[0], expect, rtol=1e-5, atol=1e-6)
 
 
+def test_the_band_of_the_media_kind_is_used(tiny_scorer):
+    from dflab.scan.pipeline import verdict_rule
+
+    card = {"verdict": {"real_below": 0.3, "fake_at": 0.6, "by_kind": {"image": {"real_below": 0.2, "fake_at": 0.25}}}}
+    sc = scorer_from_model(tiny_scorer.model, card)
+    assert verdict_rule(sc, ScanOptions(), "image")["band"] == (0.2, 0.25)
+    assert verdict_rule(sc, ScanOptions(), "video")["band"] == (0.3, 0.6)  # no video band: the overall one
+    explicit = verdict_rule(sc, ScanOptions(threshold=0.7), "image")
+    assert "band" not in explicit and explicit["threshold"] == 0.7 and explicit["margin"] == 0.05
+
+
 def test_sample_plan_every_and_spread():
     assert sample_plan(100, ScanOptions(every=10, max_frames=4)) == [0, 10, 20, 30]
     spread = sample_plan(300, ScanOptions(max_frames=5))

@@ -113,12 +113,17 @@ class CalibrationSchema(BaseModel):
 
 
 class VerdictSchema(BaseModel):
-    """The verdict band: P(fake) below ``real_below`` is real, at or above ``fake_at`` is fake, between uncertain."""
+    """The verdict band: P(fake) below ``real_below`` is real, at or above ``fake_at`` is fake, between uncertain.
 
-    model_config = ConfigDict(extra="forbid")
+    Other keys are the band's provenance (method, error rate ``alpha``, the candidate bands and their held-out
+    numbers) and are kept as information; ``alpha``, when given, must be a rate.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     real_below: Finite = Field(ge=0.0, le=1.0)
     fake_at: Finite = Field(ge=0.0, le=1.0)
+    alpha: Finite | None = Field(default=None, gt=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _ordered(self) -> VerdictSchema:

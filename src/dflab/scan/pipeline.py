@@ -113,6 +113,8 @@ class Scorer:
         name: short label used in reports.
         scale, bias: Platt calibration, P(fake) = sigmoid(scale · (logit_fake − logit_real) + bias).
         band: the card's verdict band ``(real_below, fake_at)``, or ``None``.
+        bands_by_kind: the card's bands per media kind (``{"image": (lo, hi), "video": (lo, hi)}``), used in
+            preference to ``band`` for a file of that kind.
     """
 
     model: Detector
@@ -123,6 +125,7 @@ class Scorer:
     scale: float = 1.0
     bias: float = 0.0
     band: tuple[float, float] | None = None
+    bands_by_kind: dict[str, tuple[float, float]] = field(default_factory=dict)
     _cam_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _cam_layer: Any = field(default=None, repr=False)
 
@@ -192,8 +195,11 @@ def scorer_from_model(model: Detector, card: dict[str, Any] | None = None, name:
     scale, bias = (float(cal["scale"]), float(cal["bias"])) if cal.get("method") == "platt" else (1.0, 0.0)
     v = card.get("verdict") or {}
     band = (float(v["real_below"]), float(v["fake_at"])) if "real_below" in v and "fake_at" in v else None
+    by_kind = {k: (float(b["real_below"]), float(b["fake_at"])) for k, b in (v.get("by_kind") or {}).items()}
     label = name or card.get("name") or model.config().get("variant") or type(model).__name__
-    return Scorer(model.eval(), model.input_spec, card, temp, str(label), scale=scale, bias=bias, band=band)
+    return Scorer(
+        model.eval(), model.input_spec, card, temp, str(label), scale=scale, bias=bias, band=band, bands_by_kind=by_kind
+    )
 
 
 def load_scorer(detector: str | Path | None = None) -> Scorer:
@@ -516,10 +522,12 @@ def decide(top: dict[str, Any], tracks: list[dict[str, Any]], face_px: float, ru
     return v, why + many
 
 
-def verdict_rule(scorer: Scorer, opts: ScanOptions) -> dict[str, Any]:
-    """The decision rule of a scan: an explicit ``--threshold`` wins, else the card's band, else 0.5 ± 0.05."""
-    if opts.threshold is None and scorer.band is not None:
-        return {"band": scorer.band, "threshold": scorer.band[1]}
+def verdict_rule(scorer: Scorer, opts: ScanOptions, kind: str | None = None) -> dict[str, Any]:
+    """The decision rule of a scan: an explicit ``--threshold`` wins, else the card's band for this media ``kind``
+    (``image``/``video``), else its overall band, else 0.5 ± 0.05."""
+    band = scorer.bands_by_kind.get(kind or "", scorer.band)
+    if opts.threshold is None and band is not None:
+        return {"band": band, "threshold": band[1]}
     t = 0.5 if opts.threshold is None else opts.threshold
     return {"threshold": t, "margin": 0.05 if opts.margin is None else opts.margin}
 
@@ -683,7 +691,7 @@ def _scan(
     found, faces = find_scan_faces(source, scorers[0].spec, opts, overlay_frames, on_frame)  # 2. faces and tracks
     if not found.frames:
         raise MediaError(path, "no_frames", "the decoder returned no frame")
-    rule = verdict_rule(scorers[0], opts)
+    rule = verdict_rule(scorers[0], opts, source.kind)
     record = _base_record(path, source, found, scorers, rule)
     if faces:  # 3. score, with maps for the overlay frames' faces
         scores, heats = score_crops(
@@ -772,6 +780,11 @@ def _summary(
         max(f.det_box[2] - f.det_box[0], f.det_box[3] - f.det_box[1]) for f in faces if f.track_id == top["track_id"]
     ]
     verdict, reason = decide(top, tracks, float(np.median(sides)), rule)
+    for t in tracks:  # each face track's own verdict and reason, by the same rule
+        mine = [
+            max(f.det_box[2] - f.det_box[0], f.det_box[3] - f.det_box[1]) for f in faces if f.track_id == t["track_id"]
+        ]
+        t["verdict"], t["reason"] = decide(t, [t], float(np.median(mine)), rule)
     return {
         "score": top["score"],
         "ci": top["ci"],

@@ -166,6 +166,14 @@ def _card_html(cards: Sequence[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
+def _rule(r: dict[str, Any]) -> str:
+    """The decision rule of a record in words: the detector's verdict band, or the threshold ± margin."""
+    if r.get("band"):
+        lo, hi = r["band"]
+        return f"real below {lo:.2f}, fake at or above {hi:.2f}, uncertain between"
+    return f"threshold {r['threshold']:.2f} ± {r.get('margin') or 0:.2f}"
+
+
 def _file_section(i: int, r: dict[str, Any], views: dict[str, bytes]) -> str:
     from dflab.scan.views import summarize
 
@@ -174,8 +182,8 @@ def _file_section(i: int, r: dict[str, Any], views: dict[str, bytes]) -> str:
     body = [f'<h2 id="f{i}">{name} {_badge(r["verdict"])}</h2>', f'<p class="path">{html.escape(r["path"])}</p>']
     if r["status"] == "ok":
         body.append(
-            f'<p class="score">P(fake) <b>{r["score"]:.3f}</b>, 95% interval {_fmt_ci(r.get("ci"))}, threshold '
-            f"{r['threshold']:.2f} ± {r.get('margin', 0):.2f}; {r['n_faces']} face(s) in {r['n_sampled']} sampled "
+            f'<p class="score">P(fake) <b>{r["score"]:.3f}</b>, 95% interval {_fmt_ci(r.get("ci"))}, {_rule(r)}; '
+            f"{r['n_faces']} face(s) in {r['n_sampled']} sampled "
             f"frame(s) of {r.get('n_frames', 1)}; {len(r['tracks'])} track(s); detector(s): "
             f"{html.escape(', '.join(r['detectors']))}.</p>"
         )

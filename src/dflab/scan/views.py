@@ -27,8 +27,17 @@ HEAT_ALPHA = 0.6  # opacity of the hottest heatmap pixel
 _COLOURS_RGB = {"fake": (198, 40, 40), "real": (46, 125, 50), "uncertain": (239, 108, 0)}
 
 
-def verdict_words(score: float, ci: Sequence[float] | None, threshold: float, margin: float) -> str:
+def verdict_words(
+    score: float, ci: Sequence[float] | None, threshold: float, margin: float, band: Sequence[float] | None = None
+) -> str:
     """Why a score gets the verdict it gets, in one sentence (the rules of :func:`dflab.scan.pipeline.verdict_of`)."""
+    if band:
+        rb, fa = float(band[0]), float(band[1])
+        if score >= fa:
+            return f"P(fake) {score:.3f} is at or above {fa:.2f}, where few held-out real files scored."
+        if score < rb:
+            return f"P(fake) {score:.3f} is below {rb:.2f}, where few held-out fake files scored."
+        return f"P(fake) {score:.3f} lies between {rb:.2f} and {fa:.2f}, where held-out real and fake files overlap."
     lo, hi = (ci or (score, score))[:2]
     if lo < threshold <= hi and hi - lo > 0:
         return (
@@ -69,7 +78,9 @@ def file_reason(record: dict[str, Any]) -> str:
     if status == "no_face":
         return f"No verdict: no face was found in the {record.get('n_sampled', 0)} sampled frame(s)."
     if verdict in ("fake", "real", "uncertain") and record.get("score") is not None:
-        return verdict_words(record["score"], record.get("ci"), record["threshold"], record.get("margin", 0.0))
+        return verdict_words(
+            record["score"], record.get("ci"), record["threshold"], record.get("margin") or 0.0, record.get("band")
+        )
     return ""
 
 
@@ -109,8 +120,9 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
         "score", "ci", "reason", "n_faces", "first_frame", "last_frame", "start_s", "end_s", "counts",
         "decisive"}]}``; a track that is too short to count says so in its ``reason``.
     """
-    threshold = float(record.get("threshold", 0.5))
-    margin = float(record.get("margin", 0.0))
+    threshold = float(record.get("threshold") or 0.5)
+    margin = float(record.get("margin") or 0.0)
+    band = record.get("band")
     fps = float(record.get("fps") or 0.0)
     tracks = record.get("tracks") or []
     counts = _eligible(tracks)
@@ -118,7 +130,7 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
 
     out_tracks = []
     for t in tracks:
-        verdict = t.get("verdict") or verdict_of(t["score"], t["ci"], threshold, margin)  # the scan's own, if any
+        verdict = t.get("verdict") or verdict_of(t["score"], t["ci"], threshold, margin, band=band)  # scan's own first
         reason = reason_text(t.get("reason"))
         if not reason and t["track_id"] not in counts:
             reason = (
@@ -126,7 +138,7 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
                 "not count towards the file's verdict (short tracks are mostly detector noise)."
             )
         elif not reason and verdict == "uncertain":
-            reason = verdict_words(t["score"], t["ci"], threshold, margin)
+            reason = verdict_words(t["score"], t["ci"], threshold, margin, band)
         out_tracks.append(
             {
                 "track_id": t["track_id"],
@@ -190,7 +202,12 @@ def _decode(path: Path, kind: str, indices: Sequence[int]) -> dict[int, np.ndarr
 
 
 def draw_boxes(
-    rgb: np.ndarray, faces: Sequence[dict[str, Any]], threshold: float, margin: float, matrix: np.ndarray | None = None
+    rgb: np.ndarray,
+    faces: Sequence[dict[str, Any]],
+    threshold: float,
+    margin: float,
+    matrix: np.ndarray | None = None,
+    band: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Each face's box and ``face N  P(fake)`` label, coloured by that face's own verdict.
 
@@ -200,6 +217,7 @@ def draw_boxes(
         threshold: the decision threshold.
         margin: scores within ``threshold ± margin`` are drawn as uncertain.
         matrix: (2, 3) frame → picture transform when ``rgb`` is a crop of the frame.
+        band: the detector's verdict band ``(real_below, fake_at)``; replaces threshold ± margin when given.
 
     Shape:
         rgb (H, W, 3) uint8; returns the same shape.
@@ -212,7 +230,10 @@ def draw_boxes(
     m = np.eye(3)[:2] if matrix is None else np.asarray(matrix, np.float64)
     for face in faces:
         s = float(face["score"])
-        verdict = "uncertain" if abs(s - threshold) < margin else ("fake" if s >= threshold else "real")
+        if band:
+            verdict = "fake" if s >= band[1] else ("real" if s < band[0] else "uncertain")
+        else:
+            verdict = "uncertain" if abs(s - threshold) < margin else ("fake" if s >= threshold else "real")
         colour = _COLOURS_RGB[verdict]
         x0, y0, x1, y1 = (float(v) for v in face["box"])
         (a, b), (c, d) = m @ np.array([x0, y0, 1.0]), m @ np.array([x1, y1, 1.0])
@@ -317,13 +338,13 @@ def render_views(
         face = next(f for f in frames[idx]["faces"] if f["track_id"] == tid)
         if idx in decoded:
             out[f"track{tid}"] = png_bytes(crop_face(decoded[idx], tuple(face["box"]), size=THUMB_SIZE).image)
-    threshold, margin = float(record["threshold"]), float(record.get("margin", 0.0))
+    threshold, margin, band = float(record["threshold"]), float(record.get("margin") or 0.0), record.get("band")
     views = []  # (frame index, frame, faces, frame → view matrix)
     for idx in (i for i in keys if i in decoded):
         rgb, faces = decoded[idx], frames[idx]["faces"]
         decisive = next(f for f in faces if f["track_id"] == record.get("decisive_track"))
         zoom = crop_box(rgb, square_box(tuple(decisive["box"]), KEY_MARGIN), KEY_SIZE)
-        out[f"key{idx:06d}"] = png_bytes(draw_boxes(zoom.image, faces, threshold, margin, zoom.matrix))
+        out[f"key{idx:06d}"] = png_bytes(draw_boxes(zoom.image, faces, threshold, margin, zoom.matrix, band))
         views.append((idx, rgb, faces, zoom.matrix))
     if scorer is not None and views:
         layers = heat_layers(scorer, [(rgb, faces, m) for _, rgb, faces, m in views], KEY_SIZE)
