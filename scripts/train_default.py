@@ -342,7 +342,9 @@ def decision(x: np.ndarray, probe) -> np.ndarray:
 
 
 def file_scores(meta: list[dict], face_logit: np.ndarray, mask: np.ndarray) -> dict[str, dict]:
-    """Per file (original faces only): mean face logit, label, source, family, kind."""
+    """Per file (original faces only), aggregated as the scanner does (:func:`dflab.scan.pipeline.decisive_track`):
+    a track's score is the mean of its faces, the file's that of its most suspicious track among those lasting at
+    least a quarter of the longest. ``logits`` keeps every face (for Platt), ``decisive`` the decisive track's."""
     files: dict[str, dict] = {}
     for i in np.flatnonzero(mask):
         m = meta[i]
@@ -357,15 +359,20 @@ def file_scores(meta: list[dict], face_logit: np.ndarray, mask: np.ndarray) -> d
             },
         )
         f["logits"].append(float(face_logit[i]))
+        f.setdefault("tracks", {}).setdefault(str(m.get("track", 0)), []).append(float(face_logit[i]))
     for f in files.values():
-        f["logit"] = float(np.mean(f["logits"]))
+        tracks = f.pop("tracks")
+        longest = max(len(v) for v in tracks.values())
+        eligible = [v for v in tracks.values() if len(v) >= max(1, longest / 4)]
+        f["decisive"] = max(eligible, key=lambda v: float(np.mean(v)))
+        f["logit"] = float(np.mean(f["decisive"]))
         f["n_faces"] = len(f["logits"])
     return files
 
 
 def file_probs(files: dict[str, dict], names: list[str], a: float, b: float) -> np.ndarray:
-    """The scanner's file score: the mean of the faces' calibrated P(fake) (Platt a, b on each face's logit)."""
-    return np.array([float(np.mean(1 / (1 + np.exp(-(a * np.asarray(files[n]["logits"]) + b))))) for n in names])
+    """The scanner's file score: the mean calibrated P(fake) (Platt a, b) of the decisive track's faces."""
+    return np.array([float(np.mean(1 / (1 + np.exp(-(a * np.asarray(files[n]["decisive"]) + b))))) for n in names])
 
 
 def platt_of(files: dict[str, dict], names: list[str]) -> tuple[float, float]:
@@ -489,7 +496,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     fam = np.array([files[n]["family"] for n in names])
     rng = np.random.default_rng(SEED)
 
-    def row(label: str, fake_mask: np.ndarray, real_mask: np.ndarray) -> str:
+    def row(label: str, fake_mask: np.ndarray, real_mask: np.ndarray, fakes_only: bool = False) -> str:
         m = fake_mask | real_mask
         yy, pp = y[m], p[m]
         boots = []
@@ -498,7 +505,8 @@ def cmd_report(args: argparse.Namespace) -> None:
             if 0 < yy[i].sum() < len(i):
                 boots.append(auc(yy[i], pp[i]))
         ci = f"[{np.quantile(boots, 0.025):.2f}–{np.quantile(boots, 0.975):.2f}]" if boots else ""
-        ver = [v for n in np.array(names)[m] for v in per_file.get(n, [])]
+        judged = fake_mask if fakes_only else m  # a family's row judges its own fakes; the reals are shared by all
+        ver = [v for n in np.array(names)[judged] for v in per_file.get(n, [])]
         unc = np.mean([u for u, _ in ver]) if ver else float("nan")
         dec = [r for u, r in ver if not u]
         right = np.mean(dec) if dec else float("nan")
@@ -513,13 +521,13 @@ def cmd_report(args: argparse.Namespace) -> None:
         row("— videos", (y == 1) & ~is_img, reals & ~is_img),
         row("— still images", (y == 1) & is_img, reals & is_img),
         row("face swaps (DeepFaceLive, FaceSwap, SimSwap, inswapper, E4S, GHOST, FF++ DF, DFDC)",
-            (y == 1) & np.isin(fam, list(FACE_SWAPS)), reals),
+            (y == 1) & np.isin(fam, list(FACE_SWAPS)), reals, True),
         row("talking heads / reenactment (EMO, VASA-1, AniPortrait, DreamTalk, GeneFace, FF++ NT)",
-            (y == 1) & np.isin(fam, list(TALKING_HEADS)), reals),
+            (y == 1) & np.isin(fam, list(TALKING_HEADS)), reals, True),
     ]  # fmt: skip
     for f in sorted(set(fam) - {"real"}):
         if (fam == f).sum() >= 5:
-            lines.append(row(f"family {f}", fam == f, reals))
+            lines.append(row(f"family {f}", fam == f, reals, True))
     print("\n".join(lines))
 
 
@@ -529,7 +537,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     y = np.array([m["label"] for m in meta])
     orig = np.array([m["variant"] == "orig" for m in meta])
     results = {}
-    cands = [(fs, False) for fs in (FEATURE_SETS if args.sets is None else args.sets)] + [(fs, True) for fs in args.labelled_sets]
+    cands = [(fs, False) for fs in (FEATURE_SETS if args.sets is None else args.sets)] + [
+        (fs, True) for fs in args.labelled_sets
+    ]
     for fs, lab in cands:
         t0 = time.time()
         oofs = loso(feats, meta, *FEATURE_SETS[fs], C_VALUES, labelled=lab)
