@@ -288,8 +288,9 @@ def render_html(records: Sequence[dict[str, Any]], views: Sequence[Any], meta: d
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>dflab scan report</title>
 <style>{_CSS}</style></head><body><h1>dflab scan report</h1>
 <p>Detector: {det}. Scores are calibrated P(fake) of the most suspicious face track; the interval is a 95%
-bootstrap over frames (test-time views for stills). A score within the margin of the threshold, or an interval
-across it, is called <i>uncertain</i>. Heatmaps show where the detector looked.</p>
+bootstrap over frames (test-time views for stills). A score inside the detector's verdict band (chosen on held-out
+sources, where real and fake files overlap), or near the threshold when one is given, is called <i>uncertain</i>.
+Heatmaps show where the detector looked.</p>
 {_card_html(meta.get("cards") or [])}
 <table><tr><th>file</th><th>verdict</th><th>P(fake)</th><th>95% interval</th></tr>{"".join(rows)}</table>
 {"".join(sections)}

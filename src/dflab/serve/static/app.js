@@ -156,8 +156,11 @@ async function showJob(id) {
   $("result-name").textContent = entry ? entry.name : id;
   $("verdict").replaceWith(Object.assign(badge(v.verdict || job.status), { id: "verdict" }));
   if (r.status === "ok") {
-    $("score-line").textContent = `P(fake) ${r.score.toFixed(3)}, 95% interval ${fmtCi(r.ci)}, threshold `
-      + `${v.threshold.toFixed(2)} ± ${v.margin.toFixed(2)}; ${r.n_faces} face(s) in ${r.n_sampled} sampled `
+    const rule = r.band
+      ? `real below ${r.band[0].toFixed(2)}, fake at or above ${r.band[1].toFixed(2)}`
+      : `threshold ${v.threshold.toFixed(2)} ± ${(v.margin || 0).toFixed(2)}`;
+    $("score-line").textContent = `P(fake) ${r.score.toFixed(3)}, 95% interval ${fmtCi(r.ci)}, ${rule}; `
+      + `${r.n_faces} face(s) in ${r.n_sampled} sampled `
       + `frame(s); ${r.tracks.length} track(s); detector(s): ${r.detectors.join(", ")}.`;
   } else {
     $("score-line").textContent = "";
