@@ -56,6 +56,7 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 PREPARE_FRAMES = 32
 FACE_DETECTOR = "yunet"
+TWINS = int(os.environ.get("DFLAB_DEFAULT_TWINS", "1"))  # synthesised twins per real face
 REAL_FRAMES = 12  # frames of a real video that are encoded (and twinned); of the PREPARE_FRAMES prepared
 FAKE_FRAMES = 8  # frames of a labelled fake video that are encoded (validation, and the +labelled candidate)
 MAX_FACES_PER_IMAGE = 8
@@ -170,8 +171,10 @@ def plan(rows: list) -> dict[str, list[dict]]:
         for n, i in enumerate(keep):
             items.append({"row": i, "variant": "orig"})
             if not rows[i].label:
-                # one twin per real face: SBI two times in three, else an ADDG category that needs no donor
+                # TWINS twins per real face: the first SBI two times in three, else an ADDG category that needs no
+                # donor; further twins are SBI with their own seed
                 items.append({"row": i, "variant": "addg" if n % 3 == 2 else "sbi"})
+                items += [{"row": i, "variant": "sbi", "twin": j} for j in range(1, TWINS)]
         work[key] = items
     return work
 
@@ -244,7 +247,8 @@ def cmd_features(args: argparse.Namespace) -> None:
             img = cv2.imread(str(RUN / "faces" / r.crop_path))[:, :, ::-1]
             info: dict = {}
             if it["variant"] != "orig":
-                seed = int(hashlib.sha1(f"{key}/{r.frame_index}/{r.track_id}".encode()).hexdigest()[:8], 16)
+                twin = f"/{it['twin']}" if it.get("twin") else ""
+                seed = int(hashlib.sha1(f"{key}/{r.frame_index}/{r.track_id}{twin}".encode()).hexdigest()[:8], 16)
                 img, info = synth_twin(img, r.landmarks_array(), it["variant"], seed)
             crops.append(img)
             meta.append(
