@@ -408,10 +408,11 @@ def loso(feats: np.ndarray, meta: list[dict], blocks, tokens, c_values, labelled
 
 
 def auc(y, s) -> float | None:
-    from sklearn.metrics import roc_auc_score
+    """:func:`dflab.eval.metrics.auc` rounded for the card, ``None`` (JSON null) when one class is missing."""
+    from dflab.eval import metrics
 
-    y = np.asarray(y)
-    return round(float(roc_auc_score(y, s)), 4) if 0 < y.sum() < len(y) else None
+    v = metrics.auc(np.asarray(y), np.asarray(s))
+    return None if np.isnan(v) else round(v, 4)
 
 
 def report(files: dict[str, dict]) -> dict:

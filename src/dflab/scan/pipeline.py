@@ -776,15 +776,12 @@ def _summary(
 ) -> dict[str, Any]:
     tracks = aggregate_tracks(faces, np.random.default_rng(opts.seed), views)
     top = decisive_track(tracks)
-    sides = [
-        max(f.det_box[2] - f.det_box[0], f.det_box[3] - f.det_box[1]) for f in faces if f.track_id == top["track_id"]
-    ]
-    verdict, reason = decide(top, tracks, float(np.median(sides)), rule)
-    for t in tracks:  # each face track's own verdict and reason, by the same rule
-        mine = [
-            max(f.det_box[2] - f.det_box[0], f.det_box[3] - f.det_box[1]) for f in faces if f.track_id == t["track_id"]
-        ]
-        t["verdict"], t["reason"] = decide(t, [t], float(np.median(mine)), rule)
+    sides: dict[int, list[float]] = {}  # each track's face sizes (longer side of the detector box, px)
+    for f in faces:
+        sides.setdefault(f.track_id, []).append(max(f.det_box[2] - f.det_box[0], f.det_box[3] - f.det_box[1]))
+    for t in tracks:  # each face track's own verdict and reason, by the same rule as the file's
+        t["verdict"], t["reason"] = decide(t, [t], float(np.median(sides[t["track_id"]])), rule)
+    verdict, reason = decide(top, tracks, float(np.median(sides[top["track_id"]])), rule)
     return {
         "score": top["score"],
         "ci": top["ci"],
