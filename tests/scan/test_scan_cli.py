@@ -84,8 +84,8 @@ def test_self_blend_changes_only_the_face(astronaut):
     lm = np.array([[180 + 60 * np.cos(t), 120 + 70 * np.sin(t)] for t in np.linspace(0, 6.28, 68)], np.float32)
     fake, mask = self_blend(astronaut, lm, np.random.default_rng(0))
     changed = np.abs(fake.astype(int) - astronaut.astype(int)).sum(axis=2) > 0
-    assert changed[120, 180] and not changed[400, 400] and not changed[10, 500]
-    assert mask.max() <= 1.0 and mask[120, 180] > 0.9 and mask[400, 400] == 0
+    assert changed.any() and not (changed & (mask == 0)).any(), "only the blended face may change"
+    assert 0 < mask.max() <= 1.0 and mask[:, 300:].max() == 0 and mask[260:].max() == 0  # inside the 1.3x box
 
 
 def test_a_pickled_checkpoint_is_never_unpickled(tmp_path, media_dir, capsys):

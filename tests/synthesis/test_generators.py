@@ -203,3 +203,27 @@ def test_sbi_eq1_blend_of_one_face_with_itself(astro_face):
     # the ratio scales the mask: r = 0.25 leaves a semi-transparent blend
     p = SBIParams.from_dict({**synth.sample_params(np.random.default_rng(0), astro_face).to_dict(), "ratio": 0.25})
     assert sbi_mask(astro_face, p).max() <= 0.25 + 1e-6
+
+
+def test_sbi_source_transforms_follow_the_official_ranges(astro_face):
+    """SBI's official code shifts hue/saturation/value by ±0.3 in uint8 HSV units (below one step) and RGB by ±20
+    with p = 0.3: the transformed copy keeps the face's hue (the old reading, ±0.3 of 180°, turned faces green)."""
+    import dataclasses
+
+    import cv2
+
+    from dflab.synthesis.sbi import colour_frequency
+
+    synth = SYNTHESIZERS.get("sbi")
+    x = astro_face.image
+    hue = lambda im: cv2.cvtColor(im, cv2.COLOR_RGB2HSV)[..., 0].astype(float)  # noqa: E731
+    skin = (hue(x) > 0) & (hue(x) < 25)  # the face's skin tones, away from the hue wrap-around at 180
+    draws = [synth.sample_params(np.random.default_rng(seed), astro_face) for seed in range(60)]
+    for p in draws[:12]:
+        y = colour_frequency(x, dataclasses.replace(p, rgb_shift=[0.0, 0.0, 0.0]))  # the HSV shift alone
+        assert abs(np.median(hue(y)[skin]) - np.median(hue(x)[skin])) <= 3, p
+    shifted = np.mean([any(v != 0 for v in p.rgb_shift) for p in draws])
+    assert 0.15 <= shifted <= 0.45
+    assert {p.freq for p in draws} == {"downscale", "sharpen"}
+    assert {p.freq_amount for p in draws if p.freq == "downscale"} == {2.0, 4.0}
+    assert all(abs(p.shift[1]) <= 0.015 and 0.95 <= p.scale <= 1 / 0.95 for p in draws)

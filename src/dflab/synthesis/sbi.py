@@ -7,8 +7,9 @@ the artifacts are the generic ones of face forgery — a blending boundary, a co
 misalignment of landmarks — with no generator's fingerprint to overfit (Sec. 3.1).
 
 Source-target generator (Sec. 3.2): one of the two copies, chosen at random, gets
-  * colour transforms: an RGB shift, a hue/saturation/value shift, a brightness/contrast change;
-  * a frequency transform: downsample-upsample, sharpening, or Gaussian blur;
+  * colour transforms: an RGB shift (with probability 0.3), a hue/saturation/value shift, a brightness/contrast
+    change;
+  * a frequency transform: downsample-upsample or sharpening;
 and the source is then resized and translated slightly (the "landmark mismatch" of the paper).
 
 Mask generator (Sec. 3.3): the convex hull of the landmarks (here one of :data:`HULLS`, from the whole face to the
@@ -16,10 +17,15 @@ inner components, as the official code's ``dfl_full``/``extended``/``components`
 by a random piecewise-affine grid (the paper's elastic deformation), blurred twice with random Gaussian kernels,
 then multiplied by a blending ratio ``r`` drawn from {0.25, 0.5, 0.75, 1, 1, 1} (Sec. 3.3).
 
-Choices of ours (the paper gives the ideas, the official code the ranges; these follow its spirit):
-colour shifts ±20 (RGB), ±0.3 of 180° hue / ±0.3 saturation / ±0.3 value scale; brightness/contrast ±0.1;
-downscale 0.5-0.9; sharpening amount 0.2-0.5; blur σ 0.5-1.5 px at 256 px; source scale 0.95-1.05 and translation
-±3 % of the side; mask deformation grid 4×4 with displacements up to 3 %; hull blurs σ 2-8 px at 256 px.
+Ranges: the paper names the transforms, the official code (``get_source_transforms``, ``randaffine``) fixes them,
+and we follow it: RGB shift ±20 with p = 0.3; hue/saturation/value shifts of ±0.3 *in the uint8 HSV units the
+official albumentations call works in* (OpenCV hue 0-180, saturation and value 0-255 — so they are below one
+quantisation step and change almost nothing; an earlier version of ours read them as ±0.3 of the full range, which
+turned faces green or purple and taught a detector colour, not blending); brightness/contrast ±0.1 (contrast scales
+about 0, as albumentations does for uint8); one of a downscale by 2 or 4 (nearest down, linear up) or a sharpening
+(albumentations ``Sharpen``, α 0.2-0.5, lightness 0.5-1.0); source scale 0.95-1/0.95 and translation ±3 % of the
+width, ±1.5 % of the height. Choices of ours: mask deformation grid 4×4 with displacements up to 3 % (for the
+official elastic transform); hull blurs σ 2-8 px at 256 px (for its random kernel sizes).
 All randomness is in :class:`SBIParams`, so a sample replays exactly (:func:`dflab.synthesis.replay`).
 """
 
@@ -37,7 +43,8 @@ from dflab.synthesis.base import SYNTHESIZERS, DonorPoolLike, FaceSample, Params
 #: hull choices (landmark index sets in :data:`dflab.synthesis.masks.ADDG_MASKS`)
 HULLS: tuple[str, ...] = ("face", "face", "inner", "lower", "eyes_nose")
 BLEND_RATIOS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
-FREQ_KINDS: tuple[str, ...] = ("downscale", "sharpen", "blur")
+FREQ_KINDS: tuple[str, ...] = ("downscale", "sharpen")
+RGB_SHIFT_P = 0.3  # official code: RGBShift(p=0.3)
 
 
 @dataclass
@@ -50,8 +57,9 @@ class SBIParams(Params):
     hsv_shift: list = field(default_factory=lambda: [0.0, 0.0, 0.0])
     brightness: float = 0.0
     contrast: float = 0.0
-    freq: str = "blur"
-    freq_amount: float = 1.0
+    freq: str = "downscale"
+    freq_amount: float = 2.0
+    lightness: float = 1.0
     scale: float = 1.0
     shift: list = field(default_factory=lambda: [0.0, 0.0])
     hull: str = "face"
@@ -61,28 +69,30 @@ class SBIParams(Params):
 
 
 def colour_frequency(x: np.ndarray, p: SBIParams) -> np.ndarray:
-    """Sec. 3.2's colour and frequency transforms of one copy. Shape: (H, W, 3) uint8 -> same."""
+    """Sec. 3.2's colour and frequency transforms of one copy, in the official code's units (module docstring).
+
+    Shape: (H, W, 3) uint8 -> same.
+    """
     h, w = x.shape[:2]
-    y = x.astype(np.float32) + np.asarray(p.rgb_shift, np.float32)
-    y = np.clip(y, 0, 255).astype(np.uint8)
+    y = np.clip(x.astype(np.float32) + np.asarray(p.rgb_shift, np.float32), 0, 255).astype(np.uint8)
     hsv = cv2.cvtColor(y, cv2.COLOR_RGB2HSV).astype(np.float32)
     dh, ds, dv = p.hsv_shift
-    hsv[..., 0] = np.mod(hsv[..., 0] + dh * 180.0, 180.0)
-    hsv[..., 1] = np.clip(hsv[..., 1] * (1.0 + ds), 0, 255)
-    hsv[..., 2] = np.clip(hsv[..., 2] * (1.0 + dv), 0, 255)
-    y = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32)
-    y = (y - 127.5) * (1.0 + p.contrast) + 127.5 + 255.0 * p.brightness
-    y = np.clip(y, 0, 255).astype(np.uint8)
+    hsv[..., 0] = np.mod(hsv[..., 0] + dh, 180.0)
+    hsv[..., 1] = np.clip(hsv[..., 1] + ds, 0, 255)
+    hsv[..., 2] = np.clip(hsv[..., 2] + dv, 0, 255)
+    y = cv2.cvtColor(np.round(hsv).astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32)
+    y = np.clip(y * (1.0 + p.contrast) + 255.0 * p.brightness, 0, 255).astype(np.uint8)
     if p.freq == "downscale":
-        small = cv2.resize(y, (max(1, round(w * p.freq_amount)), max(1, round(h * p.freq_amount))),
-                           interpolation=cv2.INTER_AREA)  # fmt: skip
+        r = p.freq_amount
+        small = cv2.resize(y, (max(1, int(w / r)), max(1, int(h / r))), interpolation=cv2.INTER_NEAREST)
         return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
     if p.freq == "sharpen":
-        blur = cv2.GaussianBlur(y, (0, 0), 1.0)
-        return np.clip(y.astype(np.float32) * (1 + p.freq_amount) - blur.astype(np.float32) * p.freq_amount,
-                       0, 255).astype(np.uint8)  # fmt: skip
-    if p.freq == "blur":
-        return cv2.GaussianBlur(y, (0, 0), p.freq_amount * h / 256.0)
+        identity = np.zeros((3, 3), np.float32)
+        identity[1, 1] = 1.0
+        effect = -np.ones((3, 3), np.float32)
+        effect[1, 1] = 8.0 + p.lightness
+        kernel = (1.0 - p.freq_amount) * identity + p.freq_amount * effect
+        return np.clip(cv2.filter2D(y.astype(np.float32), -1, kernel), 0, 255).astype(np.uint8)
     raise KeyError(f"unknown SBI frequency transform {p.freq!r}; known: {', '.join(FREQ_KINDS)}")
 
 
@@ -109,18 +119,19 @@ class SBI:
         self, rng: np.random.Generator, face: FaceSample, pool: DonorPoolLike | None = None, **kw: Any
     ) -> SBIParams:
         freq = FREQ_KINDS[int(rng.integers(len(FREQ_KINDS)))]
-        amount = {"downscale": (0.5, 0.9), "sharpen": (0.2, 0.5), "blur": (0.5, 1.5)}[freq]
         r3 = lambda lo, hi, n: [round(float(v), 4) for v in rng.uniform(lo, hi, n)]  # noqa: E731
+        rgb = r3(-20, 20, 3)
         return SBIParams(
             transform_source=bool(rng.random() < 0.5),
-            rgb_shift=r3(-20, 20, 3),
-            hsv_shift=r3(-0.3, 0.3, 1) + r3(-0.3, 0.3, 2),
+            rgb_shift=rgb if rng.random() < RGB_SHIFT_P else [0.0, 0.0, 0.0],
+            hsv_shift=r3(-0.3, 0.3, 3),
             brightness=round(float(rng.uniform(-0.1, 0.1)), 4),
             contrast=round(float(rng.uniform(-0.1, 0.1)), 4),
             freq=freq,
-            freq_amount=round(float(rng.uniform(*amount)), 4),
-            scale=round(float(rng.uniform(0.95, 1.05)), 4),
-            shift=r3(-0.03, 0.03, 2),
+            freq_amount=float(rng.choice([2, 4])) if freq == "downscale" else round(float(rng.uniform(0.2, 0.5)), 4),
+            lightness=round(float(rng.uniform(0.5, 1.0)), 4),
+            scale=round(float(rng.uniform(0.95, 1 / 0.95)), 4),
+            shift=r3(-0.03, 0.03, 1) + r3(-0.015, 0.015, 1),
             hull=HULLS[int(rng.integers(len(HULLS)))],
             offsets=mk.sample_grid_offsets(rng, self.grid, self.deform),
             blur_sigmas=r3(2.0, 8.0, 2),
