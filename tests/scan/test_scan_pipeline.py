@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from dflab.scan import pipeline
 from dflab.scan.corpus import EXPECTED, outcome
 from dflab.scan.pipeline import (
     ScanOptions,
@@ -204,7 +205,7 @@ def test_video_broken_midstream_keeps_the_frames_before_the_break(tiny_scorer, m
     assert rec["n_faces"] >= 1 and "decoding failure" in rec["reason"]
 
 
-def test_scan_faces_are_the_prepare_path_faces(tiny_scorer, media_dir):
+def test_scan_faces_are_the_prepare_path_faces(tiny_scorer, media_dir, monkeypatch):
     """Stage 2 is dflab.faces.find_faces: the same boxes, tracks and crops as ``extract_faces`` (prepare)."""
     from dflab.faces import Sampling, extract_faces
 
@@ -216,7 +217,12 @@ def test_scan_faces_are_the_prepare_path_faces(tiny_scorer, media_dir):
     )
     assert [(f.frame_index, f.track_id) for f in faces] == [(f.frame_index, f.track_id) for f in ref]
     assert all(np.array_equal(a.face.crop.image, b.crop.image) for a, b in zip(faces, ref, strict=True))
-    assert set(found.kept) == {4} and found.frames == [0, 4, 7, 11]
+    assert found.frames == [0, 4, 7, 11]
+    assert set(found.kept) == {0, 4, 7, 11}, "sampled frames that fit KEEP_FRAMES_BYTES are all held for the report"
+    monkeypatch.setattr(pipeline, "KEEP_FRAMES_BYTES", 0)
+    source = sample_frames(media_dir / "clip.mp4", ScanOptions(max_frames=4))
+    found, _ = find_scan_faces(source, spec, ScanOptions(), keep={4})
+    assert set(found.kept) == {4}, "beyond the budget only the frames asked for are held"
 
 
 def test_score_crops_batches_every_face_and_maps_only_where_asked(tiny_scorer):

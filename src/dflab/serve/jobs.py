@@ -221,7 +221,7 @@ def result_artifacts(res: ScanResult, media_path: Path | None = None, scorer: Sc
     from dflab.scan.views import render_views
 
     try:
-        return render_views(res.record, media_path, scorer, res.overlays)
+        return render_views(res.record, media_path, scorer, res.overlays, frames=res.frames, heats=res.heats)
     except (DflabError, RuntimeError, ValueError, OSError):  # pictures are extras: the verdict must still be stored
         return render_views(res.record, None, None, res.overlays)
 
