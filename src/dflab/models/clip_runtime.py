@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from dflab.errors import CheckpointError
-from dflab.models.clip import CLIP_MEAN, CLIP_SIZE, CLIP_STD, shared_encoder
+from dflab.models.clip import CLIP_MEAN, CLIP_SIZE, CLIP_STD, shared_encoder, warm_encoder
 from dflab.models.spec import InputSpec
 
 DETECTOR = "clip_probe"
@@ -97,6 +97,7 @@ class ClipProbeRuntime:
         if self.width * len(self.blocks) * len(self.tokens) != len(self.mean):
             raise CheckpointError(f"clip_probe weights: {len(self.mean)} features do not fit the card's blocks/tokens")
         self.layers = [(w[f"head{s}.weight"], w[f"head{s}.bias"]) for s in ([""] if hidden <= 0 else [".0", ".2"])]
+        warm_encoder(self.blocks, self.threads)  # the ONNX session builds while the first frames are decoded
 
     def config(self) -> dict[str, Any]:
         return dict(self._config)

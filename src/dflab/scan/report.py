@@ -25,6 +25,7 @@ CSV_FIELDS = [
     "ci_high",
     "n_sampled",
     "n_faces",
+    "n_scored",
     "error",
     "seconds",
 ]
@@ -154,6 +155,7 @@ def write_csv(records: Sequence[dict[str, Any]], path: Path) -> Path:
                 "ci_high": "" if ci[1] is None else f"{ci[1]:.4f}",
                 "n_sampled": r.get("n_sampled", ""),
                 "n_faces": r.get("n_faces", ""),
+                "n_scored": r.get("n_scored", r.get("n_faces", "")),
                 "error": f"{err.get('cause', '')}: {err.get('detail', '')}" if err else "",
                 "seconds": r.get("seconds", ""),
             }
@@ -218,7 +220,7 @@ def _rule(r: dict[str, Any]) -> str:
 
 
 def _file_section(i: int, r: dict[str, Any], views: dict[str, bytes]) -> str:
-    from dflab.scan.views import summarize
+    from dflab.scan.views import faces_phrase, summarize
 
     name = html.escape(Path(r["path"]).name)
     v = summarize(r)
@@ -226,7 +228,7 @@ def _file_section(i: int, r: dict[str, Any], views: dict[str, bytes]) -> str:
     if r["status"] == "ok":
         body.append(
             f'<p class="score">P(fake) <b>{r["score"]:.3f}</b>, 95% interval {_fmt_ci(r.get("ci"))}, {_rule(r)}; '
-            f"{r['n_faces']} face(s) in {r['n_sampled']} sampled "
+            f"{faces_phrase(r['n_faces'], r.get('n_scored'), r.get('faces_per_track'))} in {r['n_sampled']} sampled "
             f"frame(s) of {r.get('n_frames', 1)}; {len(r['tracks'])} track(s); detector(s): "
             f"{html.escape(', '.join(r['detectors']))}.</p>"
         )
@@ -245,7 +247,7 @@ def _file_section(i: int, r: dict[str, Any], views: dict[str, bytes]) -> str:
             cards.append(
                 f'<div class="track">{img}<div><b>face {t["track_id"]}</b>{mark} {_badge(t["verdict"])}'
                 f"<br>P(fake) {t['score']:.3f}, 95% interval {_fmt_ci(t['ci'])}"
-                f"<br>{span}, {t['n_faces']} face(s)"
+                f"<br>{span}, {faces_phrase(t['n_faces'], t['n_scored'])}"
                 f"{why}</div></div>"
             )
         body.append('<h3>Face tracks</h3><div class="tracks">' + "".join(cards) + "</div>")

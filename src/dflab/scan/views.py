@@ -92,6 +92,14 @@ def _eligible(tracks: Sequence[dict[str, Any]]) -> set[int]:
     return {t["track_id"] for t in tracks if t["n_faces"] >= max(1, longest / 4)}
 
 
+def faces_phrase(n_faces: int, n_scored: int | None, per_track: int | None = None) -> str:
+    """``"30 face(s), 8 scored (at most 8 per track, evenly spaced)"``: how many faces were found and scored."""
+    if n_scored is None or n_scored == n_faces:
+        return f"{n_faces} face(s)"
+    budget = f" (at most {per_track} per track, evenly spaced)" if per_track else ""
+    return f"{n_faces} face(s), {n_scored} scored{budget}"
+
+
 def _seconds(frame_index: int, fps: float) -> float | None:
     return round(frame_index / fps, 2) if fps else None
 
@@ -147,6 +155,7 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
                 "ci": t["ci"],
                 "reason": reason,
                 "n_faces": t["n_faces"],
+                "n_scored": t.get("n_scored", t["n_faces"]),
                 "first_frame": t["first_frame"],
                 "last_frame": t["last_frame"],
                 "start_s": _seconds(t["first_frame"], fps),
@@ -170,6 +179,8 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
         "kind": record.get("kind"),
         "n_sampled": record.get("n_sampled"),
         "n_faces": record.get("n_faces", 0),
+        "n_scored": record.get("n_scored", record.get("n_faces", 0)),
+        "faces_per_track": record.get("faces_per_track"),
         "decisive_track": record.get("decisive_track"),
         "key_frames": keys,
         "tracks": out_tracks,
