@@ -335,6 +335,6 @@ def test_overlay_maps_come_from_the_scoring_pass_when_the_detector_makes_them(as
     real = scorer.model.forward
     scorer.model.forward = lambda x: calls.append(len(x)) or real(x)  # type: ignore[method-assign]
     crops = [np.ascontiguousarray(astronaut[i : i + 64, i : i + 64]) for i in range(0, 200, 40)]
-    scores, heats = score_crops(crops, [scorer], batch_size=8, maps=[False, True, False, False, False])
+    _, heats = score_crops(crops, [scorer], batch_size=8, maps=[False, True, False, False, False])
     assert calls == [5], "one pass, no second pass for the map"
     assert heats[1] is not None and heats[1].shape == (64, 64)
