@@ -178,6 +178,9 @@ class ClipOnnxEncoder:
         if threads:
             opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
+        # idle threads sleep instead of spinning: on 2 shared cores (decoding and other users beside us) spinning
+        # burnt CPU for nothing: 140 vs 178 ms of CPU per face, measured with the scan's batch of 8
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         model_arg = str(model) if isinstance(model, Path) else model
         self.session = ort.InferenceSession(model_arg, opts, providers=["CPUExecutionProvider"])
 

@@ -35,6 +35,7 @@ threshold ± margin, and an interval straddling the threshold is uncertain.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -63,6 +64,8 @@ FACES_PER_TRACK = 8
 #: the sampled frames of a video are held in memory while faces are found when they fit in this many bytes, so the
 #: report's key frames and thumbnails need no second decoding (~1 s of a 1080p clip); larger videos decode them again
 KEEP_FRAMES_BYTES = 256 << 20
+#: decoded frames (bytes) that may wait for the face detector (10 frames of 1080p)
+DECODE_AHEAD_BYTES = 64 << 20
 
 ProgressFn = Callable[[float, str], None]
 
@@ -466,10 +469,17 @@ def find_scan_faces(
     thumbnails without decoding the video again).
     """
     from dflab.faces import find_faces
+    from dflab.media.prefetch import prefetch
 
     keep_all = source.kind == "image" or opts.overlay_video or _frames_fit(source)
+    # decoding starts before the face detector is built (its first build in a thread loads dlib's 68-point model,
+    # ~0.5 s on one core) and runs up to DECODE_AHEAD_BYTES of frames ahead, so the other core is not left idle
+    w, h = source.frame_size
+    ahead = prefetch(source, depth=max(2, min(16, DECODE_AHEAD_BYTES // max(1, w * h * 3))))
+    first = next(ahead, None)  # starts the decoding thread now (a generator runs at its first item)
+    frames = itertools.chain([] if first is None else [first], ahead)
     found = find_faces(
-        source,
+        frames,
         face_detector(opts.face_detector),
         size=spec.size,
         margin=spec.margin,
