@@ -1021,24 +1021,40 @@ def render(
 def render_overlay(rgb: np.ndarray, faces: Sequence[ScanFace], threshold: float) -> np.ndarray:
     """Draw each face's heatmap (warped back from crop to frame) and a box coloured by its score.
 
+    The frame is downscaled first and each heatmap blended only over its face's window: blending full 1080p frames
+    in float took ~0.17 s per overlay, a tenth of the whole scan's budget.
+
     Shape:
         rgb (H, W, 3) uint8; returns (H', W', 3) uint8 with H' ≤ 720 (downscaled for the report).
     """
     import cv2
 
-    out = rgb.astype(np.float32)
     h, w = rgb.shape[:2]
+    scale = min(1.0, 720 / max(h, w))
+    if scale < 1.0:
+        out = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    else:
+        out = rgb.copy()
+    oh, ow = out.shape[:2]
     for f in faces:
-        if f.heat is not None:
-            inv = cv2.invertAffineTransform(f.matrix.astype(np.float64))
-            heat = cv2.warpAffine(f.heat, inv, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
-            colour = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET)[:, :, ::-1]
-            alpha = (0.55 * heat)[:, :, None]
-            out = out * (1 - alpha) + colour.astype(np.float32) * alpha
-    out = out.clip(0, 255).astype(np.uint8)
-    thick = max(2, round(max(h, w) / 300))
+        if f.heat is None:
+            continue
+        to_out = scale * cv2.invertAffineTransform(f.matrix.astype(np.float64))  # crop → output pixels
+        s = f.heat.shape[0]
+        corners = np.array([[0, 0, 1], [s, 0, 1], [0, s, 1], [s, s, 1]], np.float64) @ to_out.T
+        x0, y0 = np.floor(corners.min(0)).astype(int).clip(0, [ow, oh])
+        x1, y1 = np.ceil(corners.max(0)).astype(int).clip(0, [ow, oh])
+        if x1 <= x0 or y1 <= y0:
+            continue
+        to_out[:, 2] -= (x0, y0)  # into the face's window
+        heat = cv2.warpAffine(f.heat, to_out, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderValue=0)
+        colour = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET)[:, :, ::-1]
+        alpha = (0.55 * heat)[:, :, None]
+        win = out[y0:y1, x0:x1].astype(np.float32)
+        out[y0:y1, x0:x1] = (win * (1 - alpha) + colour.astype(np.float32) * alpha).clip(0, 255).astype(np.uint8)
+    thick = max(2, round(max(h, w) / 300 * scale))
     for f in faces:
-        x0, y0, x1, y1 = (round(float(v)) for v in f.det_box)
+        x0, y0, x1, y1 = (round(float(v) * scale) for v in f.det_box)
         if not f.scored:  # beyond the faces_per_track budget: boxed in grey, without a score
             cv2.rectangle(out, (x0, y0), (x1, y1), (150, 150, 150), thick)
             continue
@@ -1046,7 +1062,4 @@ def render_overlay(rgb: np.ndarray, faces: Sequence[ScanFace], threshold: float)
         colour = (230, 40, 40) if red else (40, 200, 60)
         cv2.rectangle(out, (x0, y0), (x1, y1), colour, thick)
         cv2.putText(out, f"{f.score:.2f}", (x0, max(12, y0 - 6)), cv2.FONT_HERSHEY_SIMPLEX, thick / 3, colour, thick)
-    scale = min(1.0, 720 / max(h, w))
-    if scale < 1.0:
-        out = cv2.resize(out, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
     return out
