@@ -129,3 +129,26 @@ def test_an_unwritable_cache_still_gives_a_working_graph(tmp_path, monkeypatch):
     assert isinstance(model, bytes)
     sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(sess.run(["mid"], {"x": np.array([0.0, 1.0], np.float32)})[0], [1.0, 2.0])
+
+
+def test_the_shared_encoder_is_built_once_even_while_warming_in_a_thread(monkeypatch):
+    import threading
+    import time
+
+    built = []
+
+    class Slow:
+        def __init__(self, blocks, threads):
+            built.append(blocks)
+            time.sleep(0.05)
+
+    monkeypatch.setattr(clip, "ClipOnnxEncoder", Slow)
+    monkeypatch.setattr(clip, "_ENCODERS", {})
+    warm = clip.warm_encoder((3, 4))
+    users = [threading.Thread(target=clip.shared_encoder, args=((3, 4),)) for _ in range(3)]
+    for t in users:
+        t.start()
+    for t in [warm, *users]:
+        t.join()
+    assert built == [(3, 4)]
+    assert clip.shared_encoder((3, 4)) is clip.shared_encoder((3, 4))
