@@ -478,14 +478,17 @@ def find_scan_faces(
     ahead = prefetch(source, depth=max(2, min(16, DECODE_AHEAD_BYTES // max(1, w * h * 3))))
     first = next(ahead, None)  # starts the decoding thread now (a generator runs at its first item)
     frames = itertools.chain([] if first is None else [first], ahead)
-    found = find_faces(
-        frames,
-        face_detector(opts.face_detector),
-        size=spec.size,
-        margin=spec.margin,
-        keep=lambda i: keep_all or i in keep,
-        on_frame=on_frame,
-    )
+    try:
+        found = find_faces(
+            frames,
+            face_detector(opts.face_detector),
+            size=spec.size,
+            margin=spec.margin,
+            keep=lambda i: keep_all or i in keep,
+            on_frame=on_frame,
+        )
+    finally:
+        ahead.close()  # a scan stopped early (deadline, error) stops its decoding thread now
     fps = source.fps
     return found, [ScanFace(f, f.frame_index / fps if fps else 0.0) for f in found.faces]
 
