@@ -248,9 +248,10 @@ class WorkerPool:
         return self.cfg.workers + self.cfg.max_queue
 
     def start(self) -> None:
-        import torch
+        if any(not getattr(s, "array_io", False) for s in self.scorers):  # torch detectors share the cores
+            import torch
 
-        torch.set_num_threads(max(1, torch.get_num_threads() // max(1, self.cfg.workers)))
+            torch.set_num_threads(max(1, torch.get_num_threads() // max(1, self.cfg.workers)))
         for job_id in self.store.recover():
             self.queue.put(job_id)
         self.clean_orphans()
