@@ -128,3 +128,19 @@ def test_scanning_with_the_default_detector_never_imports_torch(tmp_path, astron
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "NO-TORCH" in out.stdout, out.stdout + out.stderr
     assert (tmp_path / "out" / "report.html").is_file()
+
+
+@needs_clip
+def test_a_scan_that_never_scores_a_face_still_exits_cleanly(tmp_path):
+    """The encoder is built in a background thread; a process that ends before using it (only broken files) must
+    wait for that thread, not crash while ONNX Runtime is still in it (it exited with SIGSEGV)."""
+    from dflab.scan.pipeline import DEFAULT_WEIGHTS
+
+    if not DEFAULT_WEIGHTS.exists():
+        pytest.skip("no default weights shipped")
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    cmd = [sys.executable, "-m", "dflab.cli", "scan", str(empty), "--out", str(tmp_path / "out"), "--no-progress"]
+    for _ in range(4):  # the crash depended on timing (4 of 5 runs before the fix)
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        assert out.returncode == 4, (out.returncode, out.stderr[-500:])  # 4: a file could not be scanned

@@ -270,6 +270,8 @@ def warm_encoder(blocks: tuple[int, ...], threads: int | None = None) -> threadi
         with contextlib.suppress(Exception):
             shared_encoder(blocks, threads)
 
-    t = threading.Thread(target=build, name="dflab-clip-warm", daemon=True)
+    # not a daemon: the interpreter waits for it at exit. A daemon thread still inside ONNX Runtime while Python
+    # finalises crashed the process (a scan of only broken files exited with SIGSEGV instead of its exit code)
+    t = threading.Thread(target=build, name="dflab-clip-warm", daemon=False)
     t.start()
     return t
