@@ -3,6 +3,11 @@
 The clip is the first 300 frames of ``real_videos/liveportrait_d13.mp4`` (720×1280, 30 fps) from ../shared/data,
 re-encoded in process; without the shared data, 300 frames of the astronaut photo drifting (512×512). Without
 shipped default weights the untrained ``lisiam_tiny`` stands in and the result says so.
+
+Each setting reports its faces found and scored (``faces_per_track``, default 8); ``every_5th_frame_all_faces``
+scores every face, to show what the per-track budget saves. ``runtime`` says whether the detector ran on ONNX
+Runtime + numpy (the default clip_probe: no torch) or in torch. The whole-process comparison against the decode
+floor is ``bench/bench_ratios.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +18,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DFLAB_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -41,6 +45,8 @@ def _scorers():
 
     if DEFAULT_WEIGHTS.exists():
         return [load_scorer(None)], "default"
+    import torch
+
     from dflab.models.base import build_detector
 
     torch.manual_seed(0)
@@ -54,10 +60,12 @@ def run() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         clip, clip_name = make_clip(Path(tmp) / "clip10s.mp4")
         scan_file(clip, scorers, ScanOptions(max_frames=2, overlays=0))  # warm-up (model, dlib)
-        out: dict = {"clip": clip_name, "detector": det, "torch_threads": torch.get_num_threads()}
+        runtime = "onnxruntime+numpy" if scorers[0].array_io else "torch"
+        out: dict = {"clip": clip_name, "detector": det, "runtime": runtime, "cpus": os.cpu_count()}
         for label, opts in [
             ("default_32_frames", ScanOptions()),
             ("every_5th_frame_60_frames", ScanOptions(every=5, max_frames=60)),
+            ("every_5th_frame_all_faces", ScanOptions(every=5, max_frames=60, faces_per_track=0)),
             ("every_frame_300_frames", ScanOptions(every=1, max_frames=300, overlays=0)),
         ]:
             t0 = time.perf_counter()
@@ -65,6 +73,7 @@ def run() -> dict:
             dt = time.perf_counter() - t0
             out[f"{label}_s"] = round(dt, 2)
             out[f"{label}_faces"] = rec.get("n_faces", 0)
+            out[f"{label}_scored"] = rec.get("n_scored", 0)
             out[f"{label}_verdict"] = rec["verdict"]
             out[f"{label}_score"] = None if rec.get("score") is None else round(rec["score"], 4)
     return out

@@ -64,3 +64,91 @@ def test_block_outputs_leave_the_embedding_unchanged_and_agree_across_block_sets
     # the flipped face is the same person: its embedding is close, but not identical
     e = out["embed"] / np.linalg.norm(out["embed"], axis=1, keepdims=True)
     assert 0.8 < float(e[0] @ e[1]) < 0.9999
+
+
+def _tiny_graph(path, factor: float) -> None:
+    """x → Add(1) → "mid" → Mul(factor) → y: a two-node stand-in for the CLIP graph's hidden outputs."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    one = helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])
+    k = helper.make_tensor("k", TensorProto.FLOAT, [1], [factor])
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "one"], ["mid"]), helper.make_node("Mul", ["mid", "k"], ["y"])],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+        initializer=[one, k],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def test_session_model_is_cached_reused_and_rebuilt_when_the_source_changes(tmp_path, monkeypatch):
+    import onnx
+    import onnxruntime as ort
+
+    monkeypatch.setenv("DFLAB_CACHE", str(tmp_path / "cache"))
+    src = tmp_path / "tiny.onnx"
+    _tiny_graph(src, 2.0)
+
+    def run(model):
+        sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        return sess.run(["mid", "y"], {"x": np.array([1.0, 2.0], np.float32)})
+
+    first = clip.session_model(src, ["y", "mid"])
+    assert first.is_file() and first.parent == tmp_path / "cache" / "onnx"
+    np.testing.assert_allclose(run(first)[0], [2.0, 3.0])  # the edit exposed "mid"
+    stamp = first.stat().st_mtime_ns
+
+    loads = []
+    monkeypatch.setattr(onnx, "load", lambda *a, **k: loads.append(a) or pytest.fail("the cache was not reused"))
+    clip.file_sha256.cache_clear()  # as in a new process: the stamp file, not this process's memo, gives the hash
+    again = clip.session_model(src, ["y", "mid"])
+    assert again == first and again.stat().st_mtime_ns == stamp and not loads
+    monkeypatch.undo()
+    monkeypatch.setenv("DFLAB_CACHE", str(tmp_path / "cache"))
+
+    _tiny_graph(src, 3.0)  # the source changes: another cached graph, computing the new thing
+    changed = clip.session_model(src, ["y", "mid"])
+    assert changed != first and changed.is_file()
+    np.testing.assert_allclose(run(changed)[1], [6.0, 9.0])
+    assert clip.session_model(src, ["mid", "y"]) != changed, "another output set is another graph"
+
+
+def test_an_unwritable_cache_still_gives_a_working_graph(tmp_path, monkeypatch):
+    import onnxruntime as ort
+
+    src = tmp_path / "tiny.onnx"
+    _tiny_graph(src, 2.0)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("DFLAB_CACHE", str(blocker))
+    model = clip.session_model(src, ["y", "mid"])
+    assert isinstance(model, bytes)
+    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(["mid"], {"x": np.array([0.0, 1.0], np.float32)})[0], [1.0, 2.0])
+
+
+def test_the_shared_encoder_is_built_once_even_while_warming_in_a_thread(monkeypatch):
+    import threading
+    import time
+
+    built = []
+
+    class Slow:
+        def __init__(self, blocks, threads):
+            built.append(blocks)
+            time.sleep(0.05)
+
+    monkeypatch.setattr(clip, "ClipOnnxEncoder", Slow)
+    monkeypatch.setattr(clip, "_ENCODERS", {})
+    warm = clip.warm_encoder((3, 4))
+    users = [threading.Thread(target=clip.shared_encoder, args=((3, 4),)) for _ in range(3)]
+    for t in users:
+        t.start()
+    for t in [warm, *users]:
+        t.join()
+    assert built == [(3, 4)]
+    assert clip.shared_encoder((3, 4)) is clip.shared_encoder((3, 4))

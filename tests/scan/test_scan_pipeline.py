@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from dflab.scan import pipeline
 from dflab.scan.corpus import EXPECTED, outcome
 from dflab.scan.pipeline import (
     ScanOptions,
@@ -204,7 +205,7 @@ def test_video_broken_midstream_keeps_the_frames_before_the_break(tiny_scorer, m
     assert rec["n_faces"] >= 1 and "decoding failure" in rec["reason"]
 
 
-def test_scan_faces_are_the_prepare_path_faces(tiny_scorer, media_dir):
+def test_scan_faces_are_the_prepare_path_faces(tiny_scorer, media_dir, monkeypatch):
     """Stage 2 is dflab.faces.find_faces: the same boxes, tracks and crops as ``extract_faces`` (prepare)."""
     from dflab.faces import Sampling, extract_faces
 
@@ -216,7 +217,12 @@ def test_scan_faces_are_the_prepare_path_faces(tiny_scorer, media_dir):
     )
     assert [(f.frame_index, f.track_id) for f in faces] == [(f.frame_index, f.track_id) for f in ref]
     assert all(np.array_equal(a.face.crop.image, b.crop.image) for a, b in zip(faces, ref, strict=True))
-    assert set(found.kept) == {4} and found.frames == [0, 4, 7, 11]
+    assert found.frames == [0, 4, 7, 11]
+    assert set(found.kept) == {0, 4, 7, 11}, "sampled frames that fit KEEP_FRAMES_BYTES are all held for the report"
+    monkeypatch.setattr(pipeline, "KEEP_FRAMES_BYTES", 0)
+    source = sample_frames(media_dir / "clip.mp4", ScanOptions(max_frames=4))
+    found, _ = find_scan_faces(source, spec, ScanOptions(), keep={4})
+    assert set(found.kept) == {4}, "beyond the budget only the frames asked for are held"
 
 
 def test_score_crops_batches_every_face_and_maps_only_where_asked(tiny_scorer):
@@ -265,3 +271,70 @@ def test_render_draws_only_the_chosen_frames(tiny_scorer, media_dir):
     res = scan_file(media_dir / "clip.mp4", tiny_scorer, opts)
     assert [n for n, _ in res.overlays] == ["frame000000", "frame000011"]
     assert res.overlays[0][1].shape == (256, 256, 3) and not res.video_frames
+
+
+def _track_faces(lengths):
+    from types import SimpleNamespace as Face
+
+    return [Face(track_id=t, frame_index=10 * i) for t, n in enumerate(lengths) for i in range(n)]
+
+
+def test_select_faces_spreads_the_budget_evenly_over_each_track():
+    from dflab.scan.pipeline import select_faces
+
+    faces = _track_faces([10, 3])
+    picked = select_faces(faces, 4)
+    assert [faces[i].frame_index for i in picked if faces[i].track_id == 0] == [0, 30, 60, 90]  # first to last
+    assert [faces[i].frame_index for i in picked if faces[i].track_id == 1] == [0, 10, 20], "short tracks: all"
+    assert select_faces(faces, None) == select_faces(faces, 0) == list(range(len(faces)))
+
+
+def test_select_faces_scores_the_overlay_frames_faces_within_the_budget():
+    from dflab.scan.pipeline import select_faces
+
+    faces = _track_faces([10])
+    picked = [faces[i].frame_index for i in select_faces(faces, 4, prefer={40, 50})]
+    assert len(picked) == 4 and {40, 50} <= set(picked) and picked[0] == 0, picked
+    assert picked == sorted(picked)
+
+
+def test_the_scan_scores_at_most_faces_per_track_and_says_so(tiny_scorer, media_dir):
+    from dflab.scan.cli import summary_line
+    from dflab.scan.report import write_html
+
+    opts = ScanOptions(max_frames=12, overlays=2, faces_per_track=3)
+    res = scan_file(media_dir / "clip.mp4", tiny_scorer, opts)
+    rec = res.record
+    assert rec["status"] == "ok" and rec["faces_per_track"] == 3
+    assert rec["n_faces"] > rec["n_scored"] == sum(t["n_scored"] for t in rec["tracks"])
+    assert all(t["n_scored"] <= 3 and t["n_faces"] >= t["n_scored"] for t in rec["tracks"])
+    faces = [f for fr in rec["frames"] for f in fr["faces"]]
+    assert len(faces) == rec["n_faces"], "every face found is in the record, scored or not"
+    scored = [f["score"] for f in faces if f["score"] is not None]
+    assert len(scored) == rec["n_scored"]
+    decisive = next(t for t in rec["tracks"] if t["track_id"] == rec["decisive_track"])
+    assert rec["score"] == pytest.approx(decisive["score"])
+    overlay_frames = {int(n[5:]) for n, _ in res.overlays}
+    by_frame = {fr["frame_index"]: fr["faces"] for fr in rec["frames"]}
+    assert all(f["score"] is not None for i in overlay_frames for f in by_frame[i]), "overlays show scored faces"
+    assert f"({rec['n_scored']} scored)" in summary_line(rec)
+    page = write_html([rec], [{}], media_dir / "budget.html", {}).read_text()
+    assert f"{rec['n_faces']} face(s), {rec['n_scored']} scored (at most 3 per track, evenly spaced)" in page
+    every = scan_file(media_dir / "clip.mp4", tiny_scorer, ScanOptions(max_frames=12, faces_per_track=0)).record
+    assert every["n_scored"] == every["n_faces"] == rec["n_faces"]
+
+
+def test_overlay_maps_come_from_the_scoring_pass_when_the_detector_makes_them(astronaut):
+    """A detector whose maps come with its scores (CLIP probe: patch evidence) encodes each face once."""
+    from dflab.models.base import build_detector
+
+    torch.manual_seed(0)
+    scorer = scorer_from_model(build_detector("clip_probe_tiny", hidden=0, tokens=["cls", "mean"]))
+    assert scorer.maps_in_forward
+    calls = []
+    real = scorer.model.forward
+    scorer.model.forward = lambda x: calls.append(len(x)) or real(x)  # type: ignore[method-assign]
+    crops = [np.ascontiguousarray(astronaut[i : i + 64, i : i + 64]) for i in range(0, 200, 40)]
+    _, heats = score_crops(crops, [scorer], batch_size=8, maps=[False, True, False, False, False])
+    assert calls == [5], "one pass, no second pass for the map"
+    assert heats[1] is not None and heats[1].shape == (64, 64)

@@ -137,3 +137,15 @@ def test_html_report_shows_reason_tracks_key_frames_toggle_and_card(media_dir, t
     assert "diffusion faces" in page and "face swaps" in page
     # the older call with (name, array) overlays still renders
     assert "Sampled frames with heatmaps" in render_html([res.record], [res.overlays])
+
+
+def test_render_views_uses_the_scans_held_frames_and_maps(media_dir, tiny_scorer, tmp_path, monkeypatch):
+    """With the frames and maps the scan kept, the report decodes nothing and scores nothing again."""
+    res = scan_file(media_dir / "clip.mp4", tiny_scorer, ScanOptions(max_frames=6, overlays=6))
+    keys = views.key_frames(res.record)
+    assert keys and set(keys) <= set(res.frames), "the scored faces' frames are held"
+    assert {(i, res.record["decisive_track"]) for i in keys} <= set(res.heats)
+    monkeypatch.setattr(views, "_decode", lambda *a, **k: pytest.fail("decoded again"))
+    out = views.render_views(res.record, tmp_path / "gone.mp4", None, res.overlays, frames=res.frames, heats=res.heats)
+    assert {"track0", *(f"key{i:06d}" for i in keys), *(f"heat{i:06d}" for i in keys)} <= set(out)
+    assert _decode(out[f"heat{keys[0]:06d}"])[:, :, 3].max() > 0

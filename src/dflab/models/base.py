@@ -15,13 +15,16 @@ Detectors are registered with :data:`DETECTORS` by name; each registers a ``<nam
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from dflab.compat import ensure_torchvision
+from dflab.models.spec import InputSpec
 from dflab.registry import Registry
+
+ensure_torchvision()  # before anything imports timm (CPU torch + CUDA-only torchvision wheel)
 
 #: Batch keys a detector may declare in ``targets``. Shapes for a batch of B images at H×W:
 #:   image (B,3,H,W) float normalised; label (B,) long, 1 = fake;
@@ -31,20 +34,6 @@ from dflab.registry import Registry
 #:   degraded (B,3,H,W): an image-quality-degraded copy of ``image`` (LiSiam);
 #:   category (B,) long: ADDG category index of the sample (−1 for reals); identity (B,) long.
 TARGET_KEYS = frozenset({"mask", "mask_in", "mask_ex", "boundary", "degraded", "category", "identity"})
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """Preprocessing a detector expects: face crop convention and tensor normalisation."""
-
-    size: int = 256
-    margin: float = 1.3
-    align: str = "box"  # "box" (FF++ style square box crop) or "landmarks" (similarity-aligned)
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class Detector(nn.Module):

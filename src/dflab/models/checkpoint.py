@@ -36,14 +36,18 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dflab.errors import CheckpointError
-from dflab.models.base import Detector, InputSpec
+from dflab.models.spec import InputSpec
+
+if TYPE_CHECKING:  # torch is imported where weights are loaded, so reading a card (the scanner's ONNX path) skips it
+    import torch
+
+    from dflab.models.base import Detector
 
 FORMAT = "dflab-detector/1"
 WEIGHTS_NAME = "model.safetensors"
@@ -399,7 +403,7 @@ def weights_metadata(weights: Path) -> dict[str, str]:
             "truncated or forged)"
         )
     try:
-        with safe_open(str(weights), framework="pt") as f:
+        with safe_open(str(weights), framework="numpy") as f:  # the header only: no torch needed
             return dict(f.metadata() or {})
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{weights}: unreadable safetensors file ({exc})") from None
@@ -414,6 +418,7 @@ def load_weights(model: torch.nn.Module, weights: str | Path, *, strict: bool = 
     Raises:
         CheckpointError: an unreadable file, missing/unexpected/mis-shaped tensors, or NaN/inf values.
     """
+    import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_model
 
@@ -454,6 +459,7 @@ class LoadedDetector:
             (H, W, 3) uint8 -> (3, S, S) float32.
         """
         import cv2
+        import torch
 
         s = self.spec.size
         if rgb.shape[:2] != (s, s):
@@ -463,12 +469,14 @@ class LoadedDetector:
         std = torch.tensor(self.spec.std).view(3, 1, 1)
         return (x - mean) / std
 
-    @torch.no_grad()
     def predict(self, crops: list[np.ndarray] | np.ndarray) -> np.ndarray:
         """P(fake) for a list of face crops (uint8 RGB)."""
+        import torch
+
         device = next(self.model.parameters()).device
         x = torch.stack([self.transform(c) for c in crops]).to(device)
-        return self.model.score(self.model(x)).float().cpu().numpy()
+        with torch.no_grad():
+            return self.model.score(self.model(x)).float().cpu().numpy()
 
 
 def read_card(path: str | Path) -> dict[str, Any]:

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from dflab.errors import CheckpointError
-from dflab.models.clip import CLIP_FILE, CLIP_INSTALL, CLIP_SHA256, clip_onnx_path, sha256_of
+from dflab.models.clip import CLIP_FILE, CLIP_INSTALL, CLIP_SHA256, cache_dir, clip_onnx_path, sha256_of
 
 ONNX_SHA256 = CLIP_SHA256
 INSTALL_HINT = CLIP_INSTALL
@@ -156,11 +156,6 @@ def hf_clip_to_timm(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 # ---------------------------------------------------------------------------------------------- cache
-def cache_dir() -> Path:
-    """User cache of derived weights: ``$DFLAB_CACHE`` or ``~/.cache/dflab``."""
-    return Path(os.environ.get("DFLAB_CACHE") or Path.home() / ".cache" / "dflab")
-
-
 def cached_weights_path(sha256: str = ONNX_SHA256, directory: str | Path | None = None) -> Path:
     """Where the float weights built from the ONNX file with ``sha256`` live."""
     return Path(directory or cache_dir()) / f"clip_vitb16_openai_float-{sha256[:16]}.safetensors"

@@ -19,7 +19,7 @@ from typing import Any
 from dflab.distributed import add_ray_argument
 from dflab.errors import CheckpointError
 from dflab.faces.detect import BACKENDS, DEFAULT_BACKEND
-from dflab.scan.pipeline import WEIGHTS_DIR, ScanOptions, ScanResult, Scorer, load_scorer, scan_file
+from dflab.scan.pipeline import FACES_PER_TRACK, WEIGHTS_DIR, ScanOptions, ScanResult, Scorer, load_scorer, scan_file
 
 MEDIA_SUFFIXES = {
     ".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif",
@@ -63,7 +63,9 @@ def scan_task(path: Path, detectors: tuple[str | None, ...], opts: ScanOptions) 
     them for its next files."""
     if detectors not in _WORKER_SCORERS:
         _WORKER_SCORERS[detectors] = [load_scorer(d) for d in detectors]
-    return scan_file(path, _WORKER_SCORERS[detectors], opts)
+    res = scan_file(path, _WORKER_SCORERS[detectors], opts)
+    res.frames, res.heats = {}, {}  # held frames stay in the worker: the report decodes the few it shows again
+    return res
 
 
 def _scan_on_ray(paths: Sequence[Path], detectors: Sequence[str | None], opts: ScanOptions, address: str) -> list:
@@ -106,10 +108,11 @@ def scan_paths(
     """
     if ray is not None:
         return _scan_on_ray(paths, detectors or [None], opts, ray)
-    import torch
     from tqdm import tqdm
 
-    if jobs > 1:
+    if jobs > 1 and any(not s.array_io for s in scorers):  # torch detectors share the cores between the jobs
+        import torch
+
         torch.set_num_threads(max(1, torch.get_num_threads() // jobs))
     bar = tqdm(total=len(paths), unit="file", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     lock = threading.Lock()
@@ -162,7 +165,10 @@ def write_outputs(
         from dflab.scan.views import render_views
 
         scorer = scorers[0] if scorers else None
-        views = [render_views(r.record, r.record.get("path"), scorer, r.overlays) for r in results]
+        views = [
+            render_views(r.record, r.record.get("path"), scorer, r.overlays, frames=r.frames, heats=r.heats)
+            for r in results
+        ]
         written["html"] = report.write_html(records, views, out / "report.html", meta)
     return written
 
@@ -188,10 +194,9 @@ def summary_line(r: dict[str, Any]) -> str:
     if r["verdict"] == "no_face":
         return f"{name}: no face found{partial}"
     lo, hi = r["ci"]
-    return (
-        f"{name}: {r['verdict'].upper()}  P(fake)={r['score']:.3f}  95% CI [{lo:.3f}, {hi:.3f}]  faces={r['n_faces']}"
-        + partial
-    )
+    n, scored = r["n_faces"], r.get("n_scored", r["n_faces"])
+    faces = f"faces={n}" if scored == n else f"faces={n} ({scored} scored)"
+    return f"{name}: {r['verdict'].upper()}  P(fake)={r['score']:.3f}  95% CI [{lo:.3f}, {hi:.3f}]  {faces}" + partial
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -225,6 +230,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=BACKENDS,
         help=f"face detection backend (default {DEFAULT_BACKEND}; dlib = HOG as in the papers' preprocessing)",
     )
+    parser.add_argument(
+        "--faces-per-track",
+        type=int,
+        default=FACES_PER_TRACK,
+        help=f"score at most this many faces of each face track, evenly spaced (default {FACES_PER_TRACK}, the "
+        "number per video the default detector was calibrated on; 0 = every face); every face is still detected",
+    )
     parser.add_argument("--no-progress", action="store_true")
     add_ray_argument(parser, "one task per file")
 
@@ -249,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
         overlay_video=args.overlay_video,
         max_duration_s=args.max_duration,
         face_detector=args.face_detector,
+        faces_per_track=args.faces_per_track,
     )
     results = scan_paths(
         paths, scorers, opts, jobs=args.jobs, progress=not args.no_progress, ray=args.ray, detectors=detectors

@@ -11,7 +11,7 @@ plain frame (``keyNNNNNN``), so a viewer can switch it on and off and see the fa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,14 @@ def _eligible(tracks: Sequence[dict[str, Any]]) -> set[int]:
     return {t["track_id"] for t in tracks if t["n_faces"] >= max(1, longest / 4)}
 
 
+def faces_phrase(n_faces: int, n_scored: int | None, per_track: int | None = None) -> str:
+    """``"30 face(s), 8 scored (at most 8 per track, evenly spaced)"``: how many faces were found and scored."""
+    if n_scored is None or n_scored == n_faces:
+        return f"{n_faces} face(s)"
+    budget = f" (at most {per_track} per track, evenly spaced)" if per_track else ""
+    return f"{n_faces} face(s), {n_scored} scored{budget}"
+
+
 def _seconds(frame_index: int, fps: float) -> float | None:
     return round(frame_index / fps, 2) if fps else None
 
@@ -105,7 +113,7 @@ def key_frames(record: dict[str, Any], k: int = KEY_FRAMES) -> list[int]:
         (face["score"], fr["frame_index"])
         for fr in record.get("frames") or []
         for face in fr["faces"]
-        if face["track_id"] == tid
+        if face["track_id"] == tid and face["score"] is not None  # faces beyond faces_per_track were not scored
     ]
     top = sorted(scored, key=lambda s: (-s[0], s[1]))[:k]
     return sorted(idx for _, idx in top)
@@ -147,6 +155,7 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
                 "ci": t["ci"],
                 "reason": reason,
                 "n_faces": t["n_faces"],
+                "n_scored": t.get("n_scored", t["n_faces"]),
                 "first_frame": t["first_frame"],
                 "last_frame": t["last_frame"],
                 "start_s": _seconds(t["first_frame"], fps),
@@ -170,6 +179,8 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
         "kind": record.get("kind"),
         "n_sampled": record.get("n_sampled"),
         "n_faces": record.get("n_faces", 0),
+        "n_scored": record.get("n_scored", record.get("n_faces", 0)),
+        "faces_per_track": record.get("faces_per_track"),
         "decisive_track": record.get("decisive_track"),
         "key_frames": keys,
         "tracks": out_tracks,
@@ -229,6 +240,11 @@ def draw_boxes(
     thick = max(2, round(max(h, w) / 400))
     m = np.eye(3)[:2] if matrix is None else np.asarray(matrix, np.float64)
     for face in faces:
+        if face["score"] is None:  # not scored (faces_per_track): a grey box, no score
+            x0, y0, x1, y1 = (float(v) for v in face["box"])
+            (a, b), (c, d) = m @ np.array([x0, y0, 1.0]), m @ np.array([x1, y1, 1.0])
+            cv2.rectangle(out, (round(a), round(b)), (round(c), round(d)), (150, 150, 150), thick)
+            continue
         s = float(face["score"])
         if band:
             verdict = "fake" if s >= band[1] else ("real" if s < band[0] else "uncertain")
@@ -246,20 +262,25 @@ def draw_boxes(
 
 
 def heat_layers(
-    scorer: Any, frames: Sequence[tuple[np.ndarray, Sequence[dict[str, Any]], np.ndarray]], size: int
+    scorer: Any,
+    frames: Sequence[tuple[np.ndarray, Sequence[dict[str, Any]], np.ndarray]],
+    size: int,
+    known: Sequence[dict[int, tuple[np.ndarray, np.ndarray]]] | None = None,
 ) -> list[np.ndarray]:
     """RGBA layers of the detector's map for every face of several frames, each drawn in a view of the frame.
 
-    One batch scores every face of every frame (:meth:`dflab.scan.pipeline.Scorer.score` with maps: the first
-    detector's own maps — predicted masks, CAM — or Grad-CAM of the fake class). Each map goes from its face crop
-    back to the frame and on into the view through the view's frame → view matrix; alpha grows with the map, so the
-    face stays visible under it.
+    A face whose map the scan already computed (``known``: per view, track id → (map in crop pixels, frame → crop
+    matrix), from :attr:`dflab.scan.pipeline.ScanResult.heats`) uses it; the other faces are scored in one batch
+    (:meth:`dflab.scan.pipeline.Scorer.score` with maps: the first detector's own maps — predicted masks, CAM — or
+    Grad-CAM of the fake class). Each map goes from its face crop back to the frame and on into the view through the
+    view's frame → view matrix; alpha grows with the map, so the face stays visible under it.
 
     Args:
-        scorer: the detector.
+        scorer: the detector (``None``: only the ``known`` maps are drawn).
         frames: per view, the frame, its faces (the record's ``box`` in frame pixels) and the (2, 3) frame → view
             matrix (e.g. :attr:`dflab.faces.align.CropResult.matrix` of a zoom window).
         size: side of the square views.
+        known: maps computed by the scan, per view.
 
     Shape:
         each frame (H, W, 3) uint8; returns per view a (size, size, 4) uint8 layer.
@@ -268,15 +289,22 @@ def heat_layers(
 
     from dflab.faces import crop_face
 
-    crops = [
-        (v, crop_face(rgb, tuple(f["box"]), size=scorer.spec.size, margin=scorer.spec.margin))
-        for v, (rgb, faces, _) in enumerate(frames)
-        for f in faces
-    ]
-    maps = scorer.score([c.image for _, c in crops], maps=True)[1] if crops else []
+    placed: list[tuple[int, np.ndarray, np.ndarray]] = []  # (view, map, frame → crop matrix)
+    todo = []
+    for v, (rgb, faces, _) in enumerate(frames):
+        have = (known or [{}] * len(frames))[v]
+        for f in faces:
+            if f.get("score") is None:  # not scored (faces_per_track): no map either
+                continue
+            if f["track_id"] in have:
+                placed.append((v, *have[f["track_id"]]))
+            elif scorer is not None:
+                todo.append((v, crop_face(rgb, tuple(f["box"]), size=scorer.spec.size, margin=scorer.spec.margin)))
+    maps = scorer.score([c.image for _, c in todo], maps=True)[1] if todo else []
+    placed += [(v, m, c.matrix) for (v, c), m in zip(todo, maps or [], strict=True)]
     heat = [np.zeros((size, size), np.float32) for _ in frames]
-    for (v, c), m in zip(crops, maps or [], strict=True):
-        crop_to_frame = np.vstack([cv2.invertAffineTransform(np.asarray(c.matrix, np.float64)), [0.0, 0.0, 1.0]])
+    for v, m, matrix in placed:
+        crop_to_frame = np.vstack([cv2.invertAffineTransform(np.asarray(matrix, np.float64)), [0.0, 0.0, 1.0]])
         to_view = np.asarray(frames[v][2], np.float64) @ crop_to_frame
         warped = cv2.warpAffine(m.astype(np.float32), to_view, (size, size), flags=cv2.INTER_LINEAR)
         heat[v] = np.maximum(heat[v], warped)
@@ -292,6 +320,9 @@ def render_views(
     media_path: str | Path | None,
     scorer: Any | None,
     overlays: Sequence[tuple[str, np.ndarray]] = (),
+    *,
+    frames: Mapping[int, np.ndarray] | None = None,
+    heats: Mapping[tuple[int, int], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict[str, bytes]:
     """PNG artifacts of one scan, by name.
 
@@ -302,8 +333,10 @@ def render_views(
       × its box, ``KEY_SIZE`` px) with every face's box, and the heatmap of the same window as a separate RGBA
       layer (none without a scorer).
 
-    Frames are decoded again from ``media_path`` (only the few shown); when it is gone or unreadable, the pictures
-    that need it are left out and the rest is returned.
+    Frames come from ``frames`` (the scan's held frames, :attr:`dflab.scan.pipeline.ScanResult.frames`) when it
+    has every one shown, else are decoded again from ``media_path`` (only the few shown); when it is gone or
+    unreadable, the pictures that need it are left out and the rest is returned. Maps in ``heats``
+    (:attr:`~dflab.scan.pipeline.ScanResult.heats`) are used as they are; the scorer computes the others.
     """
     from dflab.errors import MediaError
     from dflab.scan.report import png_bytes, timeline_png
@@ -314,23 +347,30 @@ def render_views(
     tl = timeline_png(record) if record.get("kind") == "video" else None  # matplotlib only for videos
     if tl is not None:
         out["timeline"] = tl
-    if media_path is None or not Path(media_path).exists():
+    held = dict(frames or {})
+    if not held and (media_path is None or not Path(media_path).exists()):
         return out
     frames = {fr["frame_index"]: fr for fr in record.get("frames") or []}
     best: dict[int, tuple[float, int]] = {}  # track → (score, frame) of its most suspicious face
     for idx, fr in frames.items():
         for face in fr["faces"]:
             cur = best.get(face["track_id"])
-            if cur is None or face["score"] > cur[0]:
+            if face["score"] is not None and (cur is None or face["score"] > cur[0]):
                 best[face["track_id"]] = (face["score"], idx)
     thumbs = dict(sorted(best.items())[:MAX_TRACKS])
     keys = key_frames(record)
     if not thumbs and not keys:
         return out
-    try:
-        decoded = _decode(Path(media_path), record.get("kind", "video"), [*keys, *(i for _, i in thumbs.values())])
-    except (MediaError, OSError, ValueError):
+    shown = [*keys, *(i for _, i in thumbs.values())]
+    if all(i in held for i in shown):
+        decoded = {i: held[i] for i in shown}
+    elif media_path is None or not Path(media_path).exists():
         return out
+    else:
+        try:
+            decoded = _decode(Path(media_path), record.get("kind", "video"), shown)
+        except (MediaError, OSError, ValueError):
+            return out
     from dflab.faces import crop_face
     from dflab.faces.align import crop_box, square_box
 
@@ -346,8 +386,9 @@ def render_views(
         zoom = crop_box(rgb, square_box(tuple(decisive["box"]), KEY_MARGIN), KEY_SIZE)
         out[f"key{idx:06d}"] = png_bytes(draw_boxes(zoom.image, faces, threshold, margin, zoom.matrix, band))
         views.append((idx, rgb, faces, zoom.matrix))
-    if scorer is not None and views:
-        layers = heat_layers(scorer, [(rgb, faces, m) for _, rgb, faces, m in views], KEY_SIZE)
+    if (scorer is not None or heats) and views:
+        known = [{t: hm for (i, t), hm in (heats or {}).items() if i == idx} for idx, *_ in views]
+        layers = heat_layers(scorer, [(rgb, faces, m) for _, rgb, faces, m in views], KEY_SIZE, known)
         for (idx, *_), layer in zip(views, layers, strict=True):
             out[f"heat{idx:06d}"] = rgba_png_bytes(layer)
     return out

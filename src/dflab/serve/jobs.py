@@ -221,7 +221,7 @@ def result_artifacts(res: ScanResult, media_path: Path | None = None, scorer: Sc
     from dflab.scan.views import render_views
 
     try:
-        return render_views(res.record, media_path, scorer, res.overlays)
+        return render_views(res.record, media_path, scorer, res.overlays, frames=res.frames, heats=res.heats)
     except (DflabError, RuntimeError, ValueError, OSError):  # pictures are extras: the verdict must still be stored
         return render_views(res.record, None, None, res.overlays)
 
@@ -248,9 +248,10 @@ class WorkerPool:
         return self.cfg.workers + self.cfg.max_queue
 
     def start(self) -> None:
-        import torch
+        if any(not getattr(s, "array_io", False) for s in self.scorers):  # torch detectors share the cores
+            import torch
 
-        torch.set_num_threads(max(1, torch.get_num_threads() // max(1, self.cfg.workers)))
+            torch.set_num_threads(max(1, torch.get_num_threads() // max(1, self.cfg.workers)))
         for job_id in self.store.recover():
             self.queue.put(job_id)
         self.clean_orphans()

@@ -9,6 +9,12 @@ const FINAL = ["done", "error"];
 const jobs = loadJobs(); // [{id?, name, status, progress, message, verdict, error}]
 let shown = null; // id of the job whose result is on screen
 
+// "30 face(s), 8 scored (at most 8 per track, evenly spaced)" (dflab.scan.views.faces_phrase)
+function facesPhrase(n, scored, perTrack) {
+  if (scored === undefined || scored === null || scored === n) return `${n} face(s)`;
+  return `${n} face(s), ${scored} scored` + (perTrack ? ` (at most ${perTrack} per track, evenly spaced)` : "");
+}
+
 function loadJobs() {
   try { return JSON.parse(sessionStorage.getItem(STORE) || "[]"); } catch (e) { return []; }
 }
@@ -128,7 +134,7 @@ function trackCard(t, base, artifacts, kind) {
   const info = el("div", {},
     el("b", { textContent: `face ${t.track_id}` }), t.decisive ? " (decides the file) " : " ", badge(t.verdict),
     el("br"), `P(fake) ${t.score.toFixed(3)}, 95% interval ${fmtCi(t.ci)}`,
-    el("br"), `${span}, ${t.n_faces} face(s)`,
+    el("br"), `${span}, ${facesPhrase(t.n_faces, t.n_scored)}`,
     t.reason ? el("p", { class: "reason", textContent: t.reason }) : null);
   return el("div", { class: "track" }, img, info);
 }
@@ -160,7 +166,7 @@ async function showJob(id) {
       ? `real below ${r.band[0].toFixed(2)}, fake at or above ${r.band[1].toFixed(2)}`
       : `threshold ${v.threshold.toFixed(2)} ± ${(v.margin || 0).toFixed(2)}`;
     $("score-line").textContent = `P(fake) ${r.score.toFixed(3)}, 95% interval ${fmtCi(r.ci)}, ${rule}; `
-      + `${r.n_faces} face(s) in ${r.n_sampled} sampled `
+      + `${facesPhrase(r.n_faces, r.n_scored, r.faces_per_track)} in ${r.n_sampled} sampled `
       + `frame(s); ${r.tracks.length} track(s); detector(s): ${r.detectors.join(", ")}.`;
   } else {
     $("score-line").textContent = "";
