@@ -36,7 +36,9 @@ from dflab.faces import BACKENDS, DEFAULT_BACKEND, FaceCrop, FaceDetector, Sampl
 from dflab.media import iter_frames
 
 DEFAULT_FRAMES = 32  # DADD/ADDG and LAE sample 32 frames per video (Multi-metric: 20)
-PNG_FLAGS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+#: lossless PNG, Huffman coding only (no LZ77 match search): on 256 px face crops 3.0 ms and 71 KB per crop, against
+#: 3.6 ms / 81 KB at zlib level 1, 6.3 ms / 76 KB at level 3 and 1.8 ms / 197 KB stored (level 0)
+PNG_FLAGS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY]
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,8 @@ def safe_relpath(video_id: str) -> str:
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    img = rgb if rgb.ndim == 2 else rgb[..., ::-1]
-    if not cv2.imwrite(str(path), np.ascontiguousarray(img), PNG_FLAGS):
+    img = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if not cv2.imwrite(str(path), img, PNG_FLAGS):
         raise OSError(f"could not write {path}")
 
 
@@ -134,6 +136,7 @@ def process_video(video: VideoRecord, original_path: str, out: Path, settings: P
             _detector(settings.detector, settings.upsample),
             size=settings.size,
             margin=settings.margin,
+            schedule=True,
         )
     except MediaError as exc:
         return VideoResult(video, [], [], 0, (exc.cause, exc.detail))
