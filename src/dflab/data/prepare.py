@@ -20,6 +20,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,6 +190,58 @@ def process_video(video: VideoRecord, original_path: str, out: Path, settings: P
     return VideoResult(video, rows, events, n_frames)
 
 
+def auto_workers(n_jobs: int) -> int:
+    """Worker processes for ``n_jobs`` videos: one per core this process may use, at most one per video.
+
+    Measured on the three reference videos of ``bench/bench_ratios.py`` (2 cores): one process keeps only ~1.1 cores
+    busy (decoding runs in a thread beside detection, but each video's decoding and searching alternate), two keep
+    both busy (docs/guide/faces_and_speed.md).
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, n_jobs))
+
+
+def _init_worker() -> None:
+    """A worker runs beside others on the cores: one thread for OpenCV and for FFmpeg.
+
+    OpenCV's default thread pool made YuNet *slower* here (2 loaded cores: 11.6 against 5.6 CPU ms per 384 × 288
+    search, 29 against 16 ms at 640 × 480), and single-threaded decoding costs 1.36 CPU seconds on the reference
+    videos against 1.53 with FFmpeg's frame + slice threads; the decode still overlaps detection through
+    :func:`~dflab.media.prefetch.prefetch`'s thread.
+    """
+    import dflab.media.video
+
+    cv2.setNumThreads(1)
+    dflab.media.video.THREAD_TYPE = "NONE"
+
+
+def _largest_first(job: tuple) -> int:
+    try:
+        return -Path(job[0].path).stat().st_size
+    except OSError:
+        return 0
+
+
+def _run_pool(jobs: list[tuple], n_workers: int, settings: PrepareSettings) -> Iterator[VideoResult]:
+    """Run ``process_video`` over ``jobs`` in ``n_workers`` processes; results in completion order.
+
+    Where the platform can fork, the workers are forked from this process *after* it has loaded the face detector,
+    so they share its 68-point model (0.5–0.9 s to load from dlib's file, and ~100 MB) instead of each loading its own;
+    YuNet's networks are rebuilt per process (:meth:`FaceDetector._yunet`). Elsewhere (spawn) each worker loads its
+    own on first use. The largest files go first, so that the last one to finish is a small one.
+    """
+    import multiprocessing
+
+    context = None
+    if "fork" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("fork")
+        _detector(settings.detector, settings.upsample)
+    with ProcessPoolExecutor(max_workers=n_workers, mp_context=context, initializer=_init_worker) as pool:
+        futures = [pool.submit(process_video, *job) for job in sorted(jobs, key=_largest_first)]
+        for fut in as_completed(futures):
+            yield fut.result()
+
+
 def _check_settings(man: Manifest, dataset: str, settings: PrepareSettings) -> None:
     saved = man.get_meta("settings")
     if saved is None:
@@ -207,7 +260,7 @@ def prepare_records(
     stride: int | None = None,
     size: int = 256,
     margin: float = 1.3,
-    workers: int = 1,
+    workers: int | None = None,
     detector: str = DEFAULT_BACKEND,
     upsample: int | str = "auto",
     progress: bool = True,
@@ -217,6 +270,8 @@ def prepare_records(
     """Prepare a list of media records into ``out`` (crops + ``manifest.sqlite``); returns the summary.
 
     Videos already ``done`` (or ``error``, unless ``retry_errors``) in the manifest are skipped: that is the resume.
+    ``workers`` processes prepare videos at once (``None``: :func:`auto_workers`, one per core); this process alone
+    writes the manifest, one transaction per video, whatever the number of workers.
     With ``ray`` (an address, or ``"local"``) each video is a Ray task (:mod:`dflab.distributed`) and this process
     alone writes the manifest; ``out`` must then be on a file system every node sees.
     """
@@ -233,6 +288,7 @@ def prepare_records(
         todo = [r for r in records if man.video_status(r.dataset, r.video_id) not in final]
         skipped = len(records) - len(todo)
         jobs = [(r, by_id[r.original_id].path if r.original_id in by_id else "", out, settings) for r in todo]
+        n_workers = auto_workers(len(jobs)) if workers is None else min(workers, len(jobs))
         bar = _progress(len(records), skipped, progress)
         run_faces = 0
 
@@ -260,14 +316,17 @@ def prepare_records(
                 on_result=lambda _key, res: commit(res),
                 on_failure=lost,
             )
-        elif workers <= 1:
-            for job in jobs:
-                commit(process_video(*job))
+        elif n_workers <= 1:
+            threads = cv2.getNumThreads()
+            cv2.setNumThreads(1)  # see _init_worker; the other core decodes (prefetch thread)
+            try:
+                for job in jobs:
+                    commit(process_video(*job))
+            finally:
+                cv2.setNumThreads(threads)
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(process_video, *job) for job in jobs]
-                for fut in as_completed(futures):
-                    commit(fut.result())
+            for res in _run_pool(jobs, n_workers, settings):
+                commit(res)
         if bar is not None:
             bar.close()
         summary = man.summary()
@@ -299,7 +358,7 @@ def prepare_dataset(
     stride: int | None = None,
     size: int = 256,
     margin: float = 1.3,
-    workers: int = 1,
+    workers: int | None = None,
     limit: int | None = None,
     progress: bool = True,
     detector: str = DEFAULT_BACKEND,
@@ -355,7 +414,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sampling.add_argument("--all", action="store_true", help="every frame")
     parser.add_argument("--size", type=int, default=256, help="crop side in pixels")
     parser.add_argument("--margin", type=float, default=1.3, help="crop box / detector box (FF++: 1.3)")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: one per core, at most one per video)"
+    )
     parser.add_argument("--limit", type=int, default=None, help="only the first N videos (sorted by id)")
     parser.add_argument("--compression", default=None, help="ffpp/dfd: raw|c23|c40; dftimit: LQ|HQ")
     parser.add_argument(
