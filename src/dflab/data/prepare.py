@@ -201,7 +201,7 @@ def auto_workers(n_jobs: int) -> int:
     return max(1, min(cores, n_jobs))
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
     """A worker runs beside others on the cores: one thread for OpenCV and for FFmpeg.
 
     OpenCV's default thread pool made YuNet *slower* here (2 loaded cores: 11.6 against 5.6 CPU ms per 384 × 288
@@ -211,8 +211,24 @@ def _init_worker() -> None:
     """
     import dflab.media.video
 
+    _exit_with_parent(parent)
     cv2.setNumThreads(1)
     dflab.media.video.THREAD_TYPE = "NONE"
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Linux: have the kernel end this worker when the manifest writer dies (killed, say, before a resume), so that
+    no orphan goes on writing crops beside the resumed run (without it, SIGKILL to the writer left both workers
+    blocked forever on the pool's queue)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the writer died before the line above
+        os._exit(1)
 
 
 def _largest_first(job: tuple) -> int:
@@ -236,7 +252,9 @@ def _run_pool(jobs: list[tuple], n_workers: int, settings: PrepareSettings) -> I
     if "fork" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("fork")
         _detector(settings.detector, settings.upsample)
-    with ProcessPoolExecutor(max_workers=n_workers, mp_context=context, initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(
+        max_workers=n_workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
+    ) as pool:
         futures = [pool.submit(process_video, *job) for job in sorted(jobs, key=_largest_first)]
         for fut in as_completed(futures):
             yield fut.result()
