@@ -232,10 +232,15 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def _largest_first(job: tuple) -> int:
+    """Sort key: minus the pixels to decode (frames × width × height, from the header; file size misleads: the
+    512 × 512 liveportrait clip of 78 frames is a larger file than FF++'s 640 × 480 video of 751 frames)."""
+    from dflab.media import probe
+
     try:
-        return -Path(job[0].path).stat().st_size
-    except OSError:
-        return 0
+        info = probe(job[0].path)
+        return -info.n_frames * info.width * info.height
+    except MediaError:
+        return 0  # process_video records the error
 
 
 def _run_pool(jobs: list[tuple], n_workers: int, settings: PrepareSettings) -> Iterator[VideoResult]:
