@@ -231,6 +231,9 @@ def _exit_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+_ORDER_AT_MOST = 256
+
+
 def _largest_first(job: tuple) -> int:
     """Sort key: minus the pixels to decode (frames × width × height, from the header; file size misleads: the
     512 × 512 liveportrait clip of 78 frames is a larger file than FF++'s 640 × 480 video of 751 frames)."""
@@ -249,18 +252,20 @@ def _run_pool(jobs: list[tuple], n_workers: int, settings: PrepareSettings) -> I
     Where the platform can fork, the workers are forked from this process *after* it has loaded the face detector,
     so they share its 68-point model (0.5–0.9 s to load from dlib's file, and ~100 MB) instead of each loading its own;
     YuNet's networks are rebuilt per process (:meth:`FaceDetector._yunet`). Elsewhere (spawn) each worker loads its
-    own on first use. The largest files go first, so that the last one to finish is a small one.
+    own on first use. The videos with most pixels to decode go first, so that the last one to finish is a small one.
     """
     import multiprocessing
 
     context = None
-    if "fork" in multiprocessing.get_all_start_methods():
+    if sys.platform.startswith("linux"):  # fork is unsafe on macOS (system frameworks) and absent on Windows
         context = multiprocessing.get_context("fork")
         _detector(settings.detector, settings.upsample)
     with ProcessPoolExecutor(
         max_workers=n_workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
     ) as pool:
-        futures = [pool.submit(process_video, *job) for job in sorted(jobs, key=_largest_first)]
+        # ordering matters for the last videos only; probing costs a few ms per file, so large runs keep their order
+        ordered = sorted(jobs, key=_largest_first) if len(jobs) <= _ORDER_AT_MOST else jobs
+        futures = [pool.submit(process_video, *job) for job in ordered]
         for fut in as_completed(futures):
             yield fut.result()
 
