@@ -202,18 +202,15 @@ def auto_workers(n_jobs: int) -> int:
 
 
 def _init_worker(parent: int) -> None:
-    """A worker runs beside others on the cores: one thread for OpenCV and for FFmpeg.
+    """A worker runs beside others on the cores: one OpenCV thread.
 
     OpenCV's default thread pool made YuNet *slower* here (2 loaded cores: 11.6 against 5.6 CPU ms per 384 × 288
-    search, 29 against 16 ms at 640 × 480), and single-threaded decoding costs 1.36 CPU seconds on the reference
-    videos against 1.53 with FFmpeg's frame + slice threads; the decode still overlaps detection through
-    :func:`~dflab.media.prefetch.prefetch`'s thread.
+    search, 29 against 16 ms at 640 × 480). FFmpeg keeps its own threads: with one decoding thread per worker the
+    three reference videos took the same CPU (3.6–3.7 s user) but 5.7–7.2 s wall against 4.6–4.7 s with FFmpeg's
+    threads, on a machine where other jobs held both cores.
     """
-    import dflab.media.video
-
     _exit_with_parent(parent)
     cv2.setNumThreads(1)
-    dflab.media.video.THREAD_TYPE = "NONE"
 
 
 def _exit_with_parent(parent: int) -> None:
