@@ -178,6 +178,25 @@ def test_worker_pool_writes_the_same_manifest_and_crops_as_one_process(tmp_path,
     assert runs[2] == runs[1]
 
 
+def test_worker_pool_after_opencv_ran_threads_in_this_process(tmp_path, face_frames):
+    """Regression: workers forked from a process whose OpenCV thread pool was running hung for ever (a child that
+    reconfigured the pool waited on threads it had not inherited). Run in a subprocess, so a hang is a timeout."""
+    root = tmp_path / "d"
+    _folder_of_videos(root, face_frames, 3)
+    code = (
+        "import sys, cv2, numpy as np\n"
+        "from dflab.data.prepare import prepare_dataset\n"
+        "cv2.setNumThreads(2)\n"
+        "img = np.random.default_rng(0).integers(0, 255, (1080, 1920, 3), dtype=np.uint8)\n"
+        "for _ in range(20):\n"
+        "    cv2.GaussianBlur(cv2.resize(img, (1500, 800)), (9, 9), 0)  # parallel_for: the pool's threads start\n"
+        "s = prepare_dataset('folder', sys.argv[1], sys.argv[2], frames=2, size=64, workers=2, progress=False)\n"
+        "assert s['faces'] == 6, s\n"
+        "assert cv2.getNumThreads() == 2\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(root), str(tmp_path / "out")], check=True, timeout=120)
+
+
 def test_auto_workers_is_one_per_core_at_most_one_per_video(monkeypatch):
     from dflab.data import prepare
 

@@ -202,15 +202,13 @@ def auto_workers(n_jobs: int) -> int:
 
 
 def _init_worker(parent: int) -> None:
-    """A worker runs beside others on the cores: one OpenCV thread.
+    """Set a worker up: it ends with the manifest writer (its single-threaded OpenCV comes from :func:`_run_pool`).
 
-    OpenCV's default thread pool made YuNet *slower* here (2 loaded cores: 11.6 against 5.6 CPU ms per 384 × 288
-    search, 29 against 16 ms at 640 × 480). FFmpeg keeps its own threads: with one decoding thread per worker the
-    three reference videos took the same CPU (3.6–3.7 s user) but 5.7–7.2 s wall against 4.6–4.7 s with FFmpeg's
-    threads, on a machine where other jobs held both cores.
+    FFmpeg keeps its own threads: with one decoding thread per worker the three reference videos took the same CPU
+    (3.6–3.7 s user) but 5.7–7.2 s wall against 4.6–4.7 s with FFmpeg's threads, on a machine where other jobs held
+    both cores.
     """
     _exit_with_parent(parent)
-    cv2.setNumThreads(1)
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -257,14 +255,23 @@ def _run_pool(jobs: list[tuple], n_workers: int, settings: PrepareSettings) -> I
     if sys.platform.startswith("linux"):  # fork is unsafe on macOS (system frameworks) and absent on Windows
         context = multiprocessing.get_context("fork")
         _detector(settings.detector, settings.upsample)
-    with ProcessPoolExecutor(
-        max_workers=n_workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
-    ) as pool:
-        # ordering matters for the last videos only; probing costs a few ms per file, so large runs keep their order
-        ordered = sorted(jobs, key=_largest_first) if len(jobs) <= _ORDER_AT_MOST else jobs
-        futures = [pool.submit(process_video, *job) for job in ordered]
-        for fut in as_completed(futures):
-            yield fut.result()
+    # One OpenCV thread in the workers: its thread pool made YuNet *slower* here (2 loaded cores: 11.6 against 5.6
+    # CPU ms per 384 × 288 search, 29 against 16 ms at 640 × 480). It is set here, before the fork, not in the
+    # workers: a forked child that reconfigures (or uses) the pool of threads it did not inherit waits forever
+    # (seen when this process had run OpenCV with threads before, e.g. in a test session).
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        with ProcessPoolExecutor(
+            max_workers=n_workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
+        ) as pool:
+            # ordering matters for the last videos only; probing costs a few ms per file, so large runs keep theirs
+            ordered = sorted(jobs, key=_largest_first) if len(jobs) <= _ORDER_AT_MOST else jobs
+            futures = [pool.submit(process_video, *job) for job in ordered]
+            for fut in as_completed(futures):
+                yield fut.result()
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def _check_settings(man: Manifest, dataset: str, settings: PrepareSettings) -> None:
@@ -343,7 +350,7 @@ def prepare_records(
             )
         elif n_workers <= 1:
             threads = cv2.getNumThreads()
-            cv2.setNumThreads(1)  # see _init_worker; the other core decodes (prefetch thread)
+            cv2.setNumThreads(1)  # see _run_pool; the other core decodes (prefetch thread)
             try:
                 for job in jobs:
                     commit(process_video(*job))
