@@ -201,16 +201,6 @@ def auto_workers(n_jobs: int) -> int:
     return max(1, min(cores, n_jobs))
 
 
-def _init_worker(parent: int) -> None:
-    """Set a worker up: it ends with the manifest writer (its single-threaded OpenCV comes from :func:`_run_pool`).
-
-    FFmpeg keeps its own threads: with one decoding thread per worker the three reference videos took the same CPU
-    (3.6–3.7 s user) but 5.7–7.2 s wall against 4.6–4.7 s with FFmpeg's threads, on a machine where other jobs held
-    both cores.
-    """
-    _exit_with_parent(parent)
-
-
 def _exit_with_parent(parent: int) -> None:
     """Linux: have the kernel end this worker when the manifest writer dies (killed, say, before a resume), so that
     no orphan goes on writing crops beside the resumed run (without it, SIGKILL to the writer left both workers
@@ -248,6 +238,10 @@ def _run_pool(jobs: list[tuple], n_workers: int, settings: PrepareSettings) -> I
     so they share its 68-point model (0.5–0.9 s to load from dlib's file, and ~100 MB) instead of each loading its own;
     YuNet's networks are rebuilt per process (:meth:`FaceDetector._yunet`). Elsewhere (spawn) each worker loads its
     own on first use. The videos with most pixels to decode go first, so that the last one to finish is a small one.
+
+    FFmpeg keeps its own decoding threads in each worker: with one decoding thread per worker the three reference
+    videos took the same CPU (3.6–3.7 s user) but 5.7–7.2 s wall against 4.6–4.7 s with FFmpeg's threads, on a
+    machine where other jobs held both cores.
     """
     import multiprocessing
 
@@ -263,7 +257,7 @@ def _run_pool(jobs: list[tuple], n_workers: int, settings: PrepareSettings) -> I
     cv2.setNumThreads(1)
     try:
         with ProcessPoolExecutor(
-            max_workers=n_workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
+            max_workers=n_workers, mp_context=context, initializer=_exit_with_parent, initargs=(os.getpid(),)
         ) as pool:
             # ordering matters for the last videos only; probing costs a few ms per file, so large runs keep theirs
             ordered = sorted(jobs, key=_largest_first) if len(jobs) <= _ORDER_AT_MOST else jobs
