@@ -8,7 +8,11 @@
 * tight crops, where the face fills the image (what an analyst screenshots): the 22 MTCNN crops of ``dfdc_crops/``
   as they are (50–130 px) and upscaled to 512 px, and the 43 annotated faces of the dlib XMLs cut at their box and
   upscaled to 512 px; goal: every face found;
-* milliseconds per image (2 shared CPU cores).
+* milliseconds per image (2 shared CPU cores);
+* the video schedule of ``dflab prepare`` (:class:`~dflab.faces.schedule.DetectionSchedule`: reduced searches where
+  the faces are large, default searches on key frames and retries) against the default search of every frame, on
+  the crowd video and the three reference videos of ``bench_ratios.py``: faces per frame, boxes matched, landmark
+  agreement, milliseconds per frame.
 
 Optional candidates (mediapipe 0.10.21 face mesh, facenet-pytorch MTCNN) are measured only when importable; they are
 not dependencies of dflab (install them ``--no-deps`` into a separate target and put it on PYTHONPATH to re-measure).
@@ -194,7 +198,59 @@ def run(only: set[str] | None = None) -> dict:
             "ms_per_tight_crop": round(tight_ms, 1),
         }
         print(f"[bench_faces] {name}: {results[name]}")
-    return {"candidates": results, "n_landmark_faces": sum(len(f) for _, f in lm_gt)}
+    out = {"candidates": results, "n_landmark_faces": sum(len(f) for _, f in lm_gt)}
+    if not only or "schedule" in only:
+        out["video_schedule_vs_every_frame_default_search"] = _schedule()
+    return out
+
+
+SCHEDULE_VIDEOS = [
+    "multi_face/crowd_video.mp4",
+    "ffpp/original_sequences/youtube/c23/videos/519.mp4",
+    "ffpp/manipulated_sequences/NeuralTextures/c23/videos/004_982.mp4",
+    "real_videos/liveportrait_d0.mp4",
+]
+
+
+def _schedule(n_frames: int = 32) -> dict:
+    """The scheduled search of ``dflab prepare`` against the default search of every one of 32 sampled frames."""
+    from dflab.faces.schedule import DetectionSchedule
+
+    det = FaceDetector("yunet")
+    out = {}
+    for rel in SCHEDULE_VIDEOS:
+        frames = [rgb for _, rgb in iter_frames(SHARED / rel, count=n_frames)]
+        t0 = time.perf_counter()
+        every = [det.detect(f) for f in frames]
+        t_every = time.perf_counter() - t0
+        sched = DetectionSchedule(det)
+        t0 = time.perf_counter()
+        got = [sched.detect(f) for f in frames]
+        t_sched = time.perf_counter() - t0
+        matched, nme = 0, []
+        for fa, fb in zip(got, every, strict=True):
+            for b in fb:
+                d = max(fa, key=lambda a, b=b: box_iou(a.box, b.box), default=None)
+                if d is None or box_iou(d.box, b.box) <= 0.3:
+                    continue
+                matched += 1
+                iod = float(np.linalg.norm(b.landmarks[36] - b.landmarks[45]))
+                nme.append(float(np.linalg.norm(d.landmarks - b.landmarks, axis=1).mean()) / iod)
+        reduced = [side for _, side, _ in sched.searches if side is not None]
+        out[rel] = {
+            "faces_every_frame": sum(len(f) for f in every),
+            "faces_scheduled": sum(len(f) for f in got),
+            "every_frame_faces_matched": f"{matched}/{sum(len(f) for f in every)}",
+            "frames_with_other_face_count": sum(1 for a, b in zip(got, every, strict=True) if len(a) != len(b)),
+            "landmark_difference_interocular_mean": round(float(np.mean(nme)), 4) if nme else None,
+            "searches_default": sum(1 for _, side, _ in sched.searches if side is None),
+            "searches_reduced": len(reduced),
+            "reduced_sides": sorted(set(reduced)),
+            "ms_per_frame_every_frame": round(t_every / len(frames) * 1000, 1),
+            "ms_per_frame_scheduled": round(t_sched / len(frames) * 1000, 1),
+        }
+        print(f"[bench_faces] schedule {rel}: {out[rel]}")
+    return out
 
 
 if __name__ == "__main__":

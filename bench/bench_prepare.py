@@ -53,12 +53,12 @@ def run() -> dict:
         tmp = Path(tmp)
         one = ffpp / "original_sequences/youtube/c23/videos/519.mp4"
         stride = _prepare(["--dataset", "media", "--root", str(one), "--stride", "10"], tmp / "stride")
-        ff32 = _prepare(["--dataset", "ffpp", "--root", str(ffpp), "--frames", "32"], tmp / "ff32")
-        ff32_w2 = _prepare(["--dataset", "ffpp", "--root", str(ffpp), "--frames", "32", "--workers", "2"], tmp / "w2")
+        ff32 = _prepare(["--dataset", "ffpp", "--root", str(ffpp), "--frames", "32", "--workers", "1"], tmp / "ff32")
+        ff32_w2 = _prepare(["--dataset", "ffpp", "--root", str(ffpp), "--frames", "32"], tmp / "w2")
     return {
         "ffpp_519_640x480_stride10": stride,
-        "ffpp_subset_4_videos_32_frames": ff32,
-        "ffpp_subset_4_videos_32_frames_2_workers": ff32_w2,
+        "ffpp_subset_4_videos_32_frames_1_worker": ff32,
+        "ffpp_subset_4_videos_32_frames_default_workers_one_per_core": ff32_w2,
         "note": "2 shared CPU cores; crops 256 px PNG; fakes also crop their original's frame with the same box",
     }
 

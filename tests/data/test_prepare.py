@@ -146,27 +146,89 @@ def _done_count(out: Path) -> int:
         return 0
 
 
-@pytest.mark.slow
-def test_kill_and_resume_equals_uninterrupted_run(tmp_path, face_frames):
-    root = tmp_path / "d"
-    n = 8
+def _processes_writing(out: Path) -> list[int]:
+    """Processes whose command line names ``out`` (the run and, forked from it, its workers)."""
+    pids = []
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            if str(out).encode() in (d / "cmdline").read_bytes():
+                pids.append(int(d.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _folder_of_videos(root: Path, face_frames: list[np.ndarray], n: int) -> None:
     for i in range(n):
         frames = [np.roll(f, 4 * i, axis=1) for f in face_frames]
         write_video(root / ("real" if i % 2 else "fake") / f"v{i}.mp4", frames, fps=25)
+
+
+def test_worker_pool_writes_the_same_manifest_and_crops_as_one_process(tmp_path, face_frames):
+    """Two worker processes (the default on a 2-core machine) give exactly the serial run's rows, events and crop
+    bytes, although videos finish in another order."""
+    root = tmp_path / "d"
+    _folder_of_videos(root, face_frames, 4)
+    runs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        summary = prepare_dataset("folder", root, out, frames=3, size=64, workers=workers, progress=False)
+        assert summary["faces"] == 12
+        runs[workers] = _snapshot(out)
+    assert runs[2] == runs[1]
+
+
+def test_worker_pool_after_opencv_ran_threads_in_this_process(tmp_path, face_frames):
+    """Regression: workers forked from a process whose OpenCV thread pool was running hung for ever (a child that
+    reconfigured the pool waited on threads it had not inherited). Run in a subprocess, so a hang is a timeout."""
+    root = tmp_path / "d"
+    _folder_of_videos(root, face_frames, 3)
+    code = (
+        "import sys, cv2, numpy as np\n"
+        "from dflab.data.prepare import prepare_dataset\n"
+        "cv2.setNumThreads(2)\n"
+        "img = np.random.default_rng(0).integers(0, 255, (1080, 1920, 3), dtype=np.uint8)\n"
+        "for _ in range(20):\n"
+        "    cv2.GaussianBlur(cv2.resize(img, (1500, 800)), (9, 9), 0)  # parallel_for: the pool's threads start\n"
+        "s = prepare_dataset('folder', sys.argv[1], sys.argv[2], frames=2, size=64, workers=2, progress=False)\n"
+        "assert s['faces'] == 6, s\n"
+        "assert cv2.getNumThreads() == 2\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(root), str(tmp_path / "out")], check=True, timeout=120)
+
+
+def test_auto_workers_is_one_per_core_at_most_one_per_video(monkeypatch):
+    from dflab.data import prepare
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
+    assert [prepare.auto_workers(n) for n in (0, 1, 2, 3, 50)] == [1, 1, 2, 2, 2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_kill_and_resume_equals_uninterrupted_run(tmp_path, face_frames, workers):
+    """Killed (SIGKILL to the manifest writer, its workers orphaned) and resumed, with or without the pool."""
+    root = tmp_path / "d"
+    n = 8
+    _folder_of_videos(root, face_frames, n)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     ref, killed = tmp_path / "ref", tmp_path / "killed"
-    subprocess.run(_cli(root, ref, 2), check=True, env=env, capture_output=True, timeout=600)
+    subprocess.run(_cli(root, ref, 1), check=True, env=env, capture_output=True, timeout=600)
 
-    proc = subprocess.Popen(_cli(root, killed, 1), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_cli(root, killed, workers), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while _done_count(killed) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    deadline = time.time() + 10
+    while _processes_writing(killed) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not _processes_writing(killed), "a worker outlived the killed manifest writer"
     partial = _done_count(killed)
     assert 2 <= partial < n, f"the kill came at {partial}/{n} videos"
 
-    out = subprocess.run(_cli(root, killed, 1), check=True, env=env, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(_cli(root, killed, workers), check=True, env=env, capture_output=True, text=True, timeout=600)
     assert f"already done {partial}" in out.stdout
     assert _snapshot(killed) == _snapshot(ref)
 

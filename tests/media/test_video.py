@@ -112,3 +112,36 @@ def test_single_late_frame_after_seek_equals_full_decode(shared_data):
         assert j == i
         assert np.abs(frame.astype(int) - sequential[i]).mean() < 1.0, f"frame {i} differs from a full decode"
         assert np.abs(full[i].astype(int) - sequential[i]).mean() < 1.0
+
+
+def test_unwanted_non_reference_frames_are_not_decoded(counter_video, monkeypatch):
+    """Non-reference H.264 pictures between wanted frames never reach the decoder, and every wanted frame, B-frames
+    included, still comes back bit-identical to a full decode."""
+    import av
+
+    with av.open(str(counter_video)) as c:
+        stream = c.streams.video[0]
+        nal = video_mod._avcc_nal_length_size(stream)
+        assert nal is not None
+        kinds = [video_mod._is_h264_nonref(bytes(p), nal) for p in c.demux(stream) if p.size]
+    assert any(kinds) and not all(kinds)  # x264's default GOP has non-reference B-frames (the fixture's premise)
+
+    decoded = []
+    real = av.Packet.decode
+    monkeypatch.setattr(av.Packet, "decode", lambda self: decoded.append(self.pts) or real(self))
+    full = dict(iter_frames(counter_video))
+    n_full = len(decoded)
+    decoded.clear()
+    wanted = [i for i in range(N) if i % 7 == 0 or i in (1, 2, 3)]
+    got = dict(iter_frames(counter_video, indices=wanted))
+    assert sorted(got) == wanted
+    assert all(np.array_equal(got[i], full[i]) for i in wanted)
+    assert len(decoded) < n_full  # some packets were skipped
+
+
+def test_annex_b_and_other_codecs_are_never_skipped():
+    assert not video_mod._is_h264_nonref(b"", 4)
+    assert not video_mod._is_h264_nonref(b"\x00\x00\x00\x09garbage", 4)  # length past the end: a reference
+    assert video_mod._is_h264_nonref(b"\x00\x00\x00\x02\x01\x00", 4)  # one slice, nal_ref_idc 0
+    assert not video_mod._is_h264_nonref(b"\x00\x00\x00\x02\x21\x00", 4)  # nal_ref_idc 1
+    assert not video_mod._is_h264_nonref(b"\x00\x00\x00\x02\x06\x00", 4)  # SEI only: no slice

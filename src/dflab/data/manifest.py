@@ -181,7 +181,9 @@ class Manifest:
                 ph = ", ".join("?" for _ in _FACE_COLS)
                 self.db.executemany(
                     f"INSERT INTO faces ({', '.join(_FACE_COLS)}) VALUES ({ph})",
-                    [self._encode(asdict(f), _FACE_COLS) for f in faces],
+                    # getattr, not asdict: asdict deep-copies every row's 68 landmark pairs only to serialise them
+                    # (0.36 of 4.2 CPU seconds of `dflab prepare` on the three reference videos)
+                    [self._encode({c: getattr(f, c) for c in _FACE_COLS}, _FACE_COLS) for f in faces],
                 )
             if events:
                 self.db.executemany(

@@ -20,6 +20,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,9 @@ from dflab.faces import BACKENDS, DEFAULT_BACKEND, FaceCrop, FaceDetector, Sampl
 from dflab.media import iter_frames
 
 DEFAULT_FRAMES = 32  # DADD/ADDG and LAE sample 32 frames per video (Multi-metric: 20)
-PNG_FLAGS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+#: lossless PNG, Huffman coding only (no LZ77 match search): on 256 px face crops 3.0 ms and 71 KB per crop, against
+#: 3.6 ms / 81 KB at zlib level 1, 6.3 ms / 76 KB at level 3 and 1.8 ms / 197 KB stored (level 0)
+PNG_FLAGS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY]
 
 
 @dataclass(frozen=True)
@@ -89,8 +92,8 @@ def safe_relpath(video_id: str) -> str:
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    img = rgb if rgb.ndim == 2 else rgb[..., ::-1]
-    if not cv2.imwrite(str(path), np.ascontiguousarray(img), PNG_FLAGS):
+    img = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if not cv2.imwrite(str(path), img, PNG_FLAGS):
         raise OSError(f"could not write {path}")
 
 
@@ -134,6 +137,7 @@ def process_video(video: VideoRecord, original_path: str, out: Path, settings: P
             _detector(settings.detector, settings.upsample),
             size=settings.size,
             margin=settings.margin,
+            schedule=True,
         )
     except MediaError as exc:
         return VideoResult(video, [], [], 0, (exc.cause, exc.detail))
@@ -186,6 +190,84 @@ def process_video(video: VideoRecord, original_path: str, out: Path, settings: P
     return VideoResult(video, rows, events, n_frames)
 
 
+def auto_workers(n_jobs: int) -> int:
+    """Worker processes for ``n_jobs`` videos: one per core this process may use, at most one per video.
+
+    Measured on the three reference videos of ``bench/bench_ratios.py`` (2 cores): one process keeps only ~1.1 cores
+    busy (decoding runs in a thread beside detection, but each video's decoding and searching alternate), two keep
+    both busy (docs/guide/faces_and_speed.md).
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, n_jobs))
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Linux: have the kernel end this worker when the manifest writer dies (killed, say, before a resume), so that
+    no orphan goes on writing crops beside the resumed run (without it, SIGKILL to the writer left both workers
+    blocked forever on the pool's queue)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the writer died before the line above
+        os._exit(1)
+
+
+_ORDER_AT_MOST = 256
+
+
+def _largest_first(job: tuple) -> int:
+    """Sort key: minus the pixels to decode (frames × width × height, from the header; file size misleads: the
+    512 × 512 liveportrait clip of 78 frames is a larger file than FF++'s 640 × 480 video of 751 frames)."""
+    from dflab.media import probe
+
+    try:
+        info = probe(job[0].path)
+        return -info.n_frames * info.width * info.height
+    except MediaError:
+        return 0  # process_video records the error
+
+
+def _run_pool(jobs: list[tuple], n_workers: int, settings: PrepareSettings) -> Iterator[VideoResult]:
+    """Run ``process_video`` over ``jobs`` in ``n_workers`` processes; results in completion order.
+
+    Where the platform can fork, the workers are forked from this process *after* it has loaded the face detector,
+    so they share its 68-point model (0.5–0.9 s to load from dlib's file, and ~100 MB) instead of each loading its own;
+    YuNet's networks are rebuilt per process (:meth:`FaceDetector._yunet`). Elsewhere (spawn) each worker loads its
+    own on first use. The videos with most pixels to decode go first, so that the last one to finish is a small one.
+
+    FFmpeg keeps its own decoding threads in each worker: with one decoding thread per worker the three reference
+    videos took the same CPU (3.6–3.7 s user) but 5.7–7.2 s wall against 4.6–4.7 s with FFmpeg's threads, on a
+    machine where other jobs held both cores.
+    """
+    import multiprocessing
+
+    context = None
+    if sys.platform.startswith("linux"):  # fork is unsafe on macOS (system frameworks) and absent on Windows
+        context = multiprocessing.get_context("fork")
+        _detector(settings.detector, settings.upsample)
+    # One OpenCV thread in the workers: its thread pool made YuNet *slower* here (2 loaded cores: 11.6 against 5.6
+    # CPU ms per 384 × 288 search, 29 against 16 ms at 640 × 480). It is set here, before the fork, not in the
+    # workers: a forked child that reconfigures (or uses) the pool of threads it did not inherit waits forever
+    # (seen when this process had run OpenCV with threads before, e.g. in a test session).
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        with ProcessPoolExecutor(
+            max_workers=n_workers, mp_context=context, initializer=_exit_with_parent, initargs=(os.getpid(),)
+        ) as pool:
+            # ordering matters for the last videos only; probing costs a few ms per file, so large runs keep theirs
+            ordered = sorted(jobs, key=_largest_first) if len(jobs) <= _ORDER_AT_MOST else jobs
+            futures = [pool.submit(process_video, *job) for job in ordered]
+            for fut in as_completed(futures):
+                yield fut.result()
+    finally:
+        cv2.setNumThreads(threads)
+
+
 def _check_settings(man: Manifest, dataset: str, settings: PrepareSettings) -> None:
     saved = man.get_meta("settings")
     if saved is None:
@@ -204,7 +286,7 @@ def prepare_records(
     stride: int | None = None,
     size: int = 256,
     margin: float = 1.3,
-    workers: int = 1,
+    workers: int | None = None,
     detector: str = DEFAULT_BACKEND,
     upsample: int | str = "auto",
     progress: bool = True,
@@ -214,6 +296,8 @@ def prepare_records(
     """Prepare a list of media records into ``out`` (crops + ``manifest.sqlite``); returns the summary.
 
     Videos already ``done`` (or ``error``, unless ``retry_errors``) in the manifest are skipped: that is the resume.
+    ``workers`` processes prepare videos at once (``None``: :func:`auto_workers`, one per core); this process alone
+    writes the manifest, one transaction per video, whatever the number of workers.
     With ``ray`` (an address, or ``"local"``) each video is a Ray task (:mod:`dflab.distributed`) and this process
     alone writes the manifest; ``out`` must then be on a file system every node sees.
     """
@@ -230,6 +314,7 @@ def prepare_records(
         todo = [r for r in records if man.video_status(r.dataset, r.video_id) not in final]
         skipped = len(records) - len(todo)
         jobs = [(r, by_id[r.original_id].path if r.original_id in by_id else "", out, settings) for r in todo]
+        n_workers = auto_workers(len(jobs)) if workers is None else min(workers, len(jobs))
         bar = _progress(len(records), skipped, progress)
         run_faces = 0
 
@@ -257,14 +342,17 @@ def prepare_records(
                 on_result=lambda _key, res: commit(res),
                 on_failure=lost,
             )
-        elif workers <= 1:
-            for job in jobs:
-                commit(process_video(*job))
+        elif n_workers <= 1:
+            threads = cv2.getNumThreads()
+            cv2.setNumThreads(1)  # see _run_pool; the other core decodes (prefetch thread)
+            try:
+                for job in jobs:
+                    commit(process_video(*job))
+            finally:
+                cv2.setNumThreads(threads)
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(process_video, *job) for job in jobs]
-                for fut in as_completed(futures):
-                    commit(fut.result())
+            for res in _run_pool(jobs, n_workers, settings):
+                commit(res)
         if bar is not None:
             bar.close()
         summary = man.summary()
@@ -296,7 +384,7 @@ def prepare_dataset(
     stride: int | None = None,
     size: int = 256,
     margin: float = 1.3,
-    workers: int = 1,
+    workers: int | None = None,
     limit: int | None = None,
     progress: bool = True,
     detector: str = DEFAULT_BACKEND,
@@ -352,7 +440,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sampling.add_argument("--all", action="store_true", help="every frame")
     parser.add_argument("--size", type=int, default=256, help="crop side in pixels")
     parser.add_argument("--margin", type=float, default=1.3, help="crop box / detector box (FF++: 1.3)")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: one per core, at most one per video)"
+    )
     parser.add_argument("--limit", type=int, default=None, help="only the first N videos (sorted by id)")
     parser.add_argument("--compression", default=None, help="ffpp/dfd: raw|c23|c40; dftimit: LQ|HQ")
     parser.add_argument(

@@ -10,6 +10,7 @@ import numpy as np
 
 from dflab.faces.align import CropResult, crop_face, transform_points
 from dflab.faces.detect import DetectedFace, FaceDetector
+from dflab.faces.schedule import DetectionSchedule
 from dflab.faces.track import track_faces
 from dflab.media import iter_frames
 from dflab.media.prefetch import prefetch
@@ -79,6 +80,7 @@ def find_faces(
     margin: float = 1.3,
     keep: Callable[[int], bool] | None = None,
     on_frame: Callable[[int], None] | None = None,
+    schedule: bool = False,
 ) -> FoundFaces:
     """Detect, crop and track every face of decoded frames: the one face path of ``prepare`` and ``scan``.
 
@@ -92,13 +94,17 @@ def find_faces(
         margin: crop box / detector box (FF++: 1.3).
         keep: which frames to hold on to and return in ``kept``.
         on_frame: called with the number of frames done after each frame (progress, deadlines).
+        schedule: search each frame at a size set by the faces already found (:class:`DetectionSchedule`:
+            default-size search on key frames and whenever a face could be lost); ``False`` searches every frame at
+            the detector's default size.
     """
     detections: list[tuple[int, list[DetectedFace]]] = []
     crops: dict[tuple[int, int], CropResult] = {}
     sizes: dict[int, tuple[int, int]] = {}
     kept: dict[int, np.ndarray] = {}
+    detect = DetectionSchedule(detector).detect if schedule else detector.detect
     for index, rgb in prefetch(frames):  # the next frames decode while this one is searched
-        faces = detector.detect(rgb)
+        faces = detect(rgb)
         detections.append((index, faces))
         sizes[index] = (rgb.shape[1], rgb.shape[0])
         for j, det in enumerate(faces):
@@ -129,6 +135,7 @@ def extract_faces(
     *,
     size: int = 256,
     margin: float = 1.3,
+    schedule: bool = False,
 ) -> tuple[list[FaceCrop], list[Event]]:
     """Every face of the sampled frames of a video or image, tracked and cropped (:func:`find_faces` on a file).
 
@@ -139,5 +146,5 @@ def extract_faces(
         ``(faces, events)``: faces ordered by (frame_index, track_id); one ``no_face`` event per frame without a face.
     """
     frames = iter_frames(path, count=sampling.count, stride=sampling.stride)
-    found = find_faces(frames, detector, size=size, margin=margin)
+    found = find_faces(frames, detector, size=size, margin=margin, schedule=schedule)
     return found.faces, found.events
