@@ -78,6 +78,17 @@ def test_yunet_landmarks_agree_with_dlib(astronaut):
     assert box_iou(a.box, b.box) > 0.7
 
 
+def test_detector_without_landmarks_finds_the_same_boxes_and_loads_no_68_point_model(astronaut):
+    """``landmarks=False`` (the scanner's detector): same boxes and scores, (0, 2) landmarks, no predictor loaded."""
+    full, bare = FaceDetector("yunet"), FaceDetector("yunet", landmarks=False)
+    assert bare._predictor is None and bare.config()["landmarks"] is None
+    pair = np.ascontiguousarray(np.concatenate([astronaut[:320, 60:380], astronaut[:320, 60:380]], axis=1))
+    for image in (astronaut, pair):
+        a, b = full.detect(image), bare.detect(image)
+        assert [f.box for f in a] == [f.box for f in b] and [f.score for f in a] == [f.score for f in b]
+        assert all(f.landmarks.shape == (0, 2) for f in b) and all(f.landmarks.shape == (68, 2) for f in a)
+
+
 def test_face_filling_the_frame_is_found_by_pad_and_retry(astronaut):
     """A tight crop (the face cut inside its box, upscaled as analysts' screenshots are) defeats YuNet's anchors;
     padding the image by half its side makes it an ordinary face."""

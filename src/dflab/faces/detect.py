@@ -58,7 +58,8 @@ class DetectedFace:
     Attributes:
         box: (x0, y0, x1, y1) detector box in image pixels (float).
         score: detector confidence (YuNet confidence, HOG SVM margin or CNN score; higher is surer).
-        landmarks: (68, 2) float32 iBUG points in image pixels.
+        landmarks: (68, 2) float32 iBUG points in image pixels; (0, 2) from a detector built with
+            ``landmarks=False``.
     """
 
     box: tuple[float, float, float, float]
@@ -159,6 +160,9 @@ class FaceDetector:
         pad_retry: when nothing is found, look again in the image padded by half its side on every edge: a face
             that fills the frame (a tight crop, a screenshot of a face) is too large for either detector's anchors
             or windows, and becomes an ordinary face once padded.
+        landmarks: fit dlib's 68 points to each face. ``False`` skips loading the model (0.5–1 s of CPU, the largest
+            start-up cost of a scan) and returns (0, 2) landmarks: for users of box crops only, such as the scanner
+            (its crops are box crops and its tracks fall back to box centres).
     """
 
     def __init__(
@@ -171,9 +175,8 @@ class FaceDetector:
         min_size: int = 24,
         auto_upsample_below: int = 800,
         pad_retry: bool = True,
+        landmarks: bool = True,
     ) -> None:
-        import dlib
-
         if backend not in BACKENDS:
             raise ValueError(f"unknown face backend {backend!r}; known: {', '.join(BACKENDS)}")
         if not (upsample == "auto" or (isinstance(upsample, int) and upsample >= 0)):
@@ -185,6 +188,10 @@ class FaceDetector:
         self.min_size = min_size
         self.auto_upsample_below = auto_upsample_below
         self.pad_retry = pad_retry
+        self.fits_landmarks = landmarks
+        dlib = None
+        if backend != "yunet" or landmarks:
+            import dlib
         if backend == "yunet":
             self._yunet_path = str(yunet_model_file())
             self._yunets: dict[tuple[int, int], Any] = {}
@@ -194,7 +201,9 @@ class FaceDetector:
             self._detector = dlib.get_frontal_face_detector()
         else:
             self._detector = dlib.cnn_face_detection_model_v1(str(model_file("mmod_human_face_detector.dat")))
-        self._predictor = dlib.shape_predictor(str(model_file("shape_predictor_68_face_landmarks.dat")))
+        self._predictor = (
+            dlib.shape_predictor(str(model_file("shape_predictor_68_face_landmarks.dat"))) if landmarks else None
+        )
         self._dlib = dlib
 
     def config(self) -> dict[str, object]:
@@ -206,7 +215,7 @@ class FaceDetector:
             "min_score": self.min_score,
             "min_size": self.min_size,
             "pad_retry": self.pad_retry,
-            "landmarks": "dlib shape_predictor_68_face_landmarks (iBUG 68)",
+            "landmarks": "dlib shape_predictor_68_face_landmarks (iBUG 68)" if self.fits_landmarks else None,
         }
 
     def _raw_detect(self, rgb: np.ndarray, upsample: int) -> list[tuple[tuple[float, float, float, float], float]]:
@@ -304,6 +313,8 @@ class FaceDetector:
         Shape:
             rgb (H, W, 3) uint8; returns (68, 2) float32 in image pixels.
         """
+        if self._predictor is None:
+            return np.zeros((0, 2), np.float32)
         x0, y0, x1, y1 = (round(v) for v in box)
         shape = self._predictor(np.ascontiguousarray(rgb), self._dlib.rectangle(x0, y0, x1 - 1, y1 - 1))
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)

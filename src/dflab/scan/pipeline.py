@@ -5,8 +5,9 @@ three always agree. It is five named stages, each callable (and tested) alone:
 
 1. :func:`sample_frames` — check the file, plan the sampled frames, decode them lazily (:mod:`dflab.media`); a
    video that breaks mid-stream keeps the frames decoded before the break (status ``partial``, with the cause);
-2. :func:`find_scan_faces` — detection, landmarks, crops and tracks through :func:`dflab.faces.find_faces`, the very
-   code ``dflab prepare`` runs (default detector YuNet, ``ScanOptions.face_detector="dlib"`` for HOG);
+2. :func:`find_scan_faces` — detection, crops and tracks through :func:`dflab.faces.find_faces`, the very code
+   ``dflab prepare`` runs (default detector YuNet, ``ScanOptions.face_detector="dlib"`` for HOG), without the
+   68-point landmarks (the scan's crops are box crops);
 3. :func:`score_crops` — every crop of the file in batches through the detectors (plus test-time views of stills);
 4. :func:`aggregate_tracks` / :func:`decisive_track` / :func:`verdict_of` / :func:`reason_of` — per track and file;
 5. :func:`render` — heatmap overlays.
@@ -405,8 +406,8 @@ _LOCAL = threading.local()  # detectors hold per-call state (dlib, YuNet's input
 def face_detector(backend: str | None = None) -> FaceDetector:
     """This thread's :class:`dflab.faces.FaceDetector` for ``backend`` (default: :data:`dflab.faces.DEFAULT_BACKEND`).
 
-    The backend's own detection size applies (YuNet: frames downscaled to 960 px for detection); boxes, landmarks
-    and crops use the full frame.
+    The backend's own detection size applies (YuNet: frames downscaled to 960 px for detection); boxes and crops use
+    the full frame. No 68-point landmarks are fitted: the scan's crops are box crops.
     """
     from dflab.faces import DEFAULT_BACKEND, FaceDetector
 
@@ -415,7 +416,8 @@ def face_detector(backend: str | None = None) -> FaceDetector:
     if cache is None:
         cache = _LOCAL.detectors = {}
     if backend not in cache:
-        cache[backend] = FaceDetector(backend)
+        # the scan crops boxes and tracks box centres: dlib's 68-point model (0.5–1 s of CPU to load) is not needed
+        cache[backend] = FaceDetector(backend, landmarks=False)
     return cache[backend]
 
 
@@ -424,7 +426,7 @@ class ScanFace:
     """A face found by the scan: the shared :class:`~dflab.faces.FaceCrop` plus what the scan adds to it.
 
     Attributes:
-        face: frame index, track id, detection (box, score, 68 landmarks) and crop (image, box, frame→crop matrix).
+        face: frame index, track id, detection (box, score; no landmarks) and crop (image, box, frame→crop matrix).
         time_s: timestamp of its frame.
         score: calibrated P(fake) (mean over detectors, and over views for a still); NaN when not scored.
         heat: localisation map in crop pixels (overlay frames' faces; every scored face when the detector's maps
