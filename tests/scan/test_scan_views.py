@@ -149,3 +149,17 @@ def test_render_views_uses_the_scans_held_frames_and_maps(media_dir, tiny_scorer
     out = views.render_views(res.record, tmp_path / "gone.mp4", None, res.overlays, frames=res.frames, heats=res.heats)
     assert {"track0", *(f"key{i:06d}" for i in keys), *(f"heat{i:06d}" for i in keys)} <= set(out)
     assert _decode(out[f"heat{keys[0]:06d}"])[:, :, 3].max() > 0
+
+
+def test_png_bytes_round_trips_rgb_and_rgba_losslessly():
+    """The report's pictures: RGB and RGBA (heatmap layers keep their transparency), channel order preserved."""
+    import cv2
+    import numpy as np
+
+    from dflab.scan.report import png_bytes
+
+    rng = np.random.default_rng(0)
+    for channels, order in ((3, [2, 1, 0]), (4, [2, 1, 0, 3])):
+        img = rng.integers(0, 256, (17, 23, channels), dtype=np.uint8)
+        back = cv2.imdecode(np.frombuffer(png_bytes(img), np.uint8), cv2.IMREAD_UNCHANGED)
+        assert back.shape == img.shape and np.array_equal(back[:, :, order], img)

@@ -31,11 +31,19 @@ CSV_FIELDS = [
 ]
 
 
-def png_bytes(rgb: np.ndarray) -> bytes:
-    """Encode an RGB uint8 image as PNG."""
+def png_bytes(image: np.ndarray) -> bytes:
+    """Encode an RGB or RGBA (transparency kept) uint8 image as PNG.
+
+    zlib level 1: the report's dozen pictures encode in about half the time of OpenCV's default level 3, for files
+    a few per cent larger (still lossless).
+
+    Shape:
+        image (H, W, 3) or (H, W, 4) uint8.
+    """
     import cv2
 
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
+    order = [2, 1, 0, 3] if image.shape[-1] == 4 else [2, 1, 0]
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image[:, :, order]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
         raise ValueError("PNG encoding failed")
     return buf.tobytes()

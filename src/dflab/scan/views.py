@@ -390,19 +390,5 @@ def render_views(
         known = [{t: hm for (i, t), hm in (heats or {}).items() if i == idx} for idx, *_ in views]
         layers = heat_layers(scorer, [(rgb, faces, m) for _, rgb, faces, m in views], KEY_SIZE, known)
         for (idx, *_), layer in zip(views, layers, strict=True):
-            out[f"heat{idx:06d}"] = rgba_png_bytes(layer)
+            out[f"heat{idx:06d}"] = png_bytes(layer)
     return out
-
-
-def rgba_png_bytes(rgba: np.ndarray) -> bytes:
-    """Encode an RGBA uint8 image as PNG (transparency kept).
-
-    Shape:
-        rgba (H, W, 4) uint8.
-    """
-    import cv2
-
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgba[:, :, [2, 1, 0, 3]]))
-    if not ok:
-        raise ValueError("PNG encoding failed")
-    return buf.tobytes()
