@@ -73,6 +73,18 @@ def test_every_verdict_has_its_reason():
     assert v == "uncertain" and "threshold 0.50" in why
 
 
+def test_reason_prints_a_score_and_a_close_band_edge_as_different_numbers():
+    """A score just under the band's edge reads "0.2904 is below 0.2905", never "0.29 is below 0.29"."""
+    from dflab.scan.views import verdict_words
+
+    top = {"score": 0.2904, "ci": [0.28, 0.30]}
+    v, why = decide(top, [top], 120.0, {"band": (0.2905, 0.3343)})
+    assert v == "real" and "0.2904 is below 0.2905" in why
+    v, why = decide({"score": 0.9, "ci": [0.85, 0.95]}, [top], 120.0, {"band": (0.2905, 0.3343)})
+    assert "0.90 is at or above 0.33" in why  # far apart: two decimals
+    assert "0.2904 is below 0.2905" in verdict_words(0.2904, None, 0.5, 0.0, band=(0.2905, 0.3343))
+
+
 def test_platt_calibration_and_band_come_from_the_card(tiny_scorer):
     crops = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(4)]
     card = {

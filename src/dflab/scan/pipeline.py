@@ -670,17 +670,28 @@ def decide(top: dict[str, Any], tracks: list[dict[str, Any]], face_px: float, ru
     many = f" ({len(tracks)} faces; the verdict is the most suspicious one's)" if len(tracks) > 1 else ""
     if band is not None:
         lo, hi = band
+        d = digits_apart(score, lo, hi)
         why = {
-            "fake": f"P(fake) {score:.2f} is at or above {hi:.2f}, where at most a few % of held-out real files scored",
-            "real": f"P(fake) {score:.2f} is below {lo:.2f}, where at most a few % of held-out fake files scored",
-            "uncertain": f"P(fake) {score:.2f} lies between {lo:.2f} and {hi:.2f}, where held-out real and fake files "
-            "overlap: this detector cannot tell",
+            "fake": f"P(fake) {score:.{d}f} is at or above {hi:.{d}f}, where at most a few % of held-out real files "
+            "scored",
+            "real": f"P(fake) {score:.{d}f} is below {lo:.{d}f}, where at most a few % of held-out fake files scored",
+            "uncertain": f"P(fake) {score:.{d}f} lies between {lo:.{d}f} and {hi:.{d}f}, where held-out real and fake "
+            "files overlap: this detector cannot tell",
         }[v]
     else:
         t, m = rule.get("threshold", 0.5), rule.get("margin", 0.0)
         why = (f"P(fake) {score:.2f} (95 % interval {ci[0]:.2f}-{ci[1]:.2f}) is too close to the threshold {t:.2f}"
                if v == "uncertain" else f"P(fake) {score:.2f} vs threshold {t:.2f} ± {m:.2f}")  # fmt: skip
     return v, why + many
+
+
+def digits_apart(*values: float) -> int:
+    """Decimals (2 to 4) that print ``values`` as different numbers: a score of 0.2904 against a band edge of 0.2905
+    reads "0.2904 is below 0.2905", not "0.29 is below 0.29"."""
+    for d in (2, 3):
+        if len({round(float(v), d) for v in values}) == len(set(map(float, values))):
+            return d
+    return 4
 
 
 def verdict_rule(scorer: Scorer, opts: ScanOptions, kind: str | None = None) -> dict[str, Any]:

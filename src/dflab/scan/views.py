@@ -32,12 +32,17 @@ def verdict_words(
 ) -> str:
     """Why a score gets the verdict it gets, in one sentence (the rules of :func:`dflab.scan.pipeline.verdict_of`)."""
     if band:
+        from dflab.scan.pipeline import digits_apart
+
         rb, fa = float(band[0]), float(band[1])
+        d = max(3, digits_apart(score, rb, fa))
         if score >= fa:
-            return f"P(fake) {score:.3f} is at or above {fa:.2f}, where few held-out real files scored."
+            return f"P(fake) {score:.{d}f} is at or above {fa:.{d}f}, where few held-out real files scored."
         if score < rb:
-            return f"P(fake) {score:.3f} is below {rb:.2f}, where few held-out fake files scored."
-        return f"P(fake) {score:.3f} lies between {rb:.2f} and {fa:.2f}, where held-out real and fake files overlap."
+            return f"P(fake) {score:.{d}f} is below {rb:.{d}f}, where few held-out fake files scored."
+        return (
+            f"P(fake) {score:.{d}f} lies between {rb:.{d}f} and {fa:.{d}f}, where held-out real and fake files overlap."
+        )
     lo, hi = (ci or (score, score))[:2]
     if lo < threshold <= hi and hi - lo > 0:
         return (
