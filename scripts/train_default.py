@@ -3,9 +3,10 @@
 One command retrains it on this 2-core CPU machine from ``../shared/data`` (about an hour, most of it face
 preparation and CLIP encoding; each stage resumes where it was killed)::
 
-    python scripts/train_default.py all          # = prepare, features, train (below)
+    python scripts/train_default.py all          # = prepare, features, views, train (below)
     python scripts/train_default.py prepare      # faces of every file, 32 frames per video -> runs/clip/faces
     python scripts/train_default.py features     # CLIP features of the faces + their synthesised twins (cached)
+    python scripts/train_default.py views        # the scanner's six test-time views of each still's faces (cached)
     python scripts/train_default.py train        # leave-one-source-out validation, choice, calibration, ship
 
 Training data — fakes made from the same real faces (every fake has its real twin): all real faces of
@@ -60,6 +61,7 @@ TWINS = int(os.environ.get("DFLAB_DEFAULT_TWINS", "1"))  # synthesised twins per
 REAL_FRAMES = 12  # frames of a real video that are encoded (and twinned); of the PREPARE_FRAMES prepared
 FAKE_FRAMES = 8  # frames of a labelled fake video that are encoded (validation, and the +labelled candidate)
 MAX_FACES_PER_IMAGE = 8
+VIEW_MARGINS = (-0.1, 0.0, 0.1)  # the scanner's test-time views of a still: margin 1.3 ± 0.1, each also flipped
 ALL_BLOCKS = tuple(range(1, 13))
 SEED = 20261130
 
@@ -278,6 +280,60 @@ def cmd_features(args: argparse.Namespace) -> None:
         print(f"{key}: {len(items)} crops ({(time.time() - t0) / n_done:.2f} s/crop, {n_done}/{n_items})", flush=True)
 
 
+def cmd_views(args: argparse.Namespace) -> None:
+    """Encode the scanner's test-time views of every still image's encoded faces (:func:`dflab.scan.pipeline.
+    still_views`: flip × margins 1.2/1.3/1.4), one cache file per image under ``views/``: validation then scores a
+    still as the scanner does (the mean P(fake) of its six views), so the image band is fitted on the scanner's
+    own scores. The probe is still trained on the single crops."""
+    from dflab.data.manifest import Manifest
+    from dflab.faces.align import crop_face
+    from dflab.media import read_image
+    from dflab.models.clip import ClipOnnxEncoder, preprocess, token_features
+
+    paths = {f"{r.dataset}/{r.video_id}": r.path for r in build_records()}
+    with Manifest(RUN / "faces", readonly=True) as man:
+        rows = man.faces()
+    index = {(f"{r.dataset}/{r.video_id}", r.frame_index, r.track_id): r for r in rows}
+    out = RUN / "views"
+    out.mkdir(parents=True, exist_ok=True)
+    enc = None
+    todo = sorted(p for p in (RUN / "features").glob("*.npz") if not p.name.endswith(".tmp.npz"))
+    for p in sorted(todo, reverse=getattr(args, "reverse", False)):
+        if (out / p.name).exists():
+            continue
+        meta = [m for m in json.loads(str(np.load(p)["meta"])) if m["variant"] == "orig"]
+        if not meta or kind_of(meta[0]["file"]) != "image":
+            continue
+        rgb = read_image(paths[meta[0]["file"]])
+        crops, faces = [], []
+        for m in meta:
+            r = index[(m["file"], m["frame"], m["track"])]
+            for dm in VIEW_MARGINS:
+                crop = crop_face(rgb, tuple(r.det_box), size=256, margin=1.3 + dm).image
+                crops += [crop, np.ascontiguousarray(crop[:, ::-1])]
+            faces.append([m["frame"], m["track"]])
+        enc = enc or ClipOnnxEncoder(ALL_BLOCKS, threads=args.threads)
+        batches = [crops[s : s + 12] for s in range(0, len(crops), 12)]
+        feats = np.concatenate([token_features(enc(preprocess(b)), ALL_BLOCKS).astype(np.float16) for b in batches])
+        tmp = out / f"{p.stem}.tmp.npz"
+        np.savez(tmp, feats=feats, faces=np.array(faces), media=meta[0]["file"])
+        tmp.rename(out / p.name)
+        print(f"{meta[0]['file']}: {len(faces)} faces x {2 * len(VIEW_MARGINS)} views", flush=True)
+
+
+def load_views() -> dict[tuple[str, int, int], np.ndarray]:
+    """(file, frame, track) -> the (6, 12, 2, 768) features of a still's face's test-time views (if encoded)."""
+    views = {}
+    for p in sorted((RUN / "views").glob("*.npz")) if (RUN / "views").exists() else []:
+        if p.name.endswith(".tmp.npz"):
+            continue
+        z = np.load(p)
+        n = 2 * len(VIEW_MARGINS)
+        for j, (frame, track) in enumerate(z["faces"]):
+            views[(str(z["media"]), int(frame), int(track))] = z["feats"][j * n : (j + 1) * n]
+    return views
+
+
 def _fid(key: str) -> str:
     import hashlib
 
@@ -348,11 +404,16 @@ def decision(x: np.ndarray, probe) -> np.ndarray:
     return ((x - mean) / np.sqrt(var + 1e-5)) @ coef + b
 
 
-def file_scores(meta: list[dict], face_logit: np.ndarray, mask: np.ndarray) -> dict[str, dict]:
+def file_scores(
+    meta: list[dict], face_logit: np.ndarray, mask: np.ndarray, views: dict[int, np.ndarray] | None = None
+) -> dict[str, dict]:
     """Per file (original faces only), aggregated as the scanner does (:func:`dflab.scan.pipeline.decisive_track`):
     a track's score is the mean of its faces, the file's that of its most suspicious track among those lasting at
-    least a quarter of the longest. ``logits`` keeps every face (for Platt), ``decisive`` the decisive track's."""
+    least a quarter of the longest. ``logits`` keeps every face (for Platt), ``decisive`` the decisive track's.
+    A face with test-time ``views`` (a still's, see :func:`cmd_views`) counts with its views' logits, as the scanner
+    scores it by their mean P(fake)."""
     files: dict[str, dict] = {}
+    n_faces: dict[str, int] = {}
     for i in np.flatnonzero(mask):
         m = meta[i]
         f = files.setdefault(
@@ -365,15 +426,17 @@ def file_scores(meta: list[dict], face_logit: np.ndarray, mask: np.ndarray) -> d
                 "dataset": m["dataset"],
             },
         )
-        f["logits"].append(float(face_logit[i]))
-        f.setdefault("tracks", {}).setdefault(str(m.get("track", 0)), []).append(float(face_logit[i]))
-    for f in files.values():
+        vals = [float(v) for v in views[i]] if views and i in views else [float(face_logit[i])]
+        f["logits"].extend(vals)
+        f.setdefault("tracks", {}).setdefault(str(m.get("track", 0)), []).extend(vals)
+        n_faces[m["file"]] = n_faces.get(m["file"], 0) + 1
+    for name, f in files.items():
         tracks = f.pop("tracks")
         longest = max(len(v) for v in tracks.values())
         eligible = [v for v in tracks.values() if len(v) >= max(1, longest / 4)]
         f["decisive"] = max(eligible, key=lambda v: float(np.mean(v)))
         f["logit"] = float(np.mean(f["decisive"]))
-        f["n_faces"] = len(f["logits"])
+        f["n_faces"] = n_faces[name]
     return files
 
 
@@ -389,9 +452,13 @@ def platt_of(files: dict[str, dict], names: list[str]) -> tuple[float, float]:
     return platt_fit(logits, labels)
 
 
-def loso(feats: np.ndarray, meta: list[dict], blocks, tokens, c_values, labelled: bool = False) -> dict:
+def loso(
+    feats: np.ndarray, meta: list[dict], blocks, tokens, c_values, labelled: bool = False, views: dict | None = None
+) -> tuple[dict, dict]:
     """Out-of-fold face logits per C: sources held out in groups (GroupKFold over sources, :data:`N_FOLDS`), each
-    with its reals, their twins and its fakes; a probe fitted on the other sources scores its faces."""
+    with its reals, their twins and its fakes; a probe fitted on the other sources scores its faces, and the
+    test-time views of its stills' faces (``views`` from :func:`load_views`). Returns (logits per C, view logits
+    per C by face index)."""
     from sklearn.model_selection import GroupKFold
 
     x = select(feats, blocks, tokens)
@@ -400,6 +467,12 @@ def loso(feats: np.ndarray, meta: list[dict], blocks, tokens, c_values, labelled
     orig = np.array([m["variant"] == "orig" for m in meta])
     trainable = ~orig | (y == 0) if not labelled else np.ones(len(meta), bool)
     out = {c: np.full(len(meta), np.nan, np.float32) for c in c_values}
+    vx = {
+        i: select(views[(m["file"], m["frame"], m["track"])], blocks, tokens)
+        for i, m in enumerate(meta)
+        if views and m["variant"] == "orig" and (m["file"], m["frame"], m["track"]) in views
+    }
+    view_out: dict = {c: {} for c in c_values}
     n_folds = min(N_FOLDS, len(set(src)))
     for _, held_idx in GroupKFold(n_splits=n_folds).split(x, y, groups=src):
         held = np.zeros(len(meta), bool)
@@ -407,7 +480,8 @@ def loso(feats: np.ndarray, meta: list[dict], blocks, tokens, c_values, labelled
         probes = fit_probe(x[trainable & ~held], y[trainable & ~held], c_values)
         for c, probe in zip(c_values, probes, strict=True):
             out[c][held & orig] = decision(x[held & orig], probe)
-    return out
+            view_out[c].update({i: decision(vx[i], probe) for i in held_idx if i in vx})
+    return out, view_out
 
 
 def auc(y, s) -> float | None:
@@ -548,12 +622,14 @@ def cmd_train(args: argparse.Namespace) -> None:
     cands = [(fs, False) for fs in (SELF_SETS if args.sets is None else args.sets)] + [
         (fs, True) for fs in args.labelled_sets
     ]
+    views = load_views()
+    print(f"{len(views)} still-image faces with test-time views", flush=True)
     for fs, lab in cands:
         t0 = time.time()
-        oofs = loso(feats, meta, *FEATURE_SETS[fs], C_VALUES, labelled=lab)
+        oofs, view_oofs = loso(feats, meta, *FEATURE_SETS[fs], C_VALUES, labelled=lab, views=views)
         for c, oof in oofs.items():
             key = f"{fs}/C={c}" + ("/+labelled" if lab else "")
-            files = file_scores(meta, oof, orig)
+            files = file_scores(meta, oof, orig, view_oofs[c])
             rep = report(files)
             results[key] = {"report": rep, "face_auc": auc(y[orig], oof[orig]), "files": files}
             print(
@@ -703,6 +779,9 @@ def main() -> None:
     f = sub.add_parser("features")
     f.add_argument("--threads", type=int, default=None)
     f.add_argument("--reverse", action="store_true", help="work from the end of the list (a second process)")
+    v = sub.add_parser("views", help="the scanner's test-time views of every still's faces, for validation")
+    v.add_argument("--threads", type=int, default=None)
+    v.add_argument("--reverse", action="store_true", help="work from the end of the list (a second process)")
     t = sub.add_parser("train")
     t.add_argument(
         "--labelled-sets",
@@ -725,9 +804,11 @@ def main() -> None:
     if args.cmd == "all":
         cmd_prepare(args)
         cmd_features(args)
+        cmd_views(args)
         cmd_train(args)
     else:
-        {"prepare": cmd_prepare, "features": cmd_features, "train": cmd_train, "report": cmd_report}[args.cmd](args)
+        cmds = {"prepare": cmd_prepare, "features": cmd_features, "views": cmd_views, "train": cmd_train}
+        {**cmds, "report": cmd_report}[args.cmd](args)
     print(f"[{args.cmd}] {time.time() - t0:.0f} s", file=sys.stderr)
 
 
