@@ -324,7 +324,7 @@ def cmd_views(args: argparse.Namespace) -> None:
 def load_views() -> dict[tuple[str, int, int], np.ndarray]:
     """(file, frame, track) -> the (6, 12, 2, 768) features of a still's face's test-time views (if encoded)."""
     views = {}
-    for p in sorted((RUN / "views").glob("*.npz")) if (RUN / "views").exists() else []:
+    for p in sorted((RUN / "views").glob("*.npz")):  # a missing folder globs to nothing
         if p.name.endswith(".tmp.npz"):
             continue
         z = np.load(p)

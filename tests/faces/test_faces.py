@@ -211,3 +211,17 @@ def test_assignment_with_one_track_or_face_equals_hungarian():
         cost = rng.uniform(size=shape)
         got, want = _assign(cost), linear_sum_assignment(cost)
         assert cost[got].sum() == pytest.approx(cost[want].sum())
+
+
+def test_one_opencv_thread_sets_and_restores_the_pool_even_on_error():
+    from dflab.faces import one_opencv_thread
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    try:
+        with pytest.raises(RuntimeError), one_opencv_thread():
+            assert cv2.getNumThreads() == 1
+            raise RuntimeError("boom")
+        assert cv2.getNumThreads() == 2
+    finally:
+        cv2.setNumThreads(before)

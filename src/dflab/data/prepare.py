@@ -33,7 +33,16 @@ from dflab.data.datasets import DATASETS, scan_dataset
 from dflab.data.manifest import FAKE, MANIFEST_NAME, FaceRow, Manifest, VideoRecord
 from dflab.distributed import add_ray_argument
 from dflab.errors import ConfigError, MediaError
-from dflab.faces import BACKENDS, DEFAULT_BACKEND, FaceCrop, FaceDetector, Sampling, crop_box, extract_faces
+from dflab.faces import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    FaceCrop,
+    FaceDetector,
+    Sampling,
+    crop_box,
+    extract_faces,
+    one_opencv_thread,
+)
 from dflab.media import iter_frames
 
 DEFAULT_FRAMES = 32  # DADD/ADDG and LAE sample 32 frames per video (Multi-metric: 20)
@@ -253,19 +262,17 @@ def _run_pool(jobs: list[tuple], n_workers: int, settings: PrepareSettings) -> I
     # CPU ms per 384 × 288 search, 29 against 16 ms at 640 × 480). It is set here, before the fork, not in the
     # workers: a forked child that reconfigures (or uses) the pool of threads it did not inherit waits forever
     # (seen when this process had run OpenCV with threads before, e.g. in a test session).
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
-        with ProcessPoolExecutor(
+    with (
+        one_opencv_thread(),
+        ProcessPoolExecutor(
             max_workers=n_workers, mp_context=context, initializer=_exit_with_parent, initargs=(os.getpid(),)
-        ) as pool:
-            # ordering matters for the last videos only; probing costs a few ms per file, so large runs keep theirs
-            ordered = sorted(jobs, key=_largest_first) if len(jobs) <= _ORDER_AT_MOST else jobs
-            futures = [pool.submit(process_video, *job) for job in ordered]
-            for fut in as_completed(futures):
-                yield fut.result()
-    finally:
-        cv2.setNumThreads(threads)
+        ) as pool,
+    ):
+        # ordering matters for the last videos only; probing costs a few ms per file, so large runs keep theirs
+        ordered = sorted(jobs, key=_largest_first) if len(jobs) <= _ORDER_AT_MOST else jobs
+        futures = [pool.submit(process_video, *job) for job in ordered]
+        for fut in as_completed(futures):
+            yield fut.result()
 
 
 def _check_settings(man: Manifest, dataset: str, settings: PrepareSettings) -> None:
@@ -343,13 +350,9 @@ def prepare_records(
                 on_failure=lost,
             )
         elif n_workers <= 1:
-            threads = cv2.getNumThreads()
-            cv2.setNumThreads(1)  # see _run_pool; the other core decodes (prefetch thread)
-            try:
+            with one_opencv_thread():  # the other core decodes (prefetch thread)
                 for job in jobs:
                     commit(process_video(*job))
-            finally:
-                cv2.setNumThreads(threads)
         else:
             for res in _run_pool(jobs, n_workers, settings):
                 commit(res)

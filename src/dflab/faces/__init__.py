@@ -8,6 +8,7 @@ from dflab.faces.detect import (
     DetectedFace,
     FaceDetector,
     model_file,
+    one_opencv_thread,
     yunet_model_file,
 )
 from dflab.faces.pipeline import Event, FaceCrop, FoundFaces, Sampling, extract_faces, find_faces
@@ -30,6 +31,7 @@ __all__ = [
     "extract_faces",
     "find_faces",
     "model_file",
+    "one_opencv_thread",
     "square_box",
     "track_faces",
     "transform_points",

@@ -19,10 +19,12 @@ Backends (chosen by measurement, see ``bench/bench_faces.py`` and docs/guide/fac
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -132,6 +134,22 @@ def yunet_to_dlib_box(points: np.ndarray) -> tuple[float, float, float, float]:
 
 #: YuNet networks kept per detector, one per input size
 _YUNET_NETS = 4
+
+
+@contextlib.contextmanager
+def one_opencv_thread() -> Iterator[None]:
+    """Run the block with OpenCV's thread pool set to one thread, then restore it.
+
+    OpenCV's pool made YuNet slower, not faster, on two busy cores (11.6 against 5.6 CPU ms per 384 × 288 search,
+    docs/guide/faces_and_speed.md): ``prepare`` and ``scan`` keep the other core for decoding (and for the other
+    worker). The setting is process-wide; a forked child must inherit it, not change it (see ``prepare._run_pool``).
+    """
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def _shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

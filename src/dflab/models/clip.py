@@ -47,6 +47,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 #: blocks of ViT-B/16 (1-based, as in the papers' figures): block k's output is the residual stream after it
 N_BLOCKS = 12
 WIDTH = 768
+EMBED_DIM = 512  # CLIP ViT-B/16's projected image embedding (``image_embeds``)
 N_TOKENS = 197  # class token + 14 × 14 patches
 
 
@@ -195,15 +196,13 @@ class ClipOnnxEncoder:
         0.119 in batches of 8, measured).
         """
         x = np.ascontiguousarray(pixels, np.float32)
+        if not len(x):  # the graph cannot reshape an empty batch
+            return {"embed": np.zeros((0, EMBED_DIM), np.float32)} | {
+                b: np.zeros((0, N_TOKENS, WIDTH), np.float32) for b in self.blocks
+            }
         runs = [self.session.run(self._outputs, {"pixel_values": x[i : i + 1]}) for i in range(len(x))]
-        res = (
-            [np.concatenate(parts) for parts in zip(*runs, strict=True)]
-            if runs
-            else [np.zeros((0,), np.float32) for _ in self._outputs]
-        )
-        out: dict[int | str, np.ndarray] = {"embed": res[0]}
-        out.update(zip(self.blocks, res[1:], strict=True))
-        return out
+        res = [np.concatenate(parts) for parts in zip(*runs, strict=True)]
+        return {"embed": res[0]} | dict(zip(self.blocks, res[1:], strict=True))
 
 
 def session_model(source: Path, outputs: Sequence[str], directory: str | Path | None = None) -> Path | bytes:

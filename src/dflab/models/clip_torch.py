@@ -36,11 +36,12 @@ from torch import nn
 
 from dflab.errors import CheckpointError
 from dflab.models.clip import CLIP_FILE, CLIP_INSTALL, CLIP_SHA256, cache_dir, clip_onnx_path, sha256_of
+from dflab.models.clip import EMBED_DIM as CLIP_EMBED_DIM
 
 ONNX_SHA256 = CLIP_SHA256
 INSTALL_HINT = CLIP_INSTALL
 TIMM_ARCH = "vit_base_patch16_clip_quickgelu_224"
-EMBED_DIM = 512
+EMBED_DIM = CLIP_EMBED_DIM
 DEPTH = 12
 
 

@@ -470,9 +470,7 @@ def find_scan_faces(
     every sampled frame when they all fit in :data:`KEEP_FRAMES_BYTES` (the report then shows its key frames and
     thumbnails without decoding the video again).
     """
-    import cv2
-
-    from dflab.faces import find_faces
+    from dflab.faces import find_faces, one_opencv_thread
     from dflab.media.prefetch import prefetch
 
     keep_all = source.kind == "image" or opts.overlay_video or _frames_fit(source)
@@ -482,23 +480,21 @@ def find_scan_faces(
     ahead = prefetch(source, depth=max(2, min(16, DECODE_AHEAD_BYTES // max(1, w * h * 3))))
     first = next(ahead, None)  # starts the decoding thread now (a generator runs at its first item)
     frames = itertools.chain([] if first is None else [first], ahead)
-    # one OpenCV thread while faces are searched: the decoding thread holds the other core, and OpenCV's pool made
-    # YuNet slower, not faster, on two busy cores (docs/guide/faces_and_speed.md); the detection schedule searches
-    # each frame at the size its faces need, with full-size searches on key frames (the faces benchmark guards it)
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
+    # one OpenCV thread while faces are searched (the decoding thread holds the other core); the detection schedule
+    # searches each frame at the size its faces need, with full-size searches on key frames (the faces benchmark
+    # guards it)
     try:
-        found = find_faces(
-            frames,
-            face_detector(opts.face_detector),
-            size=spec.size,
-            margin=spec.margin,
-            keep=lambda i: keep_all or i in keep,
-            on_frame=on_frame,
-            schedule=source.kind == "video",
-        )
+        with one_opencv_thread():
+            found = find_faces(
+                frames,
+                face_detector(opts.face_detector),
+                size=spec.size,
+                margin=spec.margin,
+                keep=lambda i: keep_all or i in keep,
+                on_frame=on_frame,
+                schedule=source.kind == "video",
+            )
     finally:
-        cv2.setNumThreads(threads)
         ahead.close()  # a scan stopped early (deadline, error) stops its decoding thread now
     fps = source.fps
     return found, [ScanFace(f, f.frame_index / fps if fps else 0.0) for f in found.faces]
