@@ -350,3 +350,75 @@ def test_overlay_maps_come_from_the_scoring_pass_when_the_detector_makes_them(as
     _, heats = score_crops(crops, [scorer], batch_size=8, maps=[False, True, False, False, False])
     assert calls == [5], "one pass, no second pass for the map"
     assert heats[1] is not None and heats[1].shape == (64, 64)
+
+
+def test_early_frames_are_the_picks_of_a_track_present_in_every_planned_frame():
+    from dflab.scan.pipeline import early_frames, select_faces
+
+    planned = list(range(0, 300, 10))
+    faces = _track_faces([len(planned)])
+    for prefer in (set(), {0, 100, 190, 290}, {150}):
+        picked = {faces[i].frame_index for i in select_faces(faces, 8, prefer)}
+        assert early_frames(planned, 8, prefer) == picked
+    assert early_frames(planned, None, set()) == early_frames(planned, 0, set()) == set(planned)
+    assert early_frames(planned[:5], 8, set()) == set(planned[:5])
+
+
+def test_video_faces_scored_while_frames_are_searched_get_the_scores_of_scoring_after_tracking(
+    tiny_scorer, media_dir, monkeypatch
+):
+    """Early scoring changes when a face is scored, never its score nor which faces are scored; every scored face
+    is scored exactly once."""
+    calls: list[tuple[str, int]] = []
+    real = pipeline.score_crops
+
+    def counting(crops, *args, **kwargs):
+        import threading
+
+        calls.append((threading.current_thread().name, len(crops)))
+        return real(crops, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "score_crops", counting)
+    opts = ScanOptions(max_frames=12, overlays=2, faces_per_track=4)
+    early = scan_file(media_dir / "clip.mp4", tiny_scorer, opts).record
+    assert early["status"] == "ok" and early["n_scored"] == 4
+    background = sum(n for name, n in calls if name == "dflab-early-scoring")
+    assert background == early["n_scored"], calls  # one track through every frame: all its picks scored early
+    assert sum(n for _, n in calls) == early["n_scored"], "no face scored twice or in vain"
+
+    calls.clear()
+    monkeypatch.setattr(pipeline, "early_frames", lambda *a: set())  # everything scored after tracking
+    late = scan_file(media_dir / "clip.mp4", tiny_scorer, opts).record
+    assert all(name != "dflab-early-scoring" or n == 0 for name, n in calls)
+
+    def scores(rec):
+        return {(fr["frame_index"], f["track_id"]): f["score"] for fr in rec["frames"] for f in fr["faces"]}
+
+    assert scores(early).keys() == scores(late).keys()
+    for key, s in scores(late).items():
+        assert (s is None) == (scores(early)[key] is None), key
+        if s is not None:
+            assert scores(early)[key] == pytest.approx(s, abs=1e-6), key
+    assert early["score"] == pytest.approx(late["score"], abs=1e-6)
+
+
+def test_early_scoring_hands_a_detector_error_to_the_scan_and_cancel_stops_it(tiny_scorer):
+    from types import SimpleNamespace
+
+    from dflab.scan.pipeline import EarlyScoring
+
+    crop = SimpleNamespace(image=np.zeros((64, 64, 3), np.uint8))
+    broken = SimpleNamespace(score=lambda crops, maps=False: (_ for _ in ()).throw(RuntimeError("model broke")))
+    early = EarlyScoring([broken], {0}, set(), 4)
+    early.offer(0, SimpleNamespace(box=(0.0, 0.0, 10.0, 10.0)), crop)
+    with pytest.raises(RuntimeError, match="model broke"):
+        early.take()
+
+    early = EarlyScoring([tiny_scorer], {0, 1}, {1}, 4)
+    early.offer(5, SimpleNamespace(box=(0.0, 0.0, 10.0, 10.0)), crop)  # not an early frame: ignored
+    early.offer(1, SimpleNamespace(box=(1.0, 2.0, 3.0, 4.0)), crop)
+    done = early.take()
+    assert list(done) == [(1, (1.0, 2.0, 3.0, 4.0))] and done[(1, (1.0, 2.0, 3.0, 4.0))][1] is not None  # a map
+    early = EarlyScoring([tiny_scorer], {0}, set(), 4)
+    early.cancel()
+    assert not early._thread.is_alive()

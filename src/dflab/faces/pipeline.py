@@ -81,6 +81,7 @@ def find_faces(
     keep: Callable[[int], bool] | None = None,
     on_frame: Callable[[int], None] | None = None,
     schedule: bool = False,
+    on_crop: Callable[[int, DetectedFace, CropResult], None] | None = None,
 ) -> FoundFaces:
     """Detect, crop and track every face of decoded frames: the one face path of ``prepare`` and ``scan``.
 
@@ -97,6 +98,8 @@ def find_faces(
         schedule: search each frame at a size set by the faces already found (:class:`DetectionSchedule`:
             default-size search on key frames and whenever a face could be lost); ``False`` searches every frame at
             the detector's default size.
+        on_crop: called with ``(frame_index, detection, crop)`` as soon as a face is cropped, before tracking (the
+            scanner starts scoring while later frames are still searched).
     """
     detections: list[tuple[int, list[DetectedFace]]] = []
     crops: dict[tuple[int, int], CropResult] = {}
@@ -109,6 +112,8 @@ def find_faces(
         sizes[index] = (rgb.shape[1], rgb.shape[0])
         for j, det in enumerate(faces):
             crops[(index, j)] = crop_face(rgb, det.box, size=size, margin=margin)
+            if on_crop is not None:
+                on_crop(index, det, crops[(index, j)])
         if keep is not None and keep(index):
             kept[index] = rgb
         if on_frame is not None:

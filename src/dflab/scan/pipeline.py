@@ -421,6 +421,10 @@ def face_detector(backend: str | None = None) -> FaceDetector:
     return cache[backend]
 
 
+#: a face's identity before tracking: (frame index, detection box)
+FaceKey = tuple[int, tuple[float, ...]]
+
+
 @dataclass
 class ScanFace:
     """A face found by the scan: the shared :class:`~dflab.faces.FaceCrop` plus what the scan adds to it.
@@ -456,6 +460,10 @@ class ScanFace:
     def matrix(self) -> np.ndarray:
         return self.face.crop.matrix
 
+    @property
+    def key(self) -> FaceKey:
+        return (self.frame_index, tuple(self.det_box))
+
 
 def find_scan_faces(
     source: FrameSource,
@@ -463,12 +471,14 @@ def find_scan_faces(
     opts: ScanOptions,
     keep: set[int],
     on_frame: Callable[[int], None] | None = None,
+    on_crop: Callable[[int, Any, Any], None] | None = None,
 ) -> tuple[FoundFaces, list[ScanFace]]:
     """Stage 2: detect, crop (the detector's input contract) and track every face of the sampled frames.
 
     Frames in ``keep`` (overlays; a still's one frame, for its test-time views) are held for later stages; so is
     every sampled frame when they all fit in :data:`KEEP_FRAMES_BYTES` (the report then shows its key frames and
-    thumbnails without decoding the video again).
+    thumbnails without decoding the video again). ``on_crop`` sees each face as soon as it is cropped
+    (:class:`EarlyScoring`).
     """
     from dflab.faces import find_faces, one_opencv_thread
     from dflab.media.prefetch import prefetch
@@ -493,6 +503,7 @@ def find_scan_faces(
                 keep=lambda i: keep_all or i in keep,
                 on_frame=on_frame,
                 schedule=source.kind == "video",
+                on_crop=on_crop,
             )
     finally:
         ahead.close()  # a scan stopped early (deadline, error) stops its decoding thread now
@@ -505,13 +516,33 @@ def _frames_fit(source: FrameSource) -> bool:
     return 0 < len(source.planned) * w * h * 3 <= KEEP_FRAMES_BYTES
 
 
-def select_faces(faces: Sequence[ScanFace], per_track: int | None, prefer: set[int] = frozenset()) -> list[int]:
-    """Indices (into ``faces``) of the faces to score: at most ``per_track`` of each track, evenly spaced over it.
+def spread_picks(frames: Sequence[int], per_track: int, prefer: set[int] = frozenset()) -> list[int]:
+    """Positions (into ``frames``, a track's frame indices in order) of the ``per_track`` faces to score.
 
-    The picks are ``per_track`` positions spread evenly from the track's first face to its last; a face on a frame
-    in ``prefer`` (the report's overlay frames) then takes the place of the nearest pick not already preferred, so
-    that overlays show scored faces. ``None`` or 0 keeps every face.
+    The picks are ``per_track`` positions spread evenly from the first frame to the last; a frame in ``prefer`` (the
+    report's overlay frames) then takes the place of the nearest pick not already preferred, so that overlays show
+    scored faces. Fewer frames than ``per_track``: all of them.
     """
+    if len(frames) <= per_track:
+        return list(range(len(frames)))
+    picks = sorted({round(float(x)) for x in np.linspace(0, len(frames) - 1, num=per_track)})
+    fixed: set[int] = set()
+    for pos in (p for p, i in enumerate(frames) if i in prefer):
+        if pos in picks:
+            fixed.add(pos)
+            continue
+        free = [p for p in picks if p not in fixed]
+        if not free:
+            break
+        nearest = min(free, key=lambda p: abs(p - pos))
+        picks[picks.index(nearest)] = pos
+        fixed.add(pos)
+    return sorted(picks)
+
+
+def select_faces(faces: Sequence[ScanFace], per_track: int | None, prefer: set[int] = frozenset()) -> list[int]:
+    """Indices (into ``faces``) of the faces to score: at most ``per_track`` of each track, evenly spaced over it
+    with the overlay frames (``prefer``) among them (:func:`spread_picks`). ``None`` or 0 keeps every face."""
     if not per_track or per_track <= 0:
         return list(range(len(faces)))
     by_track: dict[int, list[int]] = {}
@@ -520,22 +551,7 @@ def select_faces(faces: Sequence[ScanFace], per_track: int | None, prefer: set[i
     chosen: list[int] = []
     for members in by_track.values():
         members = sorted(members, key=lambda i: faces[i].frame_index)
-        if len(members) <= per_track:
-            chosen += members
-            continue
-        picks = sorted({round(float(x)) for x in np.linspace(0, len(members) - 1, num=per_track)})
-        fixed: set[int] = set()
-        for pos in (p for p, i in enumerate(members) if faces[i].frame_index in prefer):
-            if pos in picks:
-                fixed.add(pos)
-                continue
-            free = [p for p in picks if p not in fixed]
-            if not free:
-                break
-            nearest = min(free, key=lambda p: abs(p - pos))
-            picks[picks.index(nearest)] = pos
-            fixed.add(pos)
-        chosen += [members[p] for p in sorted(picks)]
+        chosen += [members[p] for p in spread_picks([faces[i].frame_index for i in members], per_track, prefer)]
     return sorted(chosen)
 
 
@@ -592,6 +608,95 @@ def score_crops(
         for i, m in zip(idx, got_maps, strict=True):
             heats[i] = m
     return scores, heats
+
+
+class EarlyScoring:
+    """Stage 3 begun during stage 2: faces scored in a background thread as soon as they are cropped.
+
+    The faces of ``frames`` are queued by :meth:`offer` (the ``on_crop`` hook of :func:`dflab.faces.find_faces`) and
+    scored in batches of at most ``batch_size`` (whatever is waiting) by one thread, while the next frames are
+    decoded and searched: ONNX Runtime and torch release the GIL while they run, so on two cores the detector's
+    pass overlaps decoding and YuNet instead of following them. The scan's choice of faces is unchanged: after
+    tracking, :func:`select_faces` picks the faces to score, those scored early keep their score, the others are
+    scored then, and an early score of a face not picked is dropped (the per-track budget stays exact). ``frames``
+    are therefore the frames a track followed through the whole video would have picked (:func:`early_frames`).
+
+    Args:
+        scorers: the detectors.
+        frames: frame indices whose faces are scored early.
+        maps: frame indices whose faces also get a localisation map (the overlay frames).
+        batch_size: largest batch per forward pass.
+    """
+
+    def __init__(self, scorers: Sequence[Scorer], frames: set[int], maps: set[int], batch_size: int) -> None:
+        import queue
+
+        self.scorers, self.frames, self.maps, self.batch_size = list(scorers), set(frames), set(maps), batch_size
+        self._queue: queue.Queue[tuple[FaceKey, np.ndarray, bool] | None] = queue.Queue()
+        self._done: dict[FaceKey, tuple[float, np.ndarray | None]] = {}
+        self._error: BaseException | None = None
+        self._cancelled = False
+        self._thread = threading.Thread(target=self._run, name="dflab-early-scoring", daemon=True)
+        self._thread.start()
+
+    def offer(self, index: int, det: Any, crop: Any) -> None:
+        """Queue a just-cropped face when its frame is one of ``frames``."""
+        if index in self.frames:
+            self._queue.put(((index, tuple(det.box)), crop.image, index in self.maps))
+
+    def _run(self) -> None:
+        import queue
+
+        while True:
+            item = self._queue.get()
+            batch = []
+            while item is not None:
+                batch.append(item)
+                if len(batch) == self.batch_size:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch and not self._cancelled and self._error is None:
+                try:
+                    scores, heats = score_crops(
+                        [c for _, c, _ in batch], self.scorers, batch_size=self.batch_size, maps=[m for *_, m in batch]
+                    )
+                except Exception as exc:  # noqa: BLE001 -- re-raised in the scan's thread by take()
+                    self._error = exc
+                else:
+                    for (key, _, _), s, h in zip(batch, scores, heats, strict=True):
+                        self._done[key] = (float(s), h)
+            if item is None:
+                return
+
+    def take(self) -> dict[FaceKey, tuple[float, np.ndarray | None]]:
+        """Wait for every queued face; their (P(fake), map) by ``(frame index, detection box)``.
+
+        Raises:
+            the error a detector raised in the background thread.
+        """
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._done
+
+    def cancel(self) -> None:
+        """Drop what is queued and stop the thread (a scan that failed or ran out of time)."""
+        if self._thread.is_alive():
+            self._cancelled = True
+            self._queue.put(None)
+            self._thread.join()
+
+
+def early_frames(planned: Sequence[int], per_track: int | None, prefer: set[int]) -> set[int]:
+    """The frames whose faces :class:`EarlyScoring` scores: the picks of :func:`spread_picks` for a track present
+    in every planned frame (every planned frame when all faces are scored)."""
+    if not per_track or per_track <= 0:
+        return set(planned)
+    return {planned[p] for p in spread_picks(planned, per_track, prefer)}
 
 
 def still_views(rgb: np.ndarray, face: FaceCrop, spec: InputSpec) -> list[np.ndarray]:
@@ -867,24 +972,40 @@ def _scan(
         progress(0.02 + 0.58 * n / len(source.planned), f"faces in {n}/{len(source.planned)} frames")
 
     check()
-    found, faces = find_scan_faces(source, scorers[0].spec, opts, overlay_frames, on_frame)  # 2. faces and tracks
-    if not found.frames:
-        raise MediaError(path, "no_frames", "the decoder returned no frame")
+    early = None
+    if source.kind == "video":  # stage 3 starts beside stage 2 (a still has one frame: nothing to overlap)
+        picks = early_frames(source.planned, opts.faces_per_track, overlay_frames)
+        early = EarlyScoring(scorers, picks, overlay_frames, opts.batch_size)
+    try:
+        found, faces = find_scan_faces(  # 2. faces and tracks
+            source, scorers[0].spec, opts, overlay_frames, on_frame, on_crop=early.offer if early else None
+        )
+        if not found.frames:
+            raise MediaError(path, "no_frames", "the decoder returned no frame")
+        done = early.take() if early else {}
+    finally:
+        if early:
+            early.cancel()
     rule = verdict_rule(scorers[0], opts, source.kind)
     record = _base_record(path, source, found, scorers, rule)
-    if faces:  # 3. score the budget's faces, with maps for the overlay frames' faces
+    if faces:  # 3. score the budget's faces (those not scored early), with maps for the overlay frames' faces
         todo = [faces[i] for i in select_faces(faces, opts.faces_per_track, overlay_frames)]
+        rest = [f for f in todo if f.key not in done]
         scores, heats = score_crops(
-            [f.face.crop.image for f in todo],
+            [f.face.crop.image for f in rest],
             scorers,
             batch_size=opts.batch_size,
-            maps=[f.frame_index in overlay_frames for f in todo],
+            maps=[f.frame_index in overlay_frames for f in rest],
             check=check,
-            on_batch=lambda n: progress(0.6 + 0.35 * n / len(todo), "scoring faces"),
+            on_batch=lambda n: progress(0.6 + 0.35 * n / len(rest), "scoring faces"),
         )
-        scores = _finite(scores, [s.name for s in scorers])  # a NaN becomes an error record, never a verdict
-        for f, s, h in zip(todo, scores, heats, strict=True):
-            f.score, f.heat, f.scored = float(s), h, True
+        for f, s, h in zip(rest, scores, heats, strict=True):
+            done[f.key] = (float(s), h)
+        # a NaN becomes an error record, never a verdict
+        _finite(np.array([done[f.key][0] for f in todo], np.float32), [s.name for s in scorers])
+        for f in todo:
+            f.score, f.heat = done[f.key]
+            f.scored = True
         views = _score_still_views(source, found, todo, scorers, opts) if source.kind == "image" and opts.tta else {}
         record.update(_summary(faces, views, opts, rule))  # 4. aggregate per track and file
         record["faces_per_track"] = opts.faces_per_track or None
