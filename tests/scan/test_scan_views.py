@@ -163,3 +163,20 @@ def test_png_bytes_round_trips_rgb_and_rgba_losslessly():
         img = rng.integers(0, 256, (17, 23, channels), dtype=np.uint8)
         back = cv2.imdecode(np.frombuffer(png_bytes(img), np.uint8), cv2.IMREAD_UNCHANGED)
         assert back.shape == img.shape and np.array_equal(back[:, :, order], img)
+
+
+def test_overlays_are_jpeg_photographs_in_rgb_order_and_every_picture_says_its_type(astronaut):
+    """Overlays (frames with the heatmap baked in) are JPEG: channel order kept, close to the original; the HTML and
+    the web service label each picture by its content."""
+    import cv2
+    import numpy as np
+
+    from dflab.scan.report import jpeg_bytes, picture_type, png_bytes
+
+    img = np.ascontiguousarray(astronaut[:256, :256])
+    data = jpeg_bytes(img)
+    back = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+    assert back.shape == img.shape and np.abs(back.astype(int) - img).mean() < 3
+    assert np.abs(back.astype(int) - img[:, :, ::-1]).mean() > 10, "channels not swapped"
+    assert picture_type(data) == "image/jpeg" and picture_type(png_bytes(img)) == "image/png"
+    assert picture_type(b"GIF89a") == "application/octet-stream"

@@ -28,8 +28,9 @@ def test_submit_poll_result_and_artifacts(tmp_path, tiny_scorers, corpus, wait):
         assert "evil" not in res["path"] and res["path"].endswith(".upload")
         assert "upload" not in job
         overlay = next(a for a in job["artifacts"] if a.startswith("frame"))
-        png = client.get(f"/api/jobs/{job['id']}/artifacts/{overlay}")
-        assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
+        pic = client.get(f"/api/jobs/{job['id']}/artifacts/{overlay}")  # an overlay is a photograph: JPEG
+        assert pic.status_code == 200 and pic.content[:3] == b"\xff\xd8\xff"
+        assert pic.headers["content-type"] == "image/jpeg"
         # the upload is gone once the job is final; only generated names were ever used
         assert list((tmp_path / "srv" / "uploads").iterdir()) == []
 

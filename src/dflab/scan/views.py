@@ -344,9 +344,9 @@ def render_views(
     (:attr:`~dflab.scan.pipeline.ScanResult.heats`) are used as they are; the scorer computes the others.
     """
     from dflab.errors import MediaError
-    from dflab.scan.report import png_bytes, timeline_png
+    from dflab.scan.report import jpeg_bytes, png_bytes, timeline_png
 
-    out = {name: png_bytes(im) for name, im in overlays}
+    out = {name: jpeg_bytes(im) for name, im in overlays}
     if record.get("status") not in ("ok", "partial"):
         return out
     tl = timeline_png(record) if record.get("kind") == "video" else None  # matplotlib only for videos

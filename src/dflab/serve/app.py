@@ -6,7 +6,7 @@ API (all JSON):
   limit, 415 when the content is not an image or video (sniffed from the bytes, never the extension), 503 with
   ``Retry-After`` when the pool and its queue are full.
 * ``GET /api/jobs/{id}`` → ``{"id", "status": queued|running|done|error, "progress", "message", "result",
-  "error", "artifacts"}``; ``GET /api/jobs/{id}/artifacts/{name}`` → PNG (timeline, overlays).
+  "error", "artifacts"}``; ``GET /api/jobs/{id}/artifacts/{name}`` → PNG (timeline, key views) or JPEG (overlays).
 * ``GET /api/health`` → queue and worker state, process memory.
 
 Safety: :class:`dflab.serve.security.Gate` refuses before the body is read — an unknown ``Host`` (DNS
@@ -36,6 +36,7 @@ from fastapi.responses import JSONResponse, Response
 
 from dflab.errors import MediaError
 from dflab.scan.pipeline import ScanOptions, Scorer, scan_file
+from dflab.scan.report import picture_type
 from dflab.serve.jobs import JobStore, PoolConfig, Retention, WorkerPool, scrub
 from dflab.serve.security import LOOPBACK_HOSTS, Gate, Refusal
 
@@ -186,7 +187,7 @@ def create_app(
         data = store.artifact(job_id, name) if _ID.match(job_id) and _ARTIFACT.match(name) else None
         if data is None:
             raise HTTPException(404)
-        return Response(data, media_type="image/png")
+        return Response(data, media_type=picture_type(data))
 
     from dflab.serve.views_api import add_view_routes
 

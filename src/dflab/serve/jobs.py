@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from dflab.scan.pipeline import ScanOptions, ScanResult, Scorer, scan_file
+from dflab.scan.report import picture_type
 
 FINAL = ("done", "error")
 ACTIVE = ("queued", "running")
@@ -124,8 +125,8 @@ class JobStore:
         with self._lock, self.db:
             for name, data in artifacts.items():
                 self.db.execute(
-                    "INSERT OR REPLACE INTO artifacts VALUES (?, ?, 'image/png', ?)",
-                    (job_id, name, sqlite3.Binary(data)),
+                    "INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?)",
+                    (job_id, name, picture_type(data), sqlite3.Binary(data)),
                 )
             self.db.execute(
                 "UPDATE jobs SET status = ?, progress = 1, message = ?, result = ?, error = ?, updated = ?"
