@@ -100,6 +100,35 @@ def test_platt_calibration_and_band_come_from_the_card(tiny_scorer):
     np.testing.assert_allclose(sc.score(crops)[0], expect, rtol=1e-5, atol=1e-6)
 
 
+def test_a_file_is_calibrated_with_the_platt_fit_of_its_media_kind(tiny_scorer, media_dir):
+    """Stills and videos each get their kind's Platt fit (here: opposite biases), from the face path, the early
+    scoring of a video and a still's test-time views alike; a caller without a kind gets the overall fit."""
+    from dflab.errors import CheckpointError
+    from dflab.models.checkpoint import validate_card
+
+    card = {
+        "calibration": {
+            "method": "platt",
+            "scale": 1.0,
+            "bias": 0.0,
+            "by_kind": {"image": {"scale": 0.001, "bias": 6.0}, "video": {"scale": 0.001, "bias": -6.0}},
+        }
+    }
+    sc = scorer_from_model(tiny_scorer.model, card)
+    assert sc.platt("image") == (0.001, 6.0) and sc.platt("video") == (0.001, -6.0) and sc.platt(None) == (1.0, 0.0)
+    crops = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(2)]
+    assert (sc.score(crops, kind="image")[0] > 0.99).all() and (sc.score(crops, kind="video")[0] < 0.01).all()
+    still = scan_file(media_dir / "astronaut.png", sc, ScanOptions()).record
+    video = scan_file(media_dir / "clip.mp4", sc, ScanOptions(max_frames=6)).record
+    assert still["score"] > 0.99 and video["score"] < 0.01
+    base = {"format": "dflab-detector/1", "detector": "lisiam_tiny"}
+    validate_card(base | card)
+    with pytest.raises(CheckpointError, match="by_kind.image.scale: Input should be greater than 0"):
+        validate_card(base | {"calibration": card["calibration"] | {"by_kind": {"image": {"scale": -1, "bias": 0}}}})
+    with pytest.raises(CheckpointError, match="method must be .platt."):
+        validate_card(base | {"calibration": {"temperature": 2.0, "by_kind": {"video": {"scale": 1, "bias": 0}}}})
+
+
 def test_the_band_of_the_media_kind_is_used(tiny_scorer):
     from dflab.scan.pipeline import verdict_rule
 
@@ -244,9 +273,9 @@ def test_score_crops_batches_every_face_and_maps_only_where_asked(tiny_scorer):
     class Counting:
         spec, name = tiny_scorer.spec, "counting"
 
-        def score(self, crops, maps=False):
+        def score(self, crops, maps=False, kind=None):
             calls.append((len(crops), maps))
-            return real(crops, maps=maps)
+            return real(crops, maps=maps, kind=kind)
 
     crops = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(5)]
     scores, heats = score_crops(crops, [Counting()], batch_size=2, maps=[False, False, True, False, False])
@@ -408,7 +437,7 @@ def test_early_scoring_hands_a_detector_error_to_the_scan_and_cancel_stops_it(ti
     from dflab.scan.pipeline import EarlyScoring
 
     crop = SimpleNamespace(image=np.zeros((64, 64, 3), np.uint8))
-    broken = SimpleNamespace(score=lambda crops, maps=False: (_ for _ in ()).throw(RuntimeError("model broke")))
+    broken = SimpleNamespace(score=lambda crops, **kw: (_ for _ in ()).throw(RuntimeError("model broke")))
     early = EarlyScoring([broken], {0}, set(), 4)
     early.offer(0, SimpleNamespace(box=(0.0, 0.0, 10.0, 10.0)), crop)
     with pytest.raises(RuntimeError, match="model broke"):

@@ -86,10 +86,22 @@ class InputSpecSchema(BaseModel):
         return self
 
 
+class PlattSchema(BaseModel):
+    """One Platt fit, P(fake) = sigmoid(scale·(logit_fake − logit_real) + bias), scale > 0 (a negative scale inverts
+    every verdict). Descriptive extra keys are kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+    scale: Finite = Field(gt=0.0)
+    bias: Finite
+
+
 class CalibrationSchema(BaseModel):
     """Calibration of the logits: ``{"method": "temperature", "temperature": T}`` (T > 0: a negative T inverts
     every verdict, 0 divides by zero) or ``{"method": "platt", "scale": a, "bias": b}`` with
-    P(fake) = sigmoid(a·(logit_fake − logit_real) + b), a > 0. Descriptive extra keys are kept."""
+    P(fake) = sigmoid(a·(logit_fake − logit_real) + b), a > 0, optionally with one Platt fit per media kind
+    (``by_kind``: ``{"image": {"scale", "bias"}, "video": {...}}``) that replaces the overall one for files of
+    that kind. Descriptive extra keys are kept."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -97,6 +109,7 @@ class CalibrationSchema(BaseModel):
     temperature: Finite | None = None
     scale: Finite | None = None
     bias: Finite | None = None
+    by_kind: dict[Literal["image", "video"], PlattSchema] | None = None
 
     @model_validator(mode="after")
     def _parameters(self) -> CalibrationSchema:
@@ -106,6 +119,8 @@ class CalibrationSchema(BaseModel):
             if self.scale <= 0:
                 raise ValueError(f"platt scale must be > 0 (got {self.scale}); a negative scale inverts verdicts")
             return self
+        if self.by_kind:
+            raise ValueError("calibration by_kind holds Platt fits: method must be 'platt'")
         # "temperature", or a free-text description of a temperature fit (cards written before issue 11)
         if self.temperature is None:
             raise ValueError(f"calibration method {self.method!r}: no 'temperature' (and not 'platt')")

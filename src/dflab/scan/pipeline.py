@@ -131,6 +131,9 @@ class Scorer:
         temperature: logits are divided by this before the softmax (1 = uncalibrated); Platt's ``scale`` = 1/T.
         name: short label used in reports.
         scale, bias: Platt calibration, P(fake) = sigmoid(scale · (logit_fake − logit_real) + bias).
+        platt_by_kind: the card's Platt fits per media kind (``{"image": (scale, bias), "video": ...}``), used in
+            preference to ``scale``/``bias`` for a file of that kind: still and video scores are distributed
+            differently, and one fit for both makes a P(fake) of one kind mean something else for the other.
         band: the card's verdict band ``(real_below, fake_at)``, or ``None``.
         bands_by_kind: the card's bands per media kind (``{"image": (lo, hi), "video": (lo, hi)}``), used in
             preference to ``band`` for a file of that kind.
@@ -145,6 +148,7 @@ class Scorer:
     bias: float = 0.0
     band: tuple[float, float] | None = None
     bands_by_kind: dict[str, tuple[float, float]] = field(default_factory=dict)
+    platt_by_kind: dict[str, tuple[float, float]] = field(default_factory=dict)
     _cam_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _cam_layer: Any = field(default=None, repr=False)
 
@@ -180,23 +184,33 @@ class Scorer:
 
         return torch.from_numpy(self.to_array(crops))
 
-    def probs(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Calibrated P(fake), (B,), of a torch detector's outputs."""
-        scale = self.scale / self.temperature
-        if scale == 1.0 and self.bias == 0.0:
+    def platt(self, kind: str | None = None) -> tuple[float, float]:
+        """(scale, bias) of the calibration for a file of media ``kind`` (its own fit when the card has one)."""
+        if kind in self.platt_by_kind:
+            return self.platt_by_kind[kind]
+        return self.scale / self.temperature, self.bias
+
+    def probs(self, outputs: dict[str, torch.Tensor], kind: str | None = None) -> torch.Tensor:
+        """Calibrated P(fake), (B,), of a torch detector's outputs for a file of media ``kind``."""
+        scale, bias = self.platt(kind)
+        if scale == 1.0 and bias == 0.0:
             return self.model.score(outputs).float()
         import torch
 
         logits = outputs["logits"].float()
-        return torch.sigmoid(scale * (logits[:, 1] - logits[:, 0]) + self.bias)
+        return torch.sigmoid(scale * (logits[:, 1] - logits[:, 0]) + bias)
 
-    def array_probs(self, logits: np.ndarray) -> np.ndarray:
+    def array_probs(self, logits: np.ndarray, kind: str | None = None) -> np.ndarray:
         """Calibrated P(fake), (B,), from (B, 2) logits (an array runtime's; softmax when uncalibrated)."""
-        z = (self.scale / self.temperature) * (logits[:, 1].astype(np.float64) - logits[:, 0]) + self.bias
+        scale, bias = self.platt(kind)
+        z = scale * (logits[:, 1].astype(np.float64) - logits[:, 0]) + bias
         return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
 
-    def score(self, crops: Sequence[np.ndarray], *, maps: bool = False) -> tuple[np.ndarray, list[np.ndarray] | None]:
-        """Score a batch of crops; optionally return one localisation map per crop.
+    def score(
+        self, crops: Sequence[np.ndarray], *, maps: bool = False, kind: str | None = None
+    ) -> tuple[np.ndarray, list[np.ndarray] | None]:
+        """Score a batch of crops of a file of media ``kind`` (``image``/``video``: the card's calibration for that
+        kind; ``None``: the overall one); optionally return one localisation map per crop.
 
         Maps are the detector's own ``explain_maps`` (predicted masks, CAM attention, CLIP patch evidence) when it
         has them, else Grad-CAM of the fake class on the last convolution feeding the logits
@@ -207,7 +221,7 @@ class Scorer:
         """
         if self.array_io:
             outputs = self.model(self.to_array(crops))
-            scores = self.array_probs(outputs["logits"])
+            scores = self.array_probs(outputs["logits"], kind)
             own = self.model.explain_maps(outputs) if maps else {}
         else:
             import torch
@@ -215,7 +229,7 @@ class Scorer:
             x = self.to_tensor(crops)
             with torch.inference_mode():
                 outputs = self.model(x)
-                scores = self.probs(outputs).numpy().astype(np.float32)
+                scores = self.probs(outputs, kind).numpy().astype(np.float32)
                 own = {k: v.float().numpy() for k, v in self.model.explain_maps(outputs).items()} if maps else {}
         if not maps:
             return scores, None
@@ -262,6 +276,7 @@ def scorer_from_model(
     cal = card.get("calibration", {})
     temp = float(cal.get("temperature", 1.0))
     scale, bias = (float(cal["scale"]), float(cal["bias"])) if cal.get("method") == "platt" else (1.0, 0.0)
+    platt_by_kind = {k: (float(f["scale"]), float(f["bias"])) for k, f in (cal.get("by_kind") or {}).items()}
     v = card.get("verdict") or {}
     band = (float(v["real_below"]), float(v["fake_at"])) if "real_below" in v and "fake_at" in v else None
     by_kind = {k: (float(b["real_below"]), float(b["fake_at"])) for k, b in (v.get("by_kind") or {}).items()}
@@ -269,7 +284,16 @@ def scorer_from_model(
     if hasattr(model, "eval"):
         model = model.eval()
     return Scorer(
-        model, model.input_spec, card, temp, str(label), scale=scale, bias=bias, band=band, bands_by_kind=by_kind
+        model,
+        model.input_spec,
+        card,
+        temp,
+        str(label),
+        scale=scale,
+        bias=bias,
+        band=band,
+        bands_by_kind=by_kind,
+        platt_by_kind=platt_by_kind,
     )
 
 
@@ -567,8 +591,10 @@ def score_crops(
     maps: Sequence[bool] | None = None,
     check: Callable[[], None] | None = None,
     on_batch: Callable[[int], None] | None = None,
+    kind: str | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray | None]]:
-    """Score crops in batches of ``batch_size`` (every face of a file together, whatever its frame or track).
+    """Score crops of a file of media ``kind`` in batches of ``batch_size`` (every face of a file together,
+    whatever its frame or track).
 
     The file's score is the mean of the detectors' calibrated probabilities (the ensemble). Maps come from the
     first detector, for the crops flagged in ``maps``. When its maps come out of the scoring pass
@@ -591,7 +617,7 @@ def score_crops(
         chunk = list(crops[start:stop])
         got = []
         for k, sc in enumerate(scorers):
-            s, m = sc.score(chunk, maps=k == 0 and inline and any(flags[start:stop]))
+            s, m = sc.score(chunk, maps=k == 0 and inline and any(flags[start:stop]), kind=kind)
             got.append(s)
             heats[start:stop] = m if m is not None else heats[start:stop]
         scores[start:stop] = np.mean(got, axis=0)
@@ -602,7 +628,7 @@ def score_crops(
         if check is not None:
             check()
         idx = wanted[start : start + batch_size]
-        _, got_maps = scorers[0].score([crops[i] for i in idx], maps=True)
+        _, got_maps = scorers[0].score([crops[i] for i in idx], maps=True, kind=kind)
         if got_maps is None:  # the detector has no localisation map
             continue
         for i, m in zip(idx, got_maps, strict=True):
@@ -626,12 +652,16 @@ class EarlyScoring:
         frames: frame indices whose faces are scored early.
         maps: frame indices whose faces also get a localisation map (the overlay frames).
         batch_size: largest batch per forward pass.
+        kind: the file's media kind (its calibration).
     """
 
-    def __init__(self, scorers: Sequence[Scorer], frames: set[int], maps: set[int], batch_size: int) -> None:
+    def __init__(
+        self, scorers: Sequence[Scorer], frames: set[int], maps: set[int], batch_size: int, kind: str | None = None
+    ) -> None:
         import queue
 
         self.scorers, self.frames, self.maps, self.batch_size = list(scorers), set(frames), set(maps), batch_size
+        self.kind = kind
         self._queue: queue.Queue[tuple[FaceKey, np.ndarray, bool] | None] = queue.Queue()
         self._done: dict[FaceKey, tuple[float, np.ndarray | None]] = {}
         self._error: BaseException | None = None
@@ -661,7 +691,11 @@ class EarlyScoring:
             if batch and not self._cancelled and self._error is None:
                 try:
                     scores, heats = score_crops(
-                        [c for _, c, _ in batch], self.scorers, batch_size=self.batch_size, maps=[m for *_, m in batch]
+                        [c for _, c, _ in batch],
+                        self.scorers,
+                        batch_size=self.batch_size,
+                        maps=[m for *_, m in batch],
+                        kind=self.kind,
                     )
                 except Exception as exc:  # noqa: BLE001 -- re-raised in the scan's thread by take()
                     self._error = exc
@@ -975,7 +1009,7 @@ def _scan(
     early = None
     if source.kind == "video":  # stage 3 starts beside stage 2 (a still has one frame: nothing to overlap)
         picks = early_frames(source.planned, opts.faces_per_track, overlay_frames)
-        early = EarlyScoring(scorers, picks, overlay_frames, opts.batch_size)
+        early = EarlyScoring(scorers, picks, overlay_frames, opts.batch_size, kind=source.kind)
     try:
         found, faces = find_scan_faces(  # 2. faces and tracks
             source, scorers[0].spec, opts, overlay_frames, on_frame, on_crop=early.offer if early else None
@@ -998,6 +1032,7 @@ def _scan(
             maps=[f.frame_index in overlay_frames for f in rest],
             check=check,
             on_batch=lambda n: progress(0.6 + 0.35 * n / len(rest), "scoring faces"),
+            kind=source.kind,
         )
         for f, s, h in zip(rest, scores, heats, strict=True):
             done[f.key] = (float(s), h)
@@ -1066,7 +1101,7 @@ def _score_still_views(
     are scored in one batched pass; a face's score becomes its views' mean, so overlay, face and file agree."""
     rgb = found.kept[0]
     views = [still_views(rgb, f.face, scorers[0].spec) for f in faces]
-    flat, _ = score_crops([v for vs in views for v in vs], scorers, batch_size=opts.batch_size)
+    flat, _ = score_crops([v for vs in views for v in vs], scorers, batch_size=opts.batch_size, kind="image")
     flat = _finite(flat, [s.name for s in scorers])
     out: dict[int, list[float]] = {}
     for i, f in enumerate(faces):
