@@ -451,3 +451,11 @@ def test_early_scoring_hands_a_detector_error_to_the_scan_and_cancel_stops_it(ti
     early = EarlyScoring([tiny_scorer], {0}, set(), 4)
     early.cancel()
     assert not early._thread.is_alive()
+
+    def late():  # the scan's deadline has passed: the queued faces are not scored, the scan gets the timeout
+        raise pipeline.ScanTimeoutError("scan ran past its time limit")
+
+    early = EarlyScoring([tiny_scorer], {0}, set(), 4, check=late)
+    early.offer(0, SimpleNamespace(box=(0.0, 0.0, 10.0, 10.0)), crop)
+    with pytest.raises(pipeline.ScanTimeoutError):
+        early.take()

@@ -653,15 +653,23 @@ class EarlyScoring:
         maps: frame indices whose faces also get a localisation map (the overlay frames).
         batch_size: largest batch per forward pass.
         kind: the file's media kind (its calibration).
+        check: called before each batch (the scan's deadline); what it raises stops the scoring and is raised by
+            :meth:`take`.
     """
 
     def __init__(
-        self, scorers: Sequence[Scorer], frames: set[int], maps: set[int], batch_size: int, kind: str | None = None
+        self,
+        scorers: Sequence[Scorer],
+        frames: set[int],
+        maps: set[int],
+        batch_size: int,
+        kind: str | None = None,
+        check: Callable[[], None] | None = None,
     ) -> None:
         import queue
 
         self.scorers, self.frames, self.maps, self.batch_size = list(scorers), set(frames), set(maps), batch_size
-        self.kind = kind
+        self.kind, self.check = kind, check
         self._queue: queue.Queue[tuple[FaceKey, np.ndarray, bool] | None] = queue.Queue()
         self._done: dict[FaceKey, tuple[float, np.ndarray | None]] = {}
         self._error: BaseException | None = None
@@ -690,6 +698,8 @@ class EarlyScoring:
                     break
             if batch and not self._cancelled and self._error is None:
                 try:
+                    if self.check is not None:
+                        self.check()
                     scores, heats = score_crops(
                         [c for _, c, _ in batch],
                         self.scorers,
@@ -1009,7 +1019,7 @@ def _scan(
     early = None
     if source.kind == "video":  # stage 3 starts beside stage 2 (a still has one frame: nothing to overlap)
         picks = early_frames(source.planned, opts.faces_per_track, overlay_frames)
-        early = EarlyScoring(scorers, picks, overlay_frames, opts.batch_size, kind=source.kind)
+        early = EarlyScoring(scorers, picks, overlay_frames, opts.batch_size, kind=source.kind, check=check)
     try:
         found, faces = find_scan_faces(  # 2. faces and tracks
             source, scorers[0].spec, opts, overlay_frames, on_frame, on_crop=early.offer if early else None
