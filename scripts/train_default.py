@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import sys
@@ -57,6 +58,9 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 PREPARE_FRAMES = 32
 FACE_DETECTOR = "yunet"
+#: side (px) of the prepared face crops, resized to CLIP's 224 when encoded; the card's ``input_spec.crop_size``, so
+#: that the scanner cuts faces at this size and resizes them the same way
+CROP_SIZE = 256
 TWINS = int(os.environ.get("DFLAB_DEFAULT_TWINS", "1"))  # synthesised twins per real face
 REAL_FRAMES = 12  # frames of a real video that are encoded (and twinned); of the PREPARE_FRAMES prepared
 FAKE_FRAMES = 8  # frames of a labelled fake video that are encoded (validation, and the +labelled candidate)
@@ -125,7 +129,13 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     records = build_records()
     # the scanner's own face detector (YuNet boxes, dlib's 68 points), so training crops have the scanner's geometry
     summary = prepare_records(
-        records, RUN / "faces", frames=args.frames, size=256, margin=1.3, workers=args.workers, detector=FACE_DETECTOR
+        records,
+        RUN / "faces",
+        frames=args.frames,
+        size=CROP_SIZE,
+        margin=1.3,
+        workers=args.workers,
+        detector=FACE_DETECTOR,
     )
     print(format_summary(summary))
 
@@ -309,7 +319,7 @@ def cmd_views(args: argparse.Namespace) -> None:
         for m in meta:
             r = index[(m["file"], m["frame"], m["track"])]
             for dm in VIEW_MARGINS:
-                crop = crop_face(rgb, tuple(r.det_box), size=256, margin=1.3 + dm).image
+                crop = crop_face(rgb, tuple(r.det_box), size=CROP_SIZE, margin=1.3 + dm).image
                 crops += [crop, np.ascontiguousarray(crop[:, ::-1])]
             faces.append([m["frame"], m["track"]])
         enc = enc or ClipOnnxEncoder(ALL_BLOCKS, threads=args.threads)
@@ -716,6 +726,7 @@ def ship(best, feats, meta, platt, band: dict, by_kind: dict, results) -> None:
     probe = fit_probe(select(feats, blocks, tokens)[trainable], y[trainable], [float(c)])[0]
     model = build_detector("clip_probe", blocks=list(blocks), tokens=list(tokens), hidden=0)
     model.set_linear_head(*probe)
+    model.input_spec = dataclasses.replace(model.input_spec, crop_size=CROP_SIZE)  # cut as the features were
     rep = results[best]["report"]
     orig = np.array([m["variant"] == "orig" for m in meta])
     n_train = {
@@ -765,8 +776,8 @@ def ship(best, feats, meta, platt, band: dict, by_kind: dict, results) -> None:
             "command": "python scripts/train_default.py all",
             "data": n_train,
             "prepare": f"{PREPARE_FRAMES} frames per video, {REAL_FRAMES} encoded per real video and "
-            f"{FAKE_FRAMES} per fake video, {FACE_DETECTOR} faces (the scanner's default), box crop x1.3 at 256 px "
-            "resized to 224",
+            f"{FAKE_FRAMES} per fake video, {FACE_DETECTOR} faces (the scanner's default), box crop x1.3 at "
+            f"{CROP_SIZE} px resized to 224",
             "machine": "2 shared CPU cores, no GPU",
         },
         "has_seen": [

@@ -129,6 +129,26 @@ def test_a_file_is_calibrated_with_the_platt_fit_of_its_media_kind(tiny_scorer, 
         validate_card(base | {"calibration": {"temperature": 2.0, "by_kind": {"video": {"scale": 1, "bias": 0}}}})
 
 
+def test_faces_are_cut_at_the_cards_crop_size_and_resized_as_in_training(tiny_scorer, media_dir):
+    """A detector trained on 96 px prepared crops resized to its 64 px input: the scan cuts 96 px crops (maps in
+    their pixels) and scores each one resized by area, as the training resized its crops."""
+    import dataclasses
+
+    import cv2
+
+    spec = dataclasses.replace(tiny_scorer.spec, crop_size=96)
+    sc = dataclasses.replace(tiny_scorer, spec=spec)
+    assert spec.crop_px == 96 and tiny_scorer.spec.crop_px == tiny_scorer.spec.size == 64
+    res = scan_file(media_dir / "clip.mp4", sc, ScanOptions(max_frames=4, overlays=1))
+    assert res.record["status"] == "ok"
+    assert {h.shape for h, _ in res.heats.values()} == {(96, 96)}
+    _, faces = find_scan_faces(sample_frames(media_dir / "astronaut.png", ScanOptions()), spec, ScanOptions(), {0})
+    crop = faces[0].face.crop.image
+    assert crop.shape == (96, 96, 3)
+    resized = cv2.resize(crop, (64, 64), interpolation=cv2.INTER_AREA)
+    np.testing.assert_allclose(sc.score([crop])[0], tiny_scorer.score([resized])[0], atol=1e-6)
+
+
 def test_the_band_of_the_media_kind_is_used(tiny_scorer):
     from dflab.scan.pipeline import verdict_rule
 

@@ -46,6 +46,8 @@ def test_train_in_process(supervised_manifest, tmp_path):
     assert best["metrics"]["auc"] == max(h["auc"] for h in summary["history"])
     loaded = load_detector(run / "best")
     assert loaded.spec.size == 32 and loaded.card["detector"] == "meso_inception4"
+    # trained on 48 px prepared crops resized to 32: the scanner must cut faces at 48 and resize them the same way
+    assert loaded.spec.crop_size == 48 and loaded.card["input_spec"]["crop_size"] == 48
 
 
 def test_refuses_to_overwrite_a_run(supervised_manifest, tmp_path):

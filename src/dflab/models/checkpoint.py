@@ -78,6 +78,7 @@ class InputSpecSchema(BaseModel):
     align: Literal["box", "landmarks"]
     mean: tuple[Finite, Finite, Finite]
     std: tuple[Finite, Finite, Finite]
+    crop_size: int | None = Field(default=None, ge=MIN_SIZE, le=MAX_SIZE)
 
     @model_validator(mode="after")
     def _positive_std(self) -> InputSpecSchema:
@@ -561,13 +562,6 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> Loade
     model._config = {"detector": card["detector"], "kwargs": kwargs, "variant": card.get("variant", card["detector"])}
     load_weights(model, weights)
     model.to(device).eval()
-    spec_d = card.get("input_spec") or model.input_spec.to_dict()
-    spec = InputSpec(
-        size=int(spec_d["size"]),
-        margin=float(spec_d["margin"]),
-        align=str(spec_d["align"]),
-        mean=tuple(spec_d["mean"]),
-        std=tuple(spec_d["std"]),
-    )
+    spec = InputSpec.from_card(card.get("input_spec"), model.input_spec)
     model.input_spec = spec  # the card's contract (the trainer may have trained at another size than the default)
     return LoadedDetector(model=model, spec=spec, card=card)

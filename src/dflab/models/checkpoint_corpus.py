@@ -39,6 +39,9 @@ BAD: dict[str, str] = {
     "calibration_unknown": "no 'temperature'",
     "platt_negative_scale": "scale must be > 0",
     "platt_missing_bias": "needs finite 'scale' and 'bias'",
+    "platt_by_kind_negative": "calibration.by_kind.video.scale",
+    "platt_by_kind_unknown_kind": "calibration.by_kind.audio",
+    "crop_size_zero": "input_spec.crop_size",
     "verdict_inverted": "real_below",
     "verdict_out_of_range": "verdict.fake_at",
     "std_zero": "std must be > 0",
@@ -57,7 +60,15 @@ BAD: dict[str, str] = {
 }
 
 #: variants that must load: today's and issue 11's calibration fields, a verdict band, informational extras
-GOOD: tuple[str, ...] = ("good", "good_platt", "good_verdict", "good_extra_keys", "good_legacy_no_id")
+GOOD: tuple[str, ...] = (
+    "good",
+    "good_platt",
+    "good_platt_by_kind",
+    "good_crop_size",
+    "good_verdict",
+    "good_extra_keys",
+    "good_legacy_no_id",
+)
 
 
 def _card(src: Path) -> dict[str, Any]:
@@ -99,6 +110,11 @@ def _poisoned(src: Path, value: float) -> bytes:
 #: card entries: (path of the edited field, its new value)
 CARD_EDITS: dict[str, tuple[tuple[str, ...], Any]] = {
     "good_platt": (("calibration",), {"method": "platt", "scale": 1.7, "bias": -0.2, "fitted_on": "val"}),
+    "good_platt_by_kind": (
+        ("calibration",),
+        {"method": "platt", "scale": 1.7, "bias": -0.2, "by_kind": {"image": {"scale": 2.0, "bias": -1.0}}},
+    ),
+    "good_crop_size": (("input_spec", "crop_size"), 256),
     "good_verdict": (("verdict",), {"real_below": 0.3, "fake_at": 0.7}),
     "good_extra_keys": (("metrics", "new_metric"), {"auc": 0.5, "note": "informational sections are free-form"}),
     "card_wrong_format": (("format",), "other/9"),
@@ -108,6 +124,15 @@ CARD_EDITS: dict[str, tuple[tuple[str, ...], Any]] = {
     "calibration_unknown": (("calibration",), {"method": "isotonic"}),
     "platt_negative_scale": (("calibration",), {"method": "platt", "scale": -2.0, "bias": 0.0}),
     "platt_missing_bias": (("calibration",), {"method": "platt", "scale": 2.0}),
+    "platt_by_kind_negative": (
+        ("calibration",),
+        {"method": "platt", "scale": 1.0, "bias": 0.0, "by_kind": {"video": {"scale": -1.0, "bias": 0.0}}},
+    ),
+    "platt_by_kind_unknown_kind": (
+        ("calibration",),
+        {"method": "platt", "scale": 1.0, "bias": 0.0, "by_kind": {"audio": {"scale": 1.0, "bias": 0.0}}},
+    ),
+    "crop_size_zero": (("input_spec", "crop_size"), 0),
     "verdict_inverted": (("verdict",), {"real_below": 0.8, "fake_at": 0.2}),
     "verdict_out_of_range": (("verdict",), {"real_below": 0.2, "fake_at": 1.5}),
     "std_zero": (("input_spec", "std"), [0, 0, 0]),

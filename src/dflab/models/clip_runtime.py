@@ -166,12 +166,6 @@ def load_runtime(path: str | Path, card: Mapping[str, Any] | None = None) -> tup
         tensors = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {weights}: {exc}") from None
-    s = card.get("input_spec") or {}
-    spec = InputSpec(
-        size=int(s.get("size", CLIP_SIZE)),
-        margin=float(s.get("margin", 1.3)),
-        align=str(s.get("align", "box")),
-        mean=tuple(s.get("mean", CLIP_MEAN)),
-        std=tuple(s.get("std", CLIP_STD)),
-    )
+    default = InputSpec(size=CLIP_SIZE, margin=1.3, align="box", mean=CLIP_MEAN, std=CLIP_STD)
+    spec = InputSpec.from_card(card.get("input_spec"), default)
     return ClipProbeRuntime(card.get("kwargs") or {}, tensors, spec), spec, card

@@ -168,11 +168,21 @@ class Scorer:
         return type(self.model).explain_maps is not Detector.explain_maps
 
     def to_array(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        """Normalise RGB uint8 crops.
+        """Resize RGB uint8 crops to ``spec.size`` (area-averaged when shrinking, as training resized its prepared
+        crops) and normalise them.
 
         Shape:
-            crops: N × (S, S, 3) uint8 with S = ``spec.size``; returns (N, 3, S, S) float32.
+            crops: N × (C, C, 3) uint8 (C = ``spec.crop_px``); returns (N, 3, S, S) float32 with S = ``spec.size``.
         """
+        import cv2
+
+        s = self.spec.size
+        crops = [
+            c
+            if c.shape[:2] == (s, s)
+            else cv2.resize(c, (s, s), interpolation=cv2.INTER_AREA if c.shape[0] > s else cv2.INTER_LINEAR)
+            for c in crops
+        ]
         x = np.stack(crops).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0)
         mean = np.asarray(self.spec.mean, np.float32).reshape(1, 3, 1, 1)
         std = np.asarray(self.spec.std, np.float32).reshape(1, 3, 1, 1)
@@ -217,8 +227,10 @@ class Scorer:
         (:mod:`dflab.explain.gradcam`).
 
         Shape:
-            crops: N × (S, S, 3) uint8; returns scores (N,) float32 and maps N × (S, S) float32 in [0, 1].
+            crops: N × (C, C, 3) uint8; returns scores (N,) float32 and maps N × (C, C) float32 in [0, 1], in crop
+            pixels.
         """
+        px = crops[0].shape[0] if len(crops) else self.spec.crop_px
         if self.array_io:
             outputs = self.model(self.to_array(crops))
             scores = self.array_probs(outputs["logits"], kind)
@@ -234,9 +246,11 @@ class Scorer:
         if not maps:
             return scores, None
         if own:
-            return scores, crop_maps(own, self.spec.size)
+            return scores, crop_maps(own, px)
         if not getattr(self.model, "gradcam", True):  # no gradient reaches the image (a frozen encoder outside torch)
             return scores, None
+        import cv2
+
         from dflab.explain.gradcam import cam_layer_of, gradcam
 
         x = self.to_tensor(crops)
@@ -244,7 +258,7 @@ class Scorer:
             if self._cam_layer is None:
                 self._cam_layer = cam_layer_of(self.model, x[:1])
             cams = gradcam(self.model, x, layer=self._cam_layer)
-        return scores, [_norm01(c) for c in cams]
+        return scores, [_norm01(c if c.shape[0] == px else cv2.resize(c, (px, px))) for c in cams]
 
 
 def crop_maps(own: dict[str, np.ndarray], size: int) -> list[np.ndarray]:
@@ -522,7 +536,7 @@ def find_scan_faces(
             found = find_faces(
                 frames,
                 face_detector(opts.face_detector),
-                size=spec.size,
+                size=spec.crop_px,
                 margin=spec.margin,
                 keep=lambda i: keep_all or i in keep,
                 on_frame=on_frame,
@@ -749,7 +763,7 @@ def still_views(rgb: np.ndarray, face: FaceCrop, spec: InputSpec) -> list[np.nda
 
     views = []
     for m in (spec.margin - 0.1, spec.margin, spec.margin + 0.1):
-        crop = crop_face(rgb, face.det.box, size=spec.size, margin=m).image
+        crop = crop_face(rgb, face.det.box, size=spec.crop_px, margin=m).image
         views += [crop, np.ascontiguousarray(crop[:, ::-1])]
     return views
 

@@ -304,7 +304,7 @@ def heat_layers(
             if f["track_id"] in have:
                 placed.append((v, *have[f["track_id"]]))
             elif scorer is not None:
-                todo.append((v, crop_face(rgb, tuple(f["box"]), size=scorer.spec.size, margin=scorer.spec.margin)))
+                todo.append((v, crop_face(rgb, tuple(f["box"]), size=scorer.spec.crop_px, margin=scorer.spec.margin)))
     maps = scorer.score([c.image for _, c in todo], maps=True)[1] if todo else []
     placed += [(v, m, c.matrix) for (v, c), m in zip(todo, maps or [], strict=True)]
     heat = [np.zeros((size, size), np.float32) for _ in frames]

@@ -306,6 +306,11 @@ class Trainer:
                 seed=t.seed + 1, name="val",
             )  # fmt: skip
 
+        crops = {r.crop_size for st in self.streams.values() for r in st.rows if r.crop_size}
+        if len(crops) == 1 and (crop := crops.pop()) != self.model.input_spec.size:
+            # the prepared crops are resized to data.size: the scanner must cut faces at the prepared size and resize
+            # them the same way (InputSpec.crop_size), or it feeds the model sharper faces than it was trained on
+            self.model.input_spec = dataclasses.replace(self.model.input_spec, crop_size=crop)
         self.sampling_warnings = self._check_sampling()
         self.optimizer = self._make_optimizer()
         self.steps_per_epoch = t.steps_per_epoch or self._iters["default"].batches_per_epoch()
