@@ -37,6 +37,10 @@ PREPARE_VIDEOS = [
 SCAN_CLIP = "dfdc/dfdc_train_part_10/widuwuoiur.mp4"
 
 
+#: exit codes that mean a finished run: ``dflab scan`` exits 1 when it calls a file fake (docs/guide/exit-codes.md)
+DONE_CODES = (0, 1)
+
+
 def _timed(cmd: list[str]) -> dict[str, float]:
     """Wall and CPU seconds of one child process (CPU from ``RUSAGE_CHILDREN`` before/after)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
@@ -44,7 +48,9 @@ def _timed(cmd: list[str]) -> dict[str, float]:
     env.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, env=env)
+    done = subprocess.run(cmd, capture_output=True, env=env)
+    if done.returncode not in DONE_CODES:
+        raise subprocess.CalledProcessError(done.returncode, cmd, done.stdout, done.stderr)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
