@@ -443,8 +443,9 @@ def file_scores(
     for name, f in files.items():
         tracks = f.pop("tracks")
         longest = max(len(v) for v in tracks.values())
-        eligible = [v for v in tracks.values() if len(v) >= max(1, longest / 4)]
-        f["decisive"] = max(eligible, key=lambda v: float(np.mean(v)))
+        eligible = [k for k, v in tracks.items() if len(v) >= max(1, longest / 4)]
+        f["decisive_track"] = max(eligible, key=lambda k: float(np.mean(tracks[k])))
+        f["decisive"] = tracks[f["decisive_track"]]
         f["logit"] = float(np.mean(f["decisive"]))
         f["n_faces"] = n_faces[name]
     return files
@@ -554,6 +555,47 @@ def report(files: dict[str, dict]) -> dict:
     return out
 
 
+def face_sizes() -> dict[tuple[str, str], float]:
+    """(file, track) -> the track's median face size (the detector box's longer side, px), as the scanner measures
+    the decisive track's face for its "face too small" rule."""
+    from dflab.data.manifest import Manifest
+
+    with Manifest(RUN / "faces", readonly=True) as man:
+        rows = man.faces()
+    sides: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        x0, y0, x1, y1 = r.det_box
+        sides.setdefault((f"{r.dataset}/{r.video_id}", str(r.track_id)), []).append(max(x1 - x0, y1 - y0))
+    return {k: float(np.median(v)) for k, v in sides.items()}
+
+
+#: candidate sizes (px) for the card's ``verdict.min_face_px``
+MIN_FACE_GRID = (40, 48, 56, 64, 72, 80, 96, 112, 128)
+
+
+def choose_min_face_px(files: dict[str, dict], names: list[str], p: np.ndarray, fake_at: np.ndarray) -> dict:
+    """The face size below which the scanner gives no verdict, from the out-of-fold file scores ``p`` and each
+    file's ``fake_at``: the smallest size of :data:`MIN_FACE_GRID` above which real files are called fake no more
+    often (within one point) than those with faces of at least its largest size. Small faces are upsampled into
+    the crop, and upsampling reads as fake to a probe that learnt resampling traces (on the 2026-11-30 run: 64 %
+    of held-out real files with faces under 64 px were called fake, 9 % of the others)."""
+    sizes = face_sizes()
+    px = np.array([sizes.get((n, files[n]["decisive_track"]), 0.0) for n in names])
+    y = np.array([files[n]["label"] for n in names])
+    called = p >= fake_at
+
+    def fpr(mask: np.ndarray) -> float:
+        m = mask & (y == 0)
+        return float(called[m].mean()) if m.any() else float("nan")
+
+    ref = fpr(px >= MIN_FACE_GRID[-1])
+    chosen = next(t for t in MIN_FACE_GRID if fpr(px >= t) <= ref + 0.01)
+    table = {str(t): {"reals_below": int(((px < t) & (y == 0)).sum()), "fakes_below": int(((px < t) & (y == 1)).sum()),
+                      "real_called_fake_below": round(fpr(px < t), 3), "real_called_fake_above": round(fpr(px >= t), 3)}
+             for t in MIN_FACE_GRID}  # fmt: skip
+    return {"min_face_px": chosen, "table": table, "px": dict(zip(names, px.tolist(), strict=True))}
+
+
 def band_check(files: dict[str, dict], alpha: float, repeats: int = 10, per_file: dict | None = None) -> dict:
     """Honest verdict numbers: fit Platt and the band on half the sources, judge them on the other half, swap;
     averaged over ``repeats`` random halvings. ``per_file`` (if given) collects each file's held-out verdicts as
@@ -597,6 +639,10 @@ def cmd_report(args: argparse.Namespace) -> None:
     per_file: dict = {}
     for kind, band in card["verdict"]["by_kind"].items():  # each file judged by its kind's band, held out
         band_check({n: f for n, f in files.items() if kind_of(n) == kind}, band["alpha"], per_file=per_file)
+    sizes, min_px = face_sizes(), card["verdict"].get("min_face_px", 0)
+    for n, f in files.items():  # the scanner gives no verdict on a face under min_face_px
+        if sizes.get((n, f["decisive_track"]), 0.0) < min_px:
+            per_file[n] = [(True, False)] * len(per_file.get(n, [None]))
     names = sorted(files)
     p = scanner_probs(files, names, platts)  # the scanner's score: each file calibrated with its kind's fit
     y = np.array([files[n]["label"] for n in names])
@@ -681,10 +727,14 @@ def cmd_train(args: argparse.Namespace) -> None:
         sub = [n for n in names if kind_of(n) == kind]
         k_lo, k_hi, k_alpha, k_alphas = choose_band({n: files[n] for n in sub}, sub, ka, kb)
         by_kind[kind] = {"real_below": k_lo, "fake_at": k_hi, "alpha": k_alpha, "bands": k_alphas}
+    fake_at = np.array([by_kind[kind_of(n)]["fake_at"] for n in names])
+    small = choose_min_face_px(files, names, scanner_probs(files, names, platts), fake_at)
     print(json.dumps({"best": best, "platt": [a, b], "platt_by_kind": platts, "by_kind": by_kind}, indent=1))
+    print(json.dumps({"min_face_px": small["min_face_px"], "table": small["table"]}, indent=1))
     if args.no_ship:
         return
     band = {"real_below": lo, "fake_at": hi, "alpha": alpha, "bands": alphas}
+    band |= {"min_face_px": small["min_face_px"], "min_face_px_by_size": small["table"]}
     ship(best, feats, meta, (a, b, platts), band, by_kind, results)
 
 

@@ -149,6 +149,22 @@ def test_faces_are_cut_at_the_cards_crop_size_and_resized_as_in_training(tiny_sc
     np.testing.assert_allclose(sc.score([crop])[0], tiny_scorer.score([resized])[0], atol=1e-6)
 
 
+def test_faces_under_the_cards_validated_size_get_no_verdict(tiny_scorer, media_dir):
+    """A card that found its fake verdicts unreliable on faces under 500 px (``verdict.min_face_px``) makes the
+    scanner say "uncertain, face too small" for the astronaut's ~200 px face, whatever its score; without it the
+    default 40 px applies."""
+    from dflab.scan.pipeline import MIN_FACE_PX, verdict_rule
+
+    band = {"real_below": 0.0, "fake_at": 0.0}  # every score would be "fake"
+    plain = scorer_from_model(tiny_scorer.model, {"verdict": band})
+    strict = scorer_from_model(tiny_scorer.model, {"verdict": band | {"min_face_px": 500}})
+    assert verdict_rule(plain, ScanOptions())["min_face_px"] == MIN_FACE_PX == 40
+    assert verdict_rule(strict, ScanOptions(), "image")["min_face_px"] == 500
+    assert scan_file(media_dir / "astronaut.png", plain, ScanOptions()).record["verdict"] == "fake"
+    rec = scan_file(media_dir / "astronaut.png", strict, ScanOptions()).record
+    assert rec["verdict"] == "uncertain" and "face too small" in rec["reason"] and "at least 500 px" in rec["reason"]
+
+
 def test_the_band_of_the_media_kind_is_used(tiny_scorer):
     from dflab.scan.pipeline import verdict_rule
 

@@ -136,7 +136,8 @@ class VerdictSchema(BaseModel):
     """The verdict band: P(fake) below ``real_below`` is real, at or above ``fake_at`` is fake, between uncertain.
 
     Other keys are the band's provenance (method, error rate ``alpha``, the candidate bands and their held-out
-    numbers) and are kept as information; ``alpha``, when given, must be a rate.
+    numbers) and are kept as information; ``alpha``, when given, must be a rate. ``min_face_px``, when given, is
+    the face size (detector box's longer side) below which the scanner gives no verdict.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -144,6 +145,7 @@ class VerdictSchema(BaseModel):
     real_below: Finite = Field(ge=0.0, le=1.0)
     fake_at: Finite = Field(ge=0.0, le=1.0)
     alpha: Finite | None = Field(default=None, gt=0.0, lt=1.0)
+    min_face_px: Finite | None = Field(default=None, ge=0.0, le=4096.0)
 
     @model_validator(mode="after")
     def _ordered(self) -> VerdictSchema:

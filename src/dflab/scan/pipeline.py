@@ -804,8 +804,9 @@ def verdict_of(
 
 #: above this many faces in one frame, the reason says that one track of a crowd decides
 MANY_FACES = 8
-#: below this face size (pixels, the detector box's longer side) a verdict is not given: the detector was trained on
-#: faces of 80-400 px, and compression erases the blending traces it reads in smaller ones
+#: below this face size (pixels, the detector box's longer side) a verdict is not given, unless the card states its
+#: own validated size (``verdict.min_face_px``): compression and upsampling erase or imitate the traces a detector
+#: reads in smaller faces
 MIN_FACE_PX = 40
 
 
@@ -816,14 +817,16 @@ def decide(top: dict[str, Any], tracks: list[dict[str, Any]], face_px: float, ru
         top: the decisive track (``score``, ``ci``).
         tracks: all tracks of the file.
         face_px: the decisive track's median face size (longer side of the detector box, pixels).
-        rule: ``{"band": (lo, hi)}`` or ``{"threshold": t, "margin": m}`` (see :func:`verdict_rule`).
+        rule: ``{"band": (lo, hi)}`` or ``{"threshold": t, "margin": m}``, with ``min_face_px`` (see
+            :func:`verdict_rule`).
     """
     score, ci = top["score"], top["ci"]
     if not np.isfinite(score):
         return "uncertain", "the detector returned no usable score for this face"
-    if face_px < MIN_FACE_PX:
-        return "uncertain", (f"face too small ({face_px:.0f} px; verdicts need faces of at least {MIN_FACE_PX} px): "
-                             f"P(fake) {score:.2f} is shown but not trusted")  # fmt: skip
+    min_px = rule.get("min_face_px", MIN_FACE_PX)
+    if face_px < min_px:
+        return "uncertain", (f"face too small ({face_px:.0f} px; this detector's verdicts need faces of at least "
+                             f"{min_px:.0f} px): P(fake) {score:.2f} is shown but not trusted")  # fmt: skip
     band = rule.get("band")
     v = verdict_of(score, ci, rule.get("threshold", 0.5), rule.get("margin", 0.0), band=band)
     many = f" ({len(tracks)} faces; the verdict is the most suspicious one's)" if len(tracks) > 1 else ""
@@ -855,12 +858,14 @@ def digits_apart(*values: float) -> int:
 
 def verdict_rule(scorer: Scorer, opts: ScanOptions, kind: str | None = None) -> dict[str, Any]:
     """The decision rule of a scan: an explicit ``--threshold`` wins, else the card's band for this media ``kind``
-    (``image``/``video``), else its overall band, else 0.5 ± 0.05."""
+    (``image``/``video``), else its overall band, else 0.5 ± 0.05; faces smaller than the card's
+    ``verdict.min_face_px`` (else :data:`MIN_FACE_PX`) get no verdict."""
+    min_px = float((scorer.card.get("verdict") or {}).get("min_face_px", MIN_FACE_PX))
     band = scorer.bands_by_kind.get(kind or "", scorer.band)
     if opts.threshold is None and band is not None:
-        return {"band": band, "threshold": band[1]}
+        return {"band": band, "threshold": band[1], "min_face_px": min_px}
     t = 0.5 if opts.threshold is None else opts.threshold
-    return {"threshold": t, "margin": 0.05 if opts.margin is None else opts.margin}
+    return {"threshold": t, "margin": 0.05 if opts.margin is None else opts.margin, "min_face_px": min_px}
 
 
 def aggregate_tracks(
