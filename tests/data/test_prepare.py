@@ -197,6 +197,89 @@ def test_worker_pool_after_opencv_ran_threads_in_this_process(tmp_path, face_fra
     subprocess.run([sys.executable, "-c", code, str(root), str(tmp_path / "out")], check=True, timeout=120)
 
 
+def test_workers_detect_before_the_writer_has_loaded_the_68_point_model(tmp_path, face_frames, monkeypatch):
+    """The writer loads dlib's model while its workers already decode and detect (they send it their boxes): its load
+    here waits for a worker's first detection, which never came when workers were forked after the load."""
+    from dflab.data import prepare
+    from dflab.faces import FaceDetector
+
+    root = tmp_path / "d"
+    _folder_of_videos(root, face_frames, 3)
+    marker = tmp_path / "a-worker-detected"
+    detect, load = FaceDetector.detect, FaceDetector.load_landmarks
+    seen: list[bool] = []
+
+    def detect_and_mark(self, *args, **kwargs):
+        marker.touch()
+        return detect(self, *args, **kwargs)
+
+    def load_after_a_detection(self):
+        deadline = time.monotonic() + 60  # a guard against a hang, not a timing
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen.append(marker.exists())
+        load(self)
+
+    monkeypatch.setattr(FaceDetector, "detect", detect_and_mark)
+    monkeypatch.setattr(FaceDetector, "load_landmarks", load_after_a_detection)
+    monkeypatch.setattr(prepare, "_DETECTOR", None)
+    summary = prepare_dataset("folder", root, tmp_path / "out", frames=3, size=64, workers=2, progress=False)
+    assert summary["faces"] == 9 and summary["errors"] == {}
+    assert seen and all(seen)
+    with Manifest(tmp_path / "out", readonly=True) as m:
+        assert all(len(r.landmarks) == 68 for r in m.faces())
+
+
+def test_more_workers_than_one_landmark_thread_serves_share_the_model_loaded_before_the_fork(
+    tmp_path, face_frames, monkeypatch
+):
+    """Above MAX_LANDMARK_CLIENTS workers the model is loaded first and the workers fit their own points: the same
+    manifest and crops as the served workers and the serial run."""
+    from dflab.data import prepare
+
+    root = tmp_path / "d"
+    _folder_of_videos(root, face_frames, 3)
+    served = prepare_dataset("folder", root, tmp_path / "served", frames=2, size=64, workers=2, progress=False)
+    monkeypatch.setattr(prepare, "MAX_LANDMARK_CLIENTS", 1)
+    own = prepare_dataset("folder", root, tmp_path / "own", frames=2, size=64, workers=2, progress=False)
+    assert served["faces"] == own["faces"] == 6
+    assert _snapshot(tmp_path / "own") == _snapshot(tmp_path / "served")
+
+
+def test_decode_threads_per_worker_share_the_cores(monkeypatch):
+    from dflab.data import prepare
+
+    for cores, workers, threads in [(2, 2, 1), (1, 1, 1), (8, 2, 4), (32, 32, 1), (3, 2, 1)]:
+        monkeypatch.setattr(os, "sched_getaffinity", lambda _pid, c=cores: set(range(c)), raising=False)
+        assert prepare.decode_threads_per_worker(workers) == threads
+
+
+def test_crops_are_paeth_filtered_lossless_png(tmp_path, astronaut):
+    """Every row of a crop is Paeth-filtered (filter type 4; libpng's per-row search over all five filters cost 40 %
+    more time for the same size), and the pixels are exactly the crop's."""
+    import struct
+    import zlib
+
+    from dflab.data.prepare import _write_png
+
+    if not hasattr(cv2, "IMWRITE_PNG_FILTER"):
+        pytest.skip("OpenCV < 4.11 cannot choose the PNG filter")
+    crop = np.ascontiguousarray(astronaut[100:228, 150:278])
+    path = tmp_path / "c.png"
+    _write_png(path, crop)
+    data = path.read_bytes()
+    pos, idat = 8, b""
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        if data[pos + 4 : pos + 8] == b"IDAT":
+            idat += data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+    raw = zlib.decompress(idat)
+    row = 1 + 128 * 3
+    assert len(raw) == 128 * row and {raw[i * row] for i in range(128)} == {4}
+    np.testing.assert_array_equal(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), crop)
+
+
 def test_auto_workers_is_one_per_core_at_most_one_per_video(monkeypatch):
     from dflab.data import prepare
 

@@ -43,12 +43,20 @@ from dflab.faces import (
     extract_faces,
     one_opencv_thread,
 )
+from dflab.faces.landmark_service import MAX_CLIENTS as MAX_LANDMARK_CLIENTS
+from dflab.faces.landmark_service import LandmarkClient, LandmarkServer
+from dflab.faces.landmark_service import connect as connect_landmarks
 from dflab.media import iter_frames
+from dflab.media.video import set_decode_threads
 
 DEFAULT_FRAMES = 32  # DADD/ADDG and LAE sample 32 frames per video (Multi-metric: 20)
 #: lossless PNG, Huffman coding only (no LZ77 match search): on 256 px face crops 3.0 ms and 71 KB per crop, against
-#: 3.6 ms / 81 KB at zlib level 1, 6.3 ms / 76 KB at level 3 and 1.8 ms / 197 KB stored (level 0)
+#: 3.6 ms / 81 KB at zlib level 1, 6.3 ms / 76 KB at level 3 and 1.8 ms / 197 KB stored (level 0); and every row
+#: Paeth-filtered instead of libpng trying all five filters per row: 2.05 against 2.84 ms per crop, the same 75 KB
+#: (the 96 crops of the reference videos; sub/up/average filters: 1.6 ms but 87–96 KB)
 PNG_FLAGS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY]
+if hasattr(cv2, "IMWRITE_PNG_FILTER"):  # OpenCV >= 4.11
+    PNG_FLAGS += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_PAETH]
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,8 @@ class VideoResult:
 
 
 _DETECTOR: FaceDetector | None = None
+#: in a pool worker whose 68 points the manifest writer fits (:mod:`dflab.faces.landmark_service`)
+_LANDMARKS: LandmarkClient | None = None
 
 
 def _detector(backend: str, upsample: int | str = "auto") -> FaceDetector:
@@ -139,11 +149,15 @@ def _paired_crops(
 def process_video(video: VideoRecord, original_path: str, out: Path, settings: PrepareSettings) -> VideoResult:
     """Prepare one video (runs in a worker process). Media errors become an error result, never an exception."""
     sampling = Sampling(count=settings.count, stride=settings.stride)
+    detector = _detector(settings.detector, settings.upsample)
+    if _LANDMARKS is not None:
+        _LANDMARKS.begin()
+        detector.defer_landmarks(_LANDMARKS)
     try:
         faces, events = extract_faces(
             video.path,
             sampling,
-            _detector(settings.detector, settings.upsample),
+            detector,
             size=settings.size,
             margin=settings.margin,
             schedule=True,
@@ -206,8 +220,27 @@ def auto_workers(n_jobs: int) -> int:
     busy (decoding runs in a thread beside detection, but each video's decoding and searching alternate), two keep
     both busy (docs/guide/faces_and_speed.md).
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, n_jobs))
+    return max(1, min(_usable_cores(), n_jobs))
+
+
+def _start_worker(parent: int, decode_threads: int, landmark_args: tuple | None) -> None:
+    """Pool initializer: die with the writer, decode with ``decode_threads`` FFmpeg threads, and with
+    ``landmark_args`` send the 68-point fits to the writer."""
+    global _LANDMARKS
+    _exit_with_parent(parent)
+    set_decode_threads(decode_threads)
+    if landmark_args is not None:
+        _LANDMARKS = connect_landmarks(*landmark_args)
+
+
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def decode_threads_per_worker(n_workers: int) -> int:
+    """FFmpeg threads per worker: its share of the cores, at least one (FFmpeg's own default is one per core, in
+    every worker)."""
+    return max(1, _usable_cores() // max(1, n_workers))
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -243,36 +276,52 @@ def _largest_first(job: tuple) -> int:
 def _run_pool(jobs: list[tuple], n_workers: int, settings: PrepareSettings) -> Iterator[VideoResult]:
     """Run ``process_video`` over ``jobs`` in ``n_workers`` processes; results in completion order.
 
-    Where the platform can fork, the workers are forked from this process *after* it has loaded the face detector,
-    so they share its 68-point model (0.5–0.9 s to load from dlib's file, and ~100 MB) instead of each loading its own;
-    YuNet's networks are rebuilt per process (:meth:`FaceDetector._yunet`). Elsewhere (spawn) each worker loads its
-    own on first use. The videos with most pixels to decode go first, so that the last one to finish is a small one.
-
-    FFmpeg keeps its own decoding threads in each worker: with one decoding thread per worker the three reference
-    videos took the same CPU (3.6–3.7 s user) but 5.7–7.2 s wall against 4.6–4.7 s with FFmpeg's threads, on a
-    machine where other jobs held both cores.
+    Up to :data:`~dflab.faces.landmark_service.MAX_CLIENTS` workers start at once, without dlib's 68-point model:
+    they decode, detect and crop while this process loads the model (0.5–1 s of one core) in a thread and fits the
+    points they send (:class:`~dflab.faces.landmark_service.LandmarkServer`). Loading it first and forking the
+    workers from it (so they shared it) left the other cores idle for that long: on the three reference videos of
+    ``bench/bench_ratios.py`` it was a quarter of the run (docs/guide/faces_and_speed.md). With more workers, where
+    one serving thread could fall behind, the model is loaded before the fork as before. YuNet's networks are
+    built per process (:meth:`FaceDetector._yunet`). The videos with most pixels to decode go first, so that the
+    last one to finish is a small one.
     """
     import multiprocessing
 
     context = None
     if sys.platform.startswith("linux"):  # fork is unsafe on macOS (system frameworks) and absent on Windows
         context = multiprocessing.get_context("fork")
-        _detector(settings.detector, settings.upsample)
+    detector = _detector(settings.detector, settings.upsample)
+    server = None
+    if n_workers <= MAX_LANDMARK_CLIENTS:
+        server = LandmarkServer(detector, n_workers, context or multiprocessing.get_context())
+    elif context is not None:
+        detector.load_landmarks()  # before the fork: the workers share this copy (~100 MB)
     # One OpenCV thread in the workers: its thread pool made YuNet *slower* here (2 loaded cores: 11.6 against 5.6
     # CPU ms per 384 × 288 search, 29 against 16 ms at 640 × 480). It is set here, before the fork, not in the
     # workers: a forked child that reconfigures (or uses) the pool of threads it did not inherit waits forever
     # (seen when this process had run OpenCV with threads before, e.g. in a test session).
-    with (
-        one_opencv_thread(),
-        ProcessPoolExecutor(
-            max_workers=n_workers, mp_context=context, initializer=_exit_with_parent, initargs=(os.getpid(),)
-        ) as pool,
-    ):
-        # ordering matters for the last videos only; probing costs a few ms per file, so large runs keep theirs
-        ordered = sorted(jobs, key=_largest_first) if len(jobs) <= _ORDER_AT_MOST else jobs
-        futures = [pool.submit(process_video, *job) for job in ordered]
-        for fut in as_completed(futures):
-            yield fut.result()
+    init_args = (
+        os.getpid(),
+        decode_threads_per_worker(n_workers),
+        server.client_args() if server is not None else None,
+    )
+    try:
+        with (
+            one_opencv_thread(),
+            ProcessPoolExecutor(
+                max_workers=n_workers, mp_context=context, initializer=_start_worker, initargs=init_args
+            ) as pool,
+        ):
+            # ordering matters for the last videos only; probing costs a few ms per file, so large runs keep theirs
+            ordered = sorted(jobs, key=_largest_first) if len(jobs) <= _ORDER_AT_MOST else jobs
+            futures = [pool.submit(process_video, *job) for job in ordered]
+            if server is not None:
+                server.start()  # after the fork (a forked thread would not run) and the first jobs' hand-out
+            for fut in as_completed(futures):
+                yield fut.result()
+    finally:
+        if server is not None:
+            server.close()
 
 
 def _check_settings(man: Manifest, dataset: str, settings: PrepareSettings) -> None:
