@@ -280,11 +280,13 @@ def test_crops_are_paeth_filtered_lossless_png(tmp_path, astronaut):
     np.testing.assert_array_equal(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), crop)
 
 
-def test_auto_workers_is_one_per_core_at_most_one_per_video(monkeypatch):
+def test_auto_workers_is_one_per_core_and_one_more_at_most_one_per_video(monkeypatch):
     from dflab.data import prepare
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
-    assert [prepare.auto_workers(n) for n in (0, 1, 2, 3, 50)] == [1, 1, 2, 2, 2]
+    assert [prepare.auto_workers(n) for n in (0, 1, 2, 3, 4, 50)] == [1, 1, 2, 3, 3, 3]
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0}, raising=False)
+    assert [prepare.auto_workers(n) for n in (1, 3)] == [1, 1]
 
 
 @pytest.mark.slow

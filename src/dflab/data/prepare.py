@@ -214,13 +214,17 @@ def process_video(video: VideoRecord, original_path: str, out: Path, settings: P
 
 
 def auto_workers(n_jobs: int) -> int:
-    """Worker processes for ``n_jobs`` videos: one per core this process may use, at most one per video.
+    """Worker processes for ``n_jobs`` videos: one more than the cores this process may use (one on a single core),
+    at most one per video.
 
-    Measured on the three reference videos of ``bench/bench_ratios.py`` (2 cores): one process keeps only ~1.1 cores
-    busy (decoding runs in a thread beside detection, but each video's decoding and searching alternate), two keep
-    both busy (docs/guide/faces_and_speed.md).
+    One process keeps only ~1.1 cores busy (decoding runs in a thread beside detection, but each video's decoding
+    and searching alternate), so one per core is the least that keeps every core busy; the extra one keeps them busy
+    while the last videos finish. On the three reference videos of ``bench/bench_ratios.py`` (2 cores) two workers
+    left one core idle while the third (smallest) video ran alone, ~0.5 s of a 2.5 s run; with three, one per
+    video, the cores are shared until the end (docs/guide/faces_and_speed.md).
     """
-    return max(1, min(_usable_cores(), n_jobs))
+    cores = _usable_cores()
+    return max(1, min(cores + 1 if cores > 1 else 1, n_jobs))
 
 
 def _start_worker(parent: int, decode_threads: int, landmark_args: tuple | None) -> None:
@@ -352,7 +356,8 @@ def prepare_records(
     """Prepare a list of media records into ``out`` (crops + ``manifest.sqlite``); returns the summary.
 
     Videos already ``done`` (or ``error``, unless ``retry_errors``) in the manifest are skipped: that is the resume.
-    ``workers`` processes prepare videos at once (``None``: :func:`auto_workers`, one per core); this process alone
+    ``workers`` processes prepare videos at once (``None``: :func:`auto_workers`, one per core and one more); this
+    process alone
     writes the manifest, one transaction per video, whatever the number of workers.
     With ``ray`` (an address, or ``"local"``) each video is a Ray task (:mod:`dflab.distributed`) and this process
     alone writes the manifest; ``out`` must then be on a file system every node sees.
@@ -493,7 +498,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=256, help="crop side in pixels")
     parser.add_argument("--margin", type=float, default=1.3, help="crop box / detector box (FF++: 1.3)")
     parser.add_argument(
-        "--workers", type=int, default=None, help="worker processes (default: one per core, at most one per video)"
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default: one per core and one more, at most one per video)",
     )
     parser.add_argument("--limit", type=int, default=None, help="only the first N videos (sorted by id)")
     parser.add_argument("--compression", default=None, help="ffpp/dfd: raw|c23|c40; dftimit: LQ|HQ")
