@@ -246,6 +246,20 @@ def test_more_workers_than_one_landmark_thread_serves_share_the_model_loaded_bef
     assert _snapshot(tmp_path / "own") == _snapshot(tmp_path / "served")
 
 
+def test_videos_are_probed_for_their_order_only_when_some_must_wait_for_a_worker(tmp_path, face_frames, monkeypatch):
+    from dflab.data import prepare
+
+    probed: list[str] = []
+    largest_first = prepare._largest_first
+    monkeypatch.setattr(prepare, "_largest_first", lambda job: probed.append(job[0].path) or largest_first(job))
+    root = tmp_path / "d"
+    _folder_of_videos(root, face_frames, 3)
+    prepare_dataset("folder", root, tmp_path / "three", frames=1, size=64, workers=3, progress=False)
+    assert probed == []
+    prepare_dataset("folder", root, tmp_path / "two", frames=1, size=64, workers=2, progress=False)
+    assert len(probed) == 3
+
+
 def test_decode_threads_per_worker_share_the_cores(monkeypatch):
     from dflab.data import prepare
 

@@ -316,8 +316,9 @@ def _run_pool(jobs: list[tuple], n_workers: int, settings: PrepareSettings) -> I
                 max_workers=n_workers, mp_context=context, initializer=_start_worker, initargs=init_args
             ) as pool,
         ):
-            # ordering matters for the last videos only; probing costs a few ms per file, so large runs keep theirs
-            ordered = sorted(jobs, key=_largest_first) if len(jobs) <= _ORDER_AT_MOST else jobs
+            # ordering matters for the last videos only, and not at all when every video has its own worker; probing
+            # costs ~16 ms per file before any worker starts, so large runs keep their order
+            ordered = sorted(jobs, key=_largest_first) if n_workers < len(jobs) <= _ORDER_AT_MOST else jobs
             futures = [pool.submit(process_video, *job) for job in ordered]
             if server is not None:
                 server.start()  # after the fork (a forked thread would not run) and the first jobs' hand-out
