@@ -97,6 +97,25 @@ def test_late_answers_of_an_aborted_video_are_dropped(inline, service, astronaut
     assert [f.landmarks.shape for f in kept] == [(68, 2), (68, 2)]
 
 
+def test_a_worker_waits_for_answers_beyond_max_in_flight(inline, service, astronaut, monkeypatch):
+    """At most MAX_IN_FLIGHT images wait for their points (a bound on what queues up while the model loads)."""
+    from dflab.faces import landmark_service
+
+    monkeypatch.setattr(landmark_service, "MAX_IN_FLIGHT", 2)
+    client = service
+    deferred = FaceDetector("yunet")
+    deferred.defer_landmarks(client)
+    client.begin()
+    frames = [np.roll(astronaut, 8 * i, axis=1) for i in range(5)]
+    got = []
+    for frame in frames:
+        got += deferred.detect(frame)
+        assert len(client._pending) <= 2
+    deferred.finish_landmarks()
+    for g, frame in zip(got, frames, strict=True):
+        np.testing.assert_array_equal(g.landmarks, inline.detect(frame)[0].landmarks)
+
+
 def test_a_model_that_fails_to_load_is_an_error_in_the_worker_not_a_hang(tmp_path, astronaut):
     broken = FaceDetector("yunet")
     broken._predictor_path = str(tmp_path / "truncated.dat")

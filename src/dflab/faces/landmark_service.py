@@ -28,6 +28,9 @@ from dflab.faces.detect import DetectedFace, FaceDetector, intensity
 MAX_CLIENTS = 4
 #: longest wait for every worker's first job before the model's load (which holds this process's GIL) starts
 START_WAIT_S = 1.0
+#: images a worker may have sent without their answers: bounds what waits in the queue while the model loads
+#: (64 grey 1080p frames are 133 MB)
+MAX_IN_FLIGHT = 64
 
 Box = tuple[float, float, float, float]
 
@@ -135,7 +138,12 @@ class LandmarkClient:
         self.requests.put(("hello", self.client))
 
     def submit(self, image: np.ndarray, faces: list[tuple[DetectedFace, Box]], offset: int) -> None:
-        """Send one image's boxes; :meth:`finish` sets each face's landmarks (minus ``offset``)."""
+        """Send one image's boxes; :meth:`finish` sets each face's landmarks (minus ``offset``).
+
+        Waits for earlier answers first when :data:`MAX_IN_FLIGHT` images are unanswered.
+        """
+        while len(self._pending) >= MAX_IN_FLIGHT:
+            self._receive()
         grey = intensity(image) if image.ndim == 3 else image
         key = self._next
         self._next += 1
@@ -149,15 +157,18 @@ class LandmarkClient:
             LandmarkServiceError: the writer could not fit them.
         """
         while self._pending:
-            key, answer = self.replies.get()
-            if key not in self._pending:
-                continue  # a late answer for a video that raised before its fits were collected
-            faces, offset = self._pending.pop(key)
-            if isinstance(answer, str):
-                self._pending.clear()
-                raise LandmarkServiceError(answer)
-            for face, points in zip(faces, answer, strict=True):
-                face.landmarks = points - np.float32(offset)
+            self._receive()
+
+    def _receive(self) -> None:
+        key, answer = self.replies.get()
+        if key not in self._pending:
+            return  # a late answer for a video that raised before its fits were collected
+        faces, offset = self._pending.pop(key)
+        if isinstance(answer, str):
+            self._pending.clear()
+            raise LandmarkServiceError(answer)
+        for face, points in zip(faces, answer, strict=True):
+            face.landmarks = points - np.float32(offset)
 
 
 def connect(requests: Any, replies: list[Any], counter: Any) -> LandmarkClient:
