@@ -197,40 +197,66 @@ def test_worker_pool_after_opencv_ran_threads_in_this_process(tmp_path, face_fra
     subprocess.run([sys.executable, "-c", code, str(root), str(tmp_path / "out")], check=True, timeout=120)
 
 
-def test_workers_detect_before_the_writer_has_loaded_the_68_point_model(tmp_path, face_frames, monkeypatch):
-    """The writer loads dlib's model while its workers already decode and detect (they send it their boxes): its load
-    here waits for a worker's first detection, which never came when workers were forked after the load."""
+def test_workers_detect_before_the_68_point_model_is_loaded(tmp_path, face_frames, monkeypatch):
+    """The landmark server loads dlib's model while the workers already decode and detect (they send it their boxes):
+    its load here waits for a worker's first detection, which never came when workers were forked after the load."""
+    import dlib
+
     from dflab.data import prepare
     from dflab.faces import FaceDetector
 
     root = tmp_path / "d"
     _folder_of_videos(root, face_frames, 3)
-    marker = tmp_path / "a-worker-detected"
-    detect, load = FaceDetector.detect, FaceDetector.load_landmarks
-    seen: list[bool] = []
+    marker, saw = tmp_path / "a-worker-detected", tmp_path / "the-load-saw-it"
+    detect, load = FaceDetector.detect, dlib.shape_predictor
 
     def detect_and_mark(self, *args, **kwargs):
         marker.touch()
         return detect(self, *args, **kwargs)
 
-    def load_after_a_detection(self):
+    def load_after_a_detection(path):  # runs in the server process (forked, so patched too)
         deadline = time.monotonic() + 60  # a guard against a hang, not a timing
         while not marker.exists() and time.monotonic() < deadline:
             time.sleep(0.01)
-        seen.append(marker.exists())
-        load(self)
+        if marker.exists():
+            saw.touch()
+        return load(path)
 
     monkeypatch.setattr(FaceDetector, "detect", detect_and_mark)
-    monkeypatch.setattr(FaceDetector, "load_landmarks", load_after_a_detection)
+    monkeypatch.setattr(dlib, "shape_predictor", load_after_a_detection)
     monkeypatch.setattr(prepare, "_DETECTOR", None)
     summary = prepare_dataset("folder", root, tmp_path / "out", frames=3, size=64, workers=2, progress=False)
     assert summary["faces"] == 9 and summary["errors"] == {}
-    assert seen and all(seen)
+    assert saw.exists()
     with Manifest(tmp_path / "out", readonly=True) as m:
         assert all(len(r.landmarks) == 68 for r in m.faces())
 
 
-def test_more_workers_than_one_landmark_thread_serves_share_the_model_loaded_before_the_fork(
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_command_starts_its_landmark_server_before_numpy_and_writes_the_inline_runs_output(
+    tmp_path, face_frames, workers
+):
+    """``dflab prepare`` forks the landmark server before importing numpy & co (the model loads on the core the
+    imports leave idle); its served points give exactly the rows and crops of an inline (API, one process) run."""
+    root = tmp_path / "d"
+    _folder_of_videos(root, face_frames, 3)
+    prepare_dataset("folder", root, tmp_path / "inline", frames=3, size=64, workers=1, progress=False)
+    code = (
+        "import sys\n"
+        "from dflab.data import landmark_server\n"
+        "calls = []\n"
+        "preload = landmark_server.preload\n"
+        "landmark_server.preload = lambda: calls.append('numpy' in sys.modules) or preload()\n"
+        "from dflab.cli import main\n"
+        "assert main(sys.argv[1:]) == 0\n"
+        "assert calls == [False], calls\n"
+    )
+    cli = _cli(root, tmp_path / "served", workers)
+    subprocess.run([sys.executable, "-c", code, *cli[3:]], check=True, capture_output=True, timeout=300)
+    assert _snapshot(tmp_path / "served") == _snapshot(tmp_path / "inline")
+
+
+def test_more_workers_than_one_landmark_server_serves_share_the_model_loaded_before_the_fork(
     tmp_path, face_frames, monkeypatch
 ):
     """Above MAX_LANDMARK_CLIENTS workers the model is loaded first and the workers fit their own points: the same

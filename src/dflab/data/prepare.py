@@ -30,6 +30,9 @@ import cv2
 import numpy as np
 
 from dflab.data.datasets import DATASETS, scan_dataset
+from dflab.data.landmark_server import MAX_CLIENTS as MAX_LANDMARK_CLIENTS
+from dflab.data.landmark_server import LandmarkClient, LandmarkServer, exit_with_parent, take_preloaded
+from dflab.data.landmark_server import connect as connect_landmarks
 from dflab.data.manifest import FAKE, MANIFEST_NAME, FaceRow, Manifest, VideoRecord
 from dflab.distributed import add_ray_argument
 from dflab.errors import ConfigError, MediaError
@@ -43,9 +46,6 @@ from dflab.faces import (
     extract_faces,
     one_opencv_thread,
 )
-from dflab.faces.landmark_service import MAX_CLIENTS as MAX_LANDMARK_CLIENTS
-from dflab.faces.landmark_service import LandmarkClient, LandmarkServer
-from dflab.faces.landmark_service import connect as connect_landmarks
 from dflab.media import iter_frames
 from dflab.media.video import set_decode_threads
 
@@ -91,7 +91,7 @@ class VideoResult:
 
 
 _DETECTOR: FaceDetector | None = None
-#: in a pool worker whose 68 points the manifest writer fits (:mod:`dflab.faces.landmark_service`)
+#: where this process sends its 68-point fits (:mod:`dflab.data.landmark_server`), when it does
 _LANDMARKS: LandmarkClient | None = None
 
 
@@ -150,9 +150,9 @@ def process_video(video: VideoRecord, original_path: str, out: Path, settings: P
     """Prepare one video (runs in a worker process). Media errors become an error result, never an exception."""
     sampling = Sampling(count=settings.count, stride=settings.stride)
     detector = _detector(settings.detector, settings.upsample)
+    detector.defer_landmarks(_LANDMARKS)
     if _LANDMARKS is not None:
         _LANDMARKS.begin()
-        detector.defer_landmarks(_LANDMARKS)
     try:
         faces, events = extract_faces(
             video.path,
@@ -231,7 +231,7 @@ def _start_worker(parent: int, decode_threads: int, landmark_args: tuple | None)
     """Pool initializer: die with the writer, decode with ``decode_threads`` FFmpeg threads, and with
     ``landmark_args`` send the 68-point fits to the writer."""
     global _LANDMARKS
-    _exit_with_parent(parent)
+    exit_with_parent(parent)
     set_decode_threads(decode_threads)
     if landmark_args is not None:
         _LANDMARKS = connect_landmarks(*landmark_args)
@@ -245,21 +245,6 @@ def decode_threads_per_worker(n_workers: int) -> int:
     """FFmpeg threads per worker: its share of the cores, at least one (FFmpeg's own default is one per core, in
     every worker)."""
     return max(1, _usable_cores() // max(1, n_workers))
-
-
-def _exit_with_parent(parent: int) -> None:
-    """Linux: have the kernel end this worker when the manifest writer dies (killed, say, before a resume), so that
-    no orphan goes on writing crops beside the resumed run (without it, SIGKILL to the writer left both workers
-    blocked forever on the pool's queue)."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if os.getppid() != parent:  # the writer died before the line above
-        os._exit(1)
 
 
 _ORDER_AT_MOST = 256
@@ -277,15 +262,17 @@ def _largest_first(job: tuple) -> int:
         return 0  # process_video records the error
 
 
-def _run_pool(jobs: list[tuple], n_workers: int, settings: PrepareSettings) -> Iterator[VideoResult]:
+def _run_pool(
+    jobs: list[tuple], n_workers: int, settings: PrepareSettings, server: LandmarkServer | None
+) -> Iterator[VideoResult]:
     """Run ``process_video`` over ``jobs`` in ``n_workers`` processes; results in completion order.
 
-    Up to :data:`~dflab.faces.landmark_service.MAX_CLIENTS` workers start at once, without dlib's 68-point model:
-    they decode, detect and crop while this process loads the model (0.5–1 s of one core) in a thread and fits the
-    points they send (:class:`~dflab.faces.landmark_service.LandmarkServer`). Loading it first and forking the
-    workers from it (so they shared it) left the other cores idle for that long: on the three reference videos of
-    ``bench/bench_ratios.py`` it was a quarter of the run (docs/guide/faces_and_speed.md). With more workers, where
-    one serving thread could fall behind, the model is loaded before the fork as before. YuNet's networks are
+    With a ``server`` (:class:`~dflab.data.landmark_server.LandmarkServer`, up to
+    :data:`~dflab.data.landmark_server.MAX_CLIENTS` workers) the workers start at once without dlib's 68-point model:
+    they decode, detect and crop while the server loads it, and send it their boxes. Loading it here first and
+    forking the workers from this process (so they shared it) left the other cores idle for that long: on the three
+    reference videos of ``bench/bench_ratios.py`` a fifth of the run (docs/guide/faces_and_speed.md). Without one
+    (more workers than a server keeps up with) the model is loaded before the fork as before. YuNet's networks are
     built per process (:meth:`FaceDetector._yunet`). The videos with most pixels to decode go first, so that the
     last one to finish is a small one.
     """
@@ -294,12 +281,8 @@ def _run_pool(jobs: list[tuple], n_workers: int, settings: PrepareSettings) -> I
     context = None
     if sys.platform.startswith("linux"):  # fork is unsafe on macOS (system frameworks) and absent on Windows
         context = multiprocessing.get_context("fork")
-    detector = _detector(settings.detector, settings.upsample)
-    server = None
-    if n_workers <= MAX_LANDMARK_CLIENTS:
-        server = LandmarkServer(detector, n_workers, context or multiprocessing.get_context())
-    elif context is not None:
-        detector.load_landmarks()  # before the fork: the workers share this copy (~100 MB)
+        if server is None:
+            _detector(settings.detector, settings.upsample).load_landmarks()  # the workers share this copy (~100 MB)
     # One OpenCV thread in the workers: its thread pool made YuNet *slower* here (2 loaded cores: 11.6 against 5.6
     # CPU ms per 384 × 288 search, 29 against 16 ms at 640 × 480). It is set here, before the fork, not in the
     # workers: a forked child that reconfigures (or uses) the pool of threads it did not inherit waits forever
@@ -309,24 +292,32 @@ def _run_pool(jobs: list[tuple], n_workers: int, settings: PrepareSettings) -> I
         decode_threads_per_worker(n_workers),
         server.client_args() if server is not None else None,
     )
+    with (
+        one_opencv_thread(),
+        ProcessPoolExecutor(
+            max_workers=n_workers, mp_context=context, initializer=_start_worker, initargs=init_args
+        ) as pool,
+    ):
+        # ordering matters for the last videos only, and not at all when every video has its own worker; probing
+        # costs ~16 ms per file before any worker starts, so large runs keep their order
+        ordered = sorted(jobs, key=_largest_first) if n_workers < len(jobs) <= _ORDER_AT_MOST else jobs
+        futures = [pool.submit(process_video, *job) for job in ordered]
+        for fut in as_completed(futures):
+            yield fut.result()
+
+
+def _run_serial(jobs: list[tuple], server: LandmarkServer | None) -> Iterator[VideoResult]:
+    """Run ``process_video`` over ``jobs`` in this process; with a ``server`` (the one ``dflab prepare`` starts before
+    its imports) this process detects while the server loads the 68-point model and fits the points."""
+    global _LANDMARKS
+    if server is not None:
+        _LANDMARKS = connect_landmarks(*server.client_args())
     try:
-        with (
-            one_opencv_thread(),
-            ProcessPoolExecutor(
-                max_workers=n_workers, mp_context=context, initializer=_start_worker, initargs=init_args
-            ) as pool,
-        ):
-            # ordering matters for the last videos only, and not at all when every video has its own worker; probing
-            # costs ~16 ms per file before any worker starts, so large runs keep their order
-            ordered = sorted(jobs, key=_largest_first) if n_workers < len(jobs) <= _ORDER_AT_MOST else jobs
-            futures = [pool.submit(process_video, *job) for job in ordered]
-            if server is not None:
-                server.start()  # after the fork (a forked thread would not run) and the first jobs' hand-out
-            for fut in as_completed(futures):
-                yield fut.result()
+        with one_opencv_thread():  # the other core decodes (prefetch thread)
+            for job in jobs:
+                yield process_video(*job)
     finally:
-        if server is not None:
-            server.close()
+        _LANDMARKS = None
 
 
 def _check_settings(man: Manifest, dataset: str, settings: PrepareSettings) -> None:
@@ -404,13 +395,21 @@ def prepare_records(
                 on_result=lambda _key, res: commit(res),
                 on_failure=lost,
             )
-        elif n_workers <= 1:
-            with one_opencv_thread():  # the other core decodes (prefetch thread)
-                for job in jobs:
-                    commit(process_video(*job))
         else:
-            for res in _run_pool(jobs, n_workers, settings):
-                commit(res)
+            # the landmark server that `dflab prepare` started before its imports, else one for a small pool
+            server = take_preloaded() if jobs else None
+            if server is None and 1 < n_workers <= MAX_LANDMARK_CLIENTS:
+                server = LandmarkServer()
+            elif server is not None and n_workers > MAX_LANDMARK_CLIENTS:
+                server.close()  # more workers than it keeps up with: they share a model loaded before the fork
+                server = None
+            try:
+                run = _run_serial(jobs, server) if n_workers <= 1 else _run_pool(jobs, n_workers, settings, server)
+                for res in run:
+                    commit(res)
+            finally:
+                if server is not None:
+                    server.close()
         if bar is not None:
             bar.close()
         summary = man.summary()

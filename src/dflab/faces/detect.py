@@ -222,8 +222,7 @@ class FaceDetector:
         self.auto_upsample_below = auto_upsample_below
         self.pad_retry = pad_retry
         self.fits_landmarks = landmarks
-        dlib = None
-        if backend != "yunet" or landmarks:
+        if backend != "yunet":
             import dlib
         if backend == "yunet":
             self._yunet_path = str(yunet_model_file())
@@ -234,14 +233,11 @@ class FaceDetector:
             self._detector = dlib.get_frontal_face_detector()
         else:
             self._detector = dlib.cnn_face_detection_model_v1(str(model_file("mmod_human_face_detector.dat")))
-        # dlib's 68-point model is loaded on first use (:meth:`load_landmarks`): 0.5–1 s of one core, holding the
-        # GIL, that ``dflab prepare``'s workers no longer wait for (they send their fits to the manifest writer,
-        # :mod:`dflab.faces.landmark_service`); a missing file is still reported here, before any work
-        self._predictor_path = str(model_file(PREDICTOR_68)) if landmarks else None
-        self._predictor: Any = None
-        self._predictor_lock = threading.Lock()
+        # dlib's 68-point model is loaded on first use (:meth:`load_landmarks`): 0.5–1 s of one core that
+        # ``dflab prepare``'s workers no longer wait for (another process fits their points,
+        # :mod:`dflab.data.landmark_server`); a missing file is still reported here, before any work
+        self.landmarks68 = Landmarks68() if landmarks else None
         self._deferred: LandmarkSink | None = None
-        self._dlib = dlib
 
     def config(self) -> dict[str, object]:
         """The settings, for manifests and checkpoint cards."""
@@ -349,22 +345,16 @@ class FaceDetector:
         return faces
 
     def load_landmarks(self) -> None:
-        """Load dlib's 68-point model now (else on the first fit); a no-op for ``landmarks=False``.
-
-        ``dflab prepare`` calls it before forking many workers, so that they share one copy.
-        """
-        if self._predictor_path is None or self._predictor is not None:
-            return
-        with self._predictor_lock:
-            if self._predictor is None:
-                self._predictor = self._dlib.shape_predictor(self._predictor_path)
+        """Load dlib's 68-point model now (else on the first fit); a no-op for ``landmarks=False``."""
+        if self.landmarks68 is not None:
+            self.landmarks68.load()
 
     def defer_landmarks(self, sink: LandmarkSink | None) -> None:
         """Send the 68-point fits of :meth:`detect` to ``sink`` instead of fitting them here (``None``: fit here).
 
         :meth:`detect` then returns faces whose landmarks are (0, 2) until :meth:`finish_landmarks` fills them in
         place; ``dflab prepare``'s workers use it to detect while the manifest writer loads the model
-        (:mod:`dflab.faces.landmark_service`). Ignored by a detector built with ``landmarks=False``.
+        (:mod:`dflab.data.landmark_server`). Ignored by a detector built with ``landmarks=False``.
         """
         self._deferred = sink if self.fits_landmarks else None
 
@@ -374,19 +364,56 @@ class FaceDetector:
             self._deferred.finish()
 
     def landmarks(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
-        """Fit the 68-point model inside a box.
+        """Fit the 68-point model inside a box ((0, 2) points for a detector built with ``landmarks=False``).
 
-        dlib reads an RGB image through its intensities ``(r + g + b) // 3``: the grey image of
-        :func:`intensity` gives the same points.
+        Shape:
+            image (H, W, 3) RGB or (H, W) grey (:func:`intensity`), uint8; returns (68, 2) float32 in image pixels.
+        """
+        if self.landmarks68 is None:
+            return np.zeros((0, 2), np.float32)
+        return self.landmarks68.fit(image, box)
+
+
+class Landmarks68:
+    """dlib's iBUG 68-point shape predictor (``face-recognition-models``), loaded on first use.
+
+    Args:
+        path: the model file (default: the packaged ``shape_predictor_68_face_landmarks.dat``, located now, so a
+            missing package is reported before any work).
+    """
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = str(path or model_file(PREDICTOR_68))
+        self._predictor: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._predictor is not None
+
+    def load(self) -> None:
+        """Read the model (0.5–1 s of one core, 100 MB; dlib holds the GIL throughout)."""
+        if self._predictor is None:
+            with self._lock:
+                if self._predictor is None:
+                    import dlib
+
+                    self._predictor = dlib.shape_predictor(self.path)
+
+    def fit(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+        """The 68 points inside a box (dlib's convention: the box's integer corners, right/bottom exclusive).
+
+        dlib reads an RGB image through its intensities ``(r + g + b) // 3``: the grey image of :func:`intensity`
+        gives the same points.
 
         Shape:
             image (H, W, 3) RGB or (H, W) grey, uint8; returns (68, 2) float32 in image pixels.
         """
-        if self._predictor_path is None:
-            return np.zeros((0, 2), np.float32)
-        self.load_landmarks()
+        self.load()
+        import dlib
+
         x0, y0, x1, y1 = (round(v) for v in box)
-        shape = self._predictor(np.ascontiguousarray(image), self._dlib.rectangle(x0, y0, x1 - 1, y1 - 1))
+        shape = self._predictor(np.ascontiguousarray(image), dlib.rectangle(x0, y0, x1 - 1, y1 - 1))
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
 

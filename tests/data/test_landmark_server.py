@@ -1,16 +1,20 @@
-"""68-point fits deferred to another thread or process (``dflab prepare``'s workers): the same points as inline."""
+"""The 68-point landmark server of ``dflab prepare``: the points it fits for its clients equal the inline fit's."""
 
 from __future__ import annotations
 
-import multiprocessing
+import os
+import signal
+import subprocess
+import sys
 
 import cv2
 import numpy as np
 import pytest
 
+from dflab.data import landmark_server
+from dflab.data.landmark_server import LandmarkServer, LandmarkServiceError, connect
 from dflab.faces import FaceDetector
 from dflab.faces.detect import intensity
-from dflab.faces.landmark_service import LandmarkServer, LandmarkServiceError, connect
 
 
 @pytest.fixture(scope="module")
@@ -18,14 +22,24 @@ def inline():
     return FaceDetector("yunet")
 
 
+@pytest.fixture(scope="module")
+def server():
+    s = LandmarkServer(n_clients=8)
+    yield s
+    s.close()
+
+
 @pytest.fixture
-def service():
-    """A server thread and one client in this process (the queues work the same way within one process)."""
-    server = LandmarkServer(FaceDetector("yunet"), 1, multiprocessing.get_context("fork"))
-    client = connect(*server.client_args())
-    server.start()
-    yield client
-    server.close()
+def client(server):
+    """A client in this process (a worker's view; the server is a process either way)."""
+    return connect(*server.client_args())
+
+
+def _deferred(client) -> FaceDetector:
+    detector = FaceDetector("yunet")
+    detector.defer_landmarks(client)
+    client.begin()
+    return detector
 
 
 def _tight(astronaut: np.ndarray, detector: FaceDetector) -> np.ndarray:
@@ -53,42 +67,33 @@ def test_intensity_is_dlibs_and_gives_identical_points(inline, astronaut):
 
 def test_model_loads_on_first_fit_not_when_built(astronaut):
     detector = FaceDetector("yunet")
-    assert detector._predictor is None and detector.config()["landmarks"]
+    assert not detector.landmarks68.loaded and detector.config()["landmarks"]
     assert detector.landmarks(astronaut, (180, 60, 300, 180)).shape == (68, 2)
-    assert detector._predictor is not None
+    assert detector.landmarks68.loaded
 
 
 @pytest.mark.parametrize("scene", ["one", "two", "tight"])
-def test_deferred_fits_equal_inline_fits(inline, service, astronaut, scene):
+def test_served_fits_equal_inline_fits(inline, client, astronaut, scene):
     """Faces come back without landmarks; ``finish_landmarks`` fills in exactly the inline points, for several faces
     and for a tight crop found only in the padded image (fitted there, shifted back)."""
-    image = {
-        "one": astronaut,
-        "two": _two_faces(astronaut),
-        "tight": _tight(astronaut, inline),
-    }[scene]
+    image = {"one": astronaut, "two": _two_faces(astronaut), "tight": _tight(astronaut, inline)}[scene]
     if scene == "tight":
         assert inline.detect(image, pad_retry=False) == []
     want = inline.detect(image)
     assert want and all(f.landmarks.shape == (68, 2) for f in want)
-    client = service
-    deferred = FaceDetector("yunet")
-    deferred.defer_landmarks(client)
-    client.begin()
+    deferred = _deferred(client)
     got = deferred.detect(image)
     assert [f.box for f in got] == [f.box for f in want]
     assert all(f.landmarks.shape == (0, 2) for f in got)
     deferred.finish_landmarks()
     for g, w in zip(got, want, strict=True):
+        assert g.landmarks.dtype == w.landmarks.dtype
         np.testing.assert_array_equal(g.landmarks, w.landmarks)
-    assert deferred._predictor is None  # the client never loaded the model; the server did
+    assert not deferred.landmarks68.loaded  # the client never loaded the model; the server did
 
 
-def test_late_answers_of_an_aborted_video_are_dropped(inline, service, astronaut):
-    client = service
-    deferred = FaceDetector("yunet")
-    deferred.defer_landmarks(client)
-    client.begin()
+def test_late_answers_of_an_aborted_video_are_dropped(client, astronaut):
+    deferred = _deferred(client)
     aborted = deferred.detect(astronaut)  # its video raised before finish: never collected
     client.begin()
     kept = deferred.detect(_two_faces(astronaut))
@@ -97,15 +102,10 @@ def test_late_answers_of_an_aborted_video_are_dropped(inline, service, astronaut
     assert [f.landmarks.shape for f in kept] == [(68, 2), (68, 2)]
 
 
-def test_a_worker_waits_for_answers_beyond_max_in_flight(inline, service, astronaut, monkeypatch):
+def test_a_client_waits_for_answers_beyond_max_in_flight(inline, client, astronaut, monkeypatch):
     """At most MAX_IN_FLIGHT images wait for their points (a bound on what queues up while the model loads)."""
-    from dflab.faces import landmark_service
-
-    monkeypatch.setattr(landmark_service, "MAX_IN_FLIGHT", 2)
-    client = service
-    deferred = FaceDetector("yunet")
-    deferred.defer_landmarks(client)
-    client.begin()
+    monkeypatch.setattr(landmark_server, "MAX_IN_FLIGHT", 2)
+    deferred = _deferred(client)
     frames = [np.roll(astronaut, 8 * i, axis=1) for i in range(5)]
     got = []
     for frame in frames:
@@ -116,28 +116,58 @@ def test_a_worker_waits_for_answers_beyond_max_in_flight(inline, service, astron
         np.testing.assert_array_equal(g.landmarks, inline.detect(frame)[0].landmarks)
 
 
-def test_a_model_that_fails_to_load_is_an_error_in_the_worker_not_a_hang(tmp_path, astronaut):
-    broken = FaceDetector("yunet")
-    broken._predictor_path = str(tmp_path / "truncated.dat")
+def test_a_model_that_fails_to_load_is_an_error_for_the_client_not_a_hang(tmp_path, astronaut):
     (tmp_path / "truncated.dat").write_bytes(b"\0" * 64)
-    server = LandmarkServer(broken, 1, multiprocessing.get_context("fork"))
-    client = connect(*server.client_args())
-    server.start()
+    broken = LandmarkServer(n_clients=1, model=str(tmp_path / "truncated.dat"))
     try:
-        deferred = FaceDetector("yunet")
-        deferred.defer_landmarks(client)
-        client.begin()
+        deferred = _deferred(connect(*broken.client_args()))
         deferred.detect(astronaut)
         with pytest.raises(LandmarkServiceError, match="failed to load"):
             deferred.finish_landmarks()
     finally:
-        server.close()
+        broken.close()
 
 
-def test_a_detector_without_landmarks_ignores_the_sink(service, astronaut):
-    client = service
+def test_a_server_that_dies_is_an_error_for_the_client_not_a_hang(astronaut, monkeypatch):
+    monkeypatch.setattr(landmark_server, "POLL_S", 0.05)
+    doomed = LandmarkServer(n_clients=1)
+    try:
+        deferred = _deferred(connect(*doomed.client_args()))
+        os.kill(doomed.pid, signal.SIGKILL)
+        deferred.detect(astronaut)
+        with pytest.raises(LandmarkServiceError, match="ended"):
+            deferred.finish_landmarks()
+    finally:
+        doomed.close()
+
+
+def test_more_clients_than_the_server_has_room_for_is_an_error():
+    small = LandmarkServer(n_clients=1)
+    try:
+        connect(*small.client_args())
+        with pytest.raises(LandmarkServiceError, match="more than 1"):
+            connect(*small.client_args())
+    finally:
+        small.close()
+
+
+def test_a_detector_without_landmarks_ignores_the_sink(client, astronaut):
     bare = FaceDetector("yunet", landmarks=False)
     bare.defer_landmarks(client)
     faces = bare.detect(astronaut)
     bare.finish_landmarks()
     assert [f.landmarks.shape for f in faces] == [(0, 2)]
+
+
+def test_the_module_loads_without_numpy_so_a_server_can_start_before_the_imports():
+    code = (
+        "import sys\n"
+        "from dflab.data import landmark_server\n"
+        "assert not {'numpy', 'cv2', 'av', 'dlib'} & set(sys.modules), sorted(sys.modules)\n"
+        "landmark_server.preload()\n"
+        "server = landmark_server.take_preloaded()\n"
+        "assert server is not None and landmark_server.take_preloaded() is None\n"
+        "assert not {'numpy', 'cv2', 'av', 'dlib'} & set(sys.modules)\n"
+        "server.close()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
