@@ -229,7 +229,7 @@ def auto_workers(n_jobs: int) -> int:
 
 def _start_worker(parent: int, decode_threads: int, landmark_args: tuple | None) -> None:
     """Pool initializer: die with the writer, decode with ``decode_threads`` FFmpeg threads, and with
-    ``landmark_args`` send the 68-point fits to the writer."""
+    ``landmark_args`` send the 68-point fits to the landmark server."""
     global _LANDMARKS
     exit_with_parent(parent)
     set_decode_threads(decode_threads)
@@ -349,8 +349,7 @@ def prepare_records(
 
     Videos already ``done`` (or ``error``, unless ``retry_errors``) in the manifest are skipped: that is the resume.
     ``workers`` processes prepare videos at once (``None``: :func:`auto_workers`, one per core and one more); this
-    process alone
-    writes the manifest, one transaction per video, whatever the number of workers.
+    process alone writes the manifest, one transaction per video, whatever the number of workers.
     With ``ray`` (an address, or ``"local"``) each video is a Ray task (:mod:`dflab.distributed`) and this process
     alone writes the manifest; ``out`` must then be on a file system every node sees.
     """
@@ -380,8 +379,13 @@ def prepare_records(
                 bar.set_postfix_str(f"faces={run_faces}" + (f" last_error={res.error[0]}" if res.error else ""))
                 bar.update(1)
 
+        # the landmark server that `dflab prepare` started before its imports (dflab.data.landmark_server.preload)
+        server = take_preloaded() if jobs else None
         if ray is not None:
             from dflab.distributed import run_tasks
+
+            if server is not None:
+                server.close()  # Ray's workers fit their own points
 
             def lost(key: int, exc: BaseException) -> None:
                 # retried by Ray if its worker died; recorded as an error (redone by --retry-errors) if it never ran
@@ -396,9 +400,7 @@ def prepare_records(
                 on_failure=lost,
             )
         else:
-            # the landmark server that `dflab prepare` started before its imports, else one for a small pool
-            server = take_preloaded() if jobs else None
-            if server is None and 1 < n_workers <= MAX_LANDMARK_CLIENTS:
+            if server is None and 1 < n_workers <= MAX_LANDMARK_CLIENTS:  # a small pool gets one all the same
                 server = LandmarkServer()
             elif server is not None and n_workers > MAX_LANDMARK_CLIENTS:
                 server.close()  # more workers than it keeps up with: they share a model loaded before the fork
