@@ -380,10 +380,16 @@ class Landmarks68:
     Args:
         path: the model file (default: the packaged ``shape_predictor_68_face_landmarks.dat``, located now, so a
             missing package is reported before any work).
+
+    Raises:
+        FileNotFoundError: the model file is missing.
+        ModuleNotFoundError: dlib or ``face-recognition-models`` is not installed.
     """
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = str(path or model_file(PREDICTOR_68))
+        if importlib.util.find_spec("dlib") is None:  # reported now, not at the first fit
+            raise ModuleNotFoundError("dlib is not installed (pip install dlib-bin)")
         self._predictor: Any = None
         self._lock = threading.Lock()
 
