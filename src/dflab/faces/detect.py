@@ -353,8 +353,8 @@ class FaceDetector:
         """Send the 68-point fits of :meth:`detect` to ``sink`` instead of fitting them here (``None``: fit here).
 
         :meth:`detect` then returns faces whose landmarks are (0, 2) until :meth:`finish_landmarks` fills them in
-        place; ``dflab prepare``'s workers use it to detect while the manifest writer loads the model
-        (:mod:`dflab.data.landmark_server`). Ignored by a detector built with ``landmarks=False``.
+        place; ``dflab prepare``'s workers use it to detect while another process loads the model and fits the
+        points (:mod:`dflab.data.landmark_server`). Ignored by a detector built with ``landmarks=False``.
         """
         self._deferred = sink if self.fits_landmarks else None
 
