@@ -79,6 +79,7 @@ def _candidates(only: set[str] | None = None) -> dict[str, Callable[[np.ndarray]
         if only and name.split(" ")[0] not in only:
             continue
         det = FaceDetector(backend, **kw)
+        det.load_landmarks()  # loaded on first use otherwise: the timings below are of detection
         cands[name] = lambda rgb, d=det: [(f.box, f.landmarks) for f in d.detect(rgb)]
     if only:
         return cands
@@ -217,6 +218,7 @@ def _schedule(n_frames: int = 32) -> dict:
     from dflab.faces.schedule import DetectionSchedule
 
     det = FaceDetector("yunet")
+    det.load_landmarks()
     out = {}
     for rel in SCHEDULE_VIDEOS:
         frames = [rgb for _, rgb in iter_frames(SHARED / rel, count=n_frames)]

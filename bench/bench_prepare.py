@@ -58,7 +58,7 @@ def run() -> dict:
     return {
         "ffpp_519_640x480_stride10": stride,
         "ffpp_subset_4_videos_32_frames_1_worker": ff32,
-        "ffpp_subset_4_videos_32_frames_default_workers_one_per_core": ff32_w2,
+        "ffpp_subset_4_videos_32_frames_default_workers": ff32_w2,
         "note": "2 shared CPU cores; crops 256 px PNG; fakes also crop their original's frame with the same box",
     }
 

@@ -65,3 +65,31 @@ def test_prepare_cli_rejects_bad_arguments(tmp_path):
         main(["prepare", "--dataset", "ffpp", "--root", str(tmp_path), "--out", str(tmp_path / "o"), "--no-progress"])
         == 2
     )  # not an FF++ tree: a clear message, exit code 2
+
+
+def test_prepare_runs_with_one_openblas_thread_unless_the_user_set_it():
+    """``dflab prepare`` multiplies only small arrays: OpenBLAS's pool (one thread per core) only spun after numpy's
+    import. The variable is set before numpy loads; a value the user chose is kept; other commands are untouched."""
+    import os
+
+    code = (
+        "import os, sys\n"
+        "from dflab.cli import main\n"
+        "try:\n"
+        "    main([sys.argv[1], '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "import numpy\n"
+        "print(os.environ.get('OPENBLAS_NUM_THREADS'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+
+    def run(command: str, **extra: str) -> str:
+        res = subprocess.run(
+            [sys.executable, "-c", code, command], env={**env, **extra}, capture_output=True, text=True, check=True
+        )
+        return res.stdout.split()[-1]
+
+    assert run("prepare") == "1"
+    assert run("prepare", OPENBLAS_NUM_THREADS="2") == "2"
+    assert run("list") == "None"

@@ -197,11 +197,136 @@ def test_worker_pool_after_opencv_ran_threads_in_this_process(tmp_path, face_fra
     subprocess.run([sys.executable, "-c", code, str(root), str(tmp_path / "out")], check=True, timeout=120)
 
 
-def test_auto_workers_is_one_per_core_at_most_one_per_video(monkeypatch):
+def test_workers_detect_before_the_68_point_model_is_loaded(tmp_path, face_frames, monkeypatch):
+    """The landmark server loads dlib's model while the workers already decode and detect (they send it their boxes):
+    its load here waits for a worker's first detection, which never came when workers were forked after the load."""
+    import dlib
+
+    from dflab.data import prepare
+    from dflab.faces import FaceDetector
+
+    root = tmp_path / "d"
+    _folder_of_videos(root, face_frames, 3)
+    marker, saw = tmp_path / "a-worker-detected", tmp_path / "the-load-saw-it"
+    detect, load = FaceDetector.detect, dlib.shape_predictor
+
+    def detect_and_mark(self, *args, **kwargs):
+        marker.touch()
+        return detect(self, *args, **kwargs)
+
+    def load_after_a_detection(path):  # runs in the server process (forked, so patched too)
+        deadline = time.monotonic() + 60  # a guard against a hang, not a timing
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if marker.exists():
+            saw.touch()
+        return load(path)
+
+    monkeypatch.setattr(FaceDetector, "detect", detect_and_mark)
+    monkeypatch.setattr(dlib, "shape_predictor", load_after_a_detection)
+    monkeypatch.setattr(prepare, "_DETECTOR", None)
+    summary = prepare_dataset("folder", root, tmp_path / "out", frames=3, size=64, workers=2, progress=False)
+    assert summary["faces"] == 9 and summary["errors"] == {}
+    assert saw.exists()
+    with Manifest(tmp_path / "out", readonly=True) as m:
+        assert all(len(r.landmarks) == 68 for r in m.faces())
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_command_starts_its_landmark_server_before_numpy_and_writes_the_inline_runs_output(
+    tmp_path, face_frames, workers
+):
+    """``dflab prepare`` forks the landmark server before importing numpy & co (the model loads on the core the
+    imports leave idle); its served points give exactly the rows and crops of an inline (API, one process) run."""
+    root = tmp_path / "d"
+    _folder_of_videos(root, face_frames, 3)
+    prepare_dataset("folder", root, tmp_path / "inline", frames=3, size=64, workers=1, progress=False)
+    code = (
+        "import sys\n"
+        "from dflab.data import landmark_server\n"
+        "calls = []\n"
+        "preload = landmark_server.preload\n"
+        "landmark_server.preload = lambda: calls.append('numpy' in sys.modules) or preload()\n"
+        "from dflab.cli import main\n"
+        "assert main(sys.argv[1:]) == 0\n"
+        "assert calls == [False], calls\n"
+    )
+    cli = _cli(root, tmp_path / "served", workers)
+    subprocess.run([sys.executable, "-c", code, *cli[3:]], check=True, capture_output=True, timeout=300)
+    assert _snapshot(tmp_path / "served") == _snapshot(tmp_path / "inline")
+
+
+def test_more_workers_than_one_landmark_server_serves_share_the_model_loaded_before_the_fork(
+    tmp_path, face_frames, monkeypatch
+):
+    """Above MAX_LANDMARK_CLIENTS workers the model is loaded first and the workers fit their own points: the same
+    manifest and crops as the served workers and the serial run."""
+    from dflab.data import prepare
+
+    root = tmp_path / "d"
+    _folder_of_videos(root, face_frames, 3)
+    served = prepare_dataset("folder", root, tmp_path / "served", frames=2, size=64, workers=2, progress=False)
+    monkeypatch.setattr(prepare, "MAX_LANDMARK_CLIENTS", 1)
+    own = prepare_dataset("folder", root, tmp_path / "own", frames=2, size=64, workers=2, progress=False)
+    assert served["faces"] == own["faces"] == 6
+    assert _snapshot(tmp_path / "own") == _snapshot(tmp_path / "served")
+
+
+def test_videos_are_probed_for_their_order_only_when_some_must_wait_for_a_worker(tmp_path, face_frames, monkeypatch):
+    from dflab.data import prepare
+
+    probed: list[str] = []
+    largest_first = prepare._largest_first
+    monkeypatch.setattr(prepare, "_largest_first", lambda job: probed.append(job[0].path) or largest_first(job))
+    root = tmp_path / "d"
+    _folder_of_videos(root, face_frames, 3)
+    prepare_dataset("folder", root, tmp_path / "three", frames=1, size=64, workers=3, progress=False)
+    assert probed == []
+    prepare_dataset("folder", root, tmp_path / "two", frames=1, size=64, workers=2, progress=False)
+    assert len(probed) == 3
+
+
+def test_decode_threads_per_worker_share_the_cores(monkeypatch):
+    from dflab.data import prepare
+
+    for cores, workers, threads in [(2, 2, 1), (1, 1, 1), (8, 2, 4), (32, 32, 1), (3, 2, 1)]:
+        monkeypatch.setattr(os, "sched_getaffinity", lambda _pid, c=cores: set(range(c)), raising=False)
+        assert prepare.decode_threads_per_worker(workers) == threads
+
+
+def test_crops_are_paeth_filtered_lossless_png(tmp_path, astronaut):
+    """Every row of a crop is Paeth-filtered (filter type 4; libpng's per-row search over all five filters cost 40 %
+    more time for the same size), and the pixels are exactly the crop's."""
+    import struct
+    import zlib
+
+    from dflab.data.prepare import _write_png
+
+    if not hasattr(cv2, "IMWRITE_PNG_FILTER"):
+        pytest.skip("OpenCV < 4.11 cannot choose the PNG filter")
+    crop = np.ascontiguousarray(astronaut[100:228, 150:278])
+    path = tmp_path / "c.png"
+    _write_png(path, crop)
+    data = path.read_bytes()
+    pos, idat = 8, b""
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        if data[pos + 4 : pos + 8] == b"IDAT":
+            idat += data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+    raw = zlib.decompress(idat)
+    row = 1 + 128 * 3
+    assert len(raw) == 128 * row and {raw[i * row] for i in range(128)} == {4}
+    np.testing.assert_array_equal(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), crop)
+
+
+def test_auto_workers_is_one_per_core_and_one_more_at_most_one_per_video(monkeypatch):
     from dflab.data import prepare
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
-    assert [prepare.auto_workers(n) for n in (0, 1, 2, 3, 50)] == [1, 1, 2, 2, 2]
+    assert [prepare.auto_workers(n) for n in (0, 1, 2, 3, 4, 50)] == [1, 1, 2, 3, 3, 3]
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0}, raising=False)
+    assert [prepare.auto_workers(n) for n in (1, 3)] == [1, 1]
 
 
 @pytest.mark.slow

@@ -81,7 +81,7 @@ def test_yunet_landmarks_agree_with_dlib(astronaut):
 def test_detector_without_landmarks_finds_the_same_boxes_and_loads_no_68_point_model(astronaut):
     """``landmarks=False`` (the scanner's detector): same boxes and scores, (0, 2) landmarks, no predictor loaded."""
     full, bare = FaceDetector("yunet"), FaceDetector("yunet", landmarks=False)
-    assert bare._predictor is None and bare.config()["landmarks"] is None
+    assert bare.landmarks68 is None and bare.config()["landmarks"] is None
     pair = np.ascontiguousarray(np.concatenate([astronaut[:320, 60:380], astronaut[:320, 60:380]], axis=1))
     for image in (astronaut, pair):
         a, b = full.detect(image), bare.detect(image)

@@ -145,3 +145,38 @@ def test_annex_b_and_other_codecs_are_never_skipped():
     assert video_mod._is_h264_nonref(b"\x00\x00\x00\x02\x01\x00", 4)  # one slice, nal_ref_idc 0
     assert not video_mod._is_h264_nonref(b"\x00\x00\x00\x02\x21\x00", 4)  # nal_ref_idc 1
     assert not video_mod._is_h264_nonref(b"\x00\x00\x00\x02\x06\x00", 4)  # SEI only: no slice
+
+
+def _tasks() -> int:
+    import os
+
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self/task"), reason="counts threads through Linux /proc")
+def test_decode_threads_caps_ffmpegs_threads_and_keeps_the_frames(counter_video):
+    """``set_decode_threads(1)`` (``dflab prepare``'s workers on 2 cores) starts no decoding thread, where FFmpeg's
+    default starts one per core (the threads counted also hold swscale's, for the RGB conversion). The frames are
+    the same."""
+    wanted = list(range(0, N, 5))
+
+    def decode() -> tuple[dict[int, np.ndarray], int]:
+        before = _tasks()
+        frames = iter_frames(counter_video, indices=wanted)
+        got = dict([next(frames)])
+        during = _tasks() - before
+        got.update(frames)
+        return got, during
+
+    default, threads_default = decode()
+    try:
+        video_mod.set_decode_threads(1)
+        capped, threads_capped = decode()
+    finally:
+        video_mod.set_decode_threads(0)
+    if len(__import__("os").sched_getaffinity(0)) >= 2:
+        assert threads_capped < threads_default
+    assert sorted(capped) == sorted(default) == wanted
+    assert all(np.array_equal(capped[i], default[i]) for i in wanted)
+    with pytest.raises(ValueError):
+        video_mod.set_decode_threads(-1)

@@ -30,6 +30,9 @@ import cv2
 import numpy as np
 
 from dflab.data.datasets import DATASETS, scan_dataset
+from dflab.data.landmark_server import MAX_CLIENTS as MAX_LANDMARK_CLIENTS
+from dflab.data.landmark_server import LandmarkClient, LandmarkServer, exit_with_parent, take_preloaded
+from dflab.data.landmark_server import connect as connect_landmarks
 from dflab.data.manifest import FAKE, MANIFEST_NAME, FaceRow, Manifest, VideoRecord
 from dflab.distributed import add_ray_argument
 from dflab.errors import ConfigError, MediaError
@@ -44,11 +47,16 @@ from dflab.faces import (
     one_opencv_thread,
 )
 from dflab.media import iter_frames
+from dflab.media.video import set_decode_threads
 
 DEFAULT_FRAMES = 32  # DADD/ADDG and LAE sample 32 frames per video (Multi-metric: 20)
 #: lossless PNG, Huffman coding only (no LZ77 match search): on 256 px face crops 3.0 ms and 71 KB per crop, against
-#: 3.6 ms / 81 KB at zlib level 1, 6.3 ms / 76 KB at level 3 and 1.8 ms / 197 KB stored (level 0)
+#: 3.6 ms / 81 KB at zlib level 1, 6.3 ms / 76 KB at level 3 and 1.8 ms / 197 KB stored (level 0); and every row
+#: Paeth-filtered instead of libpng trying all five filters per row: 2.05 against 2.84 ms per crop, the same 75 KB
+#: (the 96 crops of the reference videos; sub/up/average filters: 1.6 ms but 87–96 KB)
 PNG_FLAGS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY]
+if hasattr(cv2, "IMWRITE_PNG_FILTER"):  # OpenCV >= 4.11
+    PNG_FLAGS += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_PAETH]
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,8 @@ class VideoResult:
 
 
 _DETECTOR: FaceDetector | None = None
+#: where this process sends its 68-point fits (:mod:`dflab.data.landmark_server`), when it does
+_LANDMARKS: LandmarkClient | None = None
 
 
 def _detector(backend: str, upsample: int | str = "auto") -> FaceDetector:
@@ -139,11 +149,15 @@ def _paired_crops(
 def process_video(video: VideoRecord, original_path: str, out: Path, settings: PrepareSettings) -> VideoResult:
     """Prepare one video (runs in a worker process). Media errors become an error result, never an exception."""
     sampling = Sampling(count=settings.count, stride=settings.stride)
+    detector = _detector(settings.detector, settings.upsample)
+    detector.defer_landmarks(_LANDMARKS)
+    if _LANDMARKS is not None:
+        _LANDMARKS.begin()
     try:
         faces, events = extract_faces(
             video.path,
             sampling,
-            _detector(settings.detector, settings.upsample),
+            detector,
             size=settings.size,
             margin=settings.margin,
             schedule=True,
@@ -200,29 +214,37 @@ def process_video(video: VideoRecord, original_path: str, out: Path, settings: P
 
 
 def auto_workers(n_jobs: int) -> int:
-    """Worker processes for ``n_jobs`` videos: one per core this process may use, at most one per video.
+    """Worker processes for ``n_jobs`` videos: one more than the cores this process may use (one on a single core),
+    at most one per video.
 
-    Measured on the three reference videos of ``bench/bench_ratios.py`` (2 cores): one process keeps only ~1.1 cores
-    busy (decoding runs in a thread beside detection, but each video's decoding and searching alternate), two keep
-    both busy (docs/guide/faces_and_speed.md).
+    One process keeps only ~1.1 cores busy (decoding runs in a thread beside detection, but each video's decoding
+    and searching alternate), so one per core is the least that keeps every core busy; the extra one keeps them busy
+    while the last videos finish. On the three reference videos of ``bench/bench_ratios.py`` (2 cores) two workers
+    left one core idle while the third (smallest) video ran alone, ~0.5 s of a 2.5 s run; with three, one per
+    video, the cores are shared until the end (docs/guide/faces_and_speed.md).
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, n_jobs))
+    cores = _usable_cores()
+    return max(1, min(cores + 1 if cores > 1 else 1, n_jobs))
 
 
-def _exit_with_parent(parent: int) -> None:
-    """Linux: have the kernel end this worker when the manifest writer dies (killed, say, before a resume), so that
-    no orphan goes on writing crops beside the resumed run (without it, SIGKILL to the writer left both workers
-    blocked forever on the pool's queue)."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
+def _start_worker(parent: int, decode_threads: int, landmark_args: tuple | None) -> None:
+    """Pool initializer: die with the writer, decode with ``decode_threads`` FFmpeg threads, and with
+    ``landmark_args`` send the 68-point fits to the landmark server."""
+    global _LANDMARKS
+    exit_with_parent(parent)
+    set_decode_threads(decode_threads)
+    if landmark_args is not None:
+        _LANDMARKS = connect_landmarks(*landmark_args)
 
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if os.getppid() != parent:  # the writer died before the line above
-        os._exit(1)
+
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def decode_threads_per_worker(n_workers: int) -> int:
+    """FFmpeg threads per worker: its share of the cores, at least one (FFmpeg's own default is one per core, in
+    every worker)."""
+    return max(1, _usable_cores() // max(1, n_workers))
 
 
 _ORDER_AT_MOST = 256
@@ -240,39 +262,62 @@ def _largest_first(job: tuple) -> int:
         return 0  # process_video records the error
 
 
-def _run_pool(jobs: list[tuple], n_workers: int, settings: PrepareSettings) -> Iterator[VideoResult]:
+def _run_pool(
+    jobs: list[tuple], n_workers: int, settings: PrepareSettings, server: LandmarkServer | None
+) -> Iterator[VideoResult]:
     """Run ``process_video`` over ``jobs`` in ``n_workers`` processes; results in completion order.
 
-    Where the platform can fork, the workers are forked from this process *after* it has loaded the face detector,
-    so they share its 68-point model (0.5–0.9 s to load from dlib's file, and ~100 MB) instead of each loading its own;
-    YuNet's networks are rebuilt per process (:meth:`FaceDetector._yunet`). Elsewhere (spawn) each worker loads its
-    own on first use. The videos with most pixels to decode go first, so that the last one to finish is a small one.
-
-    FFmpeg keeps its own decoding threads in each worker: with one decoding thread per worker the three reference
-    videos took the same CPU (3.6–3.7 s user) but 5.7–7.2 s wall against 4.6–4.7 s with FFmpeg's threads, on a
-    machine where other jobs held both cores.
+    With a ``server`` (:class:`~dflab.data.landmark_server.LandmarkServer`, up to
+    :data:`~dflab.data.landmark_server.MAX_CLIENTS` workers) the workers start at once without dlib's 68-point model:
+    they decode, detect and crop while the server loads it, and send it their boxes. Loading it here first and
+    forking the workers from this process (so they shared it) left the other cores idle for that long: on the three
+    reference videos of ``bench/bench_ratios.py`` a fifth of the run (docs/guide/faces_and_speed.md). Without one
+    (more workers than a server keeps up with) the model is loaded before the fork as before. YuNet's networks are
+    built per process (:meth:`FaceDetector._yunet`). The videos with most pixels to decode go first, so that the
+    last one to finish is a small one.
     """
     import multiprocessing
 
     context = None
     if sys.platform.startswith("linux"):  # fork is unsafe on macOS (system frameworks) and absent on Windows
         context = multiprocessing.get_context("fork")
-        _detector(settings.detector, settings.upsample)
+        if server is None:
+            _detector(settings.detector, settings.upsample).load_landmarks()  # the workers share this copy (~100 MB)
     # One OpenCV thread in the workers: its thread pool made YuNet *slower* here (2 loaded cores: 11.6 against 5.6
     # CPU ms per 384 × 288 search, 29 against 16 ms at 640 × 480). It is set here, before the fork, not in the
     # workers: a forked child that reconfigures (or uses) the pool of threads it did not inherit waits forever
     # (seen when this process had run OpenCV with threads before, e.g. in a test session).
+    init_args = (
+        os.getpid(),
+        decode_threads_per_worker(n_workers),
+        server.client_args() if server is not None else None,
+    )
     with (
         one_opencv_thread(),
         ProcessPoolExecutor(
-            max_workers=n_workers, mp_context=context, initializer=_exit_with_parent, initargs=(os.getpid(),)
+            max_workers=n_workers, mp_context=context, initializer=_start_worker, initargs=init_args
         ) as pool,
     ):
-        # ordering matters for the last videos only; probing costs a few ms per file, so large runs keep theirs
-        ordered = sorted(jobs, key=_largest_first) if len(jobs) <= _ORDER_AT_MOST else jobs
+        # ordering matters for the last videos only, and not at all when every video has its own worker; probing
+        # costs ~16 ms per file before any worker starts, so large runs keep their order
+        ordered = sorted(jobs, key=_largest_first) if n_workers < len(jobs) <= _ORDER_AT_MOST else jobs
         futures = [pool.submit(process_video, *job) for job in ordered]
         for fut in as_completed(futures):
             yield fut.result()
+
+
+def _run_serial(jobs: list[tuple], server: LandmarkServer | None) -> Iterator[VideoResult]:
+    """Run ``process_video`` over ``jobs`` in this process; with a ``server`` (the one ``dflab prepare`` starts before
+    its imports) this process detects while the server loads the 68-point model and fits the points."""
+    global _LANDMARKS
+    if server is not None:
+        _LANDMARKS = connect_landmarks(*server.client_args())
+    try:
+        with one_opencv_thread():  # the other core decodes (prefetch thread)
+            for job in jobs:
+                yield process_video(*job)
+    finally:
+        _LANDMARKS = None
 
 
 def _check_settings(man: Manifest, dataset: str, settings: PrepareSettings) -> None:
@@ -303,8 +348,8 @@ def prepare_records(
     """Prepare a list of media records into ``out`` (crops + ``manifest.sqlite``); returns the summary.
 
     Videos already ``done`` (or ``error``, unless ``retry_errors``) in the manifest are skipped: that is the resume.
-    ``workers`` processes prepare videos at once (``None``: :func:`auto_workers`, one per core); this process alone
-    writes the manifest, one transaction per video, whatever the number of workers.
+    ``workers`` processes prepare videos at once (``None``: :func:`auto_workers`, one per core and one more); this
+    process alone writes the manifest, one transaction per video, whatever the number of workers.
     With ``ray`` (an address, or ``"local"``) each video is a Ray task (:mod:`dflab.distributed`) and this process
     alone writes the manifest; ``out`` must then be on a file system every node sees.
     """
@@ -334,8 +379,13 @@ def prepare_records(
                 bar.set_postfix_str(f"faces={run_faces}" + (f" last_error={res.error[0]}" if res.error else ""))
                 bar.update(1)
 
+        # the landmark server that `dflab prepare` started before its imports (dflab.data.landmark_server.preload)
+        server = take_preloaded() if jobs else None
         if ray is not None:
             from dflab.distributed import run_tasks
+
+            if server is not None:
+                server.close()  # Ray's workers fit their own points
 
             def lost(key: int, exc: BaseException) -> None:
                 # retried by Ray if its worker died; recorded as an error (redone by --retry-errors) if it never ran
@@ -349,13 +399,19 @@ def prepare_records(
                 on_result=lambda _key, res: commit(res),
                 on_failure=lost,
             )
-        elif n_workers <= 1:
-            with one_opencv_thread():  # the other core decodes (prefetch thread)
-                for job in jobs:
-                    commit(process_video(*job))
         else:
-            for res in _run_pool(jobs, n_workers, settings):
-                commit(res)
+            if server is None and 1 < n_workers <= MAX_LANDMARK_CLIENTS:  # a small pool gets one all the same
+                server = LandmarkServer()
+            elif server is not None and n_workers > MAX_LANDMARK_CLIENTS:
+                server.close()  # more workers than it keeps up with: they share a model loaded before the fork
+                server = None
+            try:
+                run = _run_serial(jobs, server) if n_workers <= 1 else _run_pool(jobs, n_workers, settings, server)
+                for res in run:
+                    commit(res)
+            finally:
+                if server is not None:
+                    server.close()
         if bar is not None:
             bar.close()
         summary = man.summary()
@@ -444,7 +500,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=256, help="crop side in pixels")
     parser.add_argument("--margin", type=float, default=1.3, help="crop box / detector box (FF++: 1.3)")
     parser.add_argument(
-        "--workers", type=int, default=None, help="worker processes (default: one per core, at most one per video)"
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default: one per core and one more, at most one per video)",
     )
     parser.add_argument("--limit", type=int, default=None, help="only the first N videos (sorted by id)")
     parser.add_argument("--compression", default=None, help="ffpp/dfd: raw|c23|c40; dftimit: LQ|HQ")

