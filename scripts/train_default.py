@@ -421,10 +421,21 @@ def file_scores(
     a track's score is the mean of its faces, the file's that of its most suspicious track among those lasting at
     least a quarter of the longest. ``logits`` keeps every face (for Platt), ``decisive`` the decisive track's.
     A face with test-time ``views`` (a still's, see :func:`cmd_views`) counts with its views' logits, as the scanner
-    scores it by their mean P(fake)."""
+    scores it by their mean P(fake). As in the scanner, at most :data:`~dflab.scan.pipeline.FACES_PER_TRACK` faces of
+    a track are scored (:func:`~dflab.scan.pipeline.spread_picks`), while a track's length counts all its faces."""
+    from dflab.scan.pipeline import FACES_PER_TRACK, spread_picks
+
+    members: dict[tuple[str, str], list[int]] = {}
+    for i in np.flatnonzero(mask):
+        members.setdefault((meta[i]["file"], str(meta[i].get("track", 0))), []).append(int(i))
+    scored: set[int] = set()
+    for idx in members.values():
+        idx.sort(key=lambda i: meta[i]["frame"])
+        scored |= {idx[p] for p in spread_picks([meta[i]["frame"] for i in idx], FACES_PER_TRACK)}
+    lengths = {key: len(idx) for key, idx in members.items()}
     files: dict[str, dict] = {}
     n_faces: dict[str, int] = {}
-    for i in np.flatnonzero(mask):
+    for i in sorted(scored):
         m = meta[i]
         f = files.setdefault(
             m["file"],
@@ -442,8 +453,8 @@ def file_scores(
         n_faces[m["file"]] = n_faces.get(m["file"], 0) + 1
     for name, f in files.items():
         tracks = f.pop("tracks")
-        longest = max(len(v) for v in tracks.values())
-        eligible = [k for k, v in tracks.items() if len(v) >= max(1, longest / 4)]
+        longest = max(lengths[(name, k)] for k in tracks)
+        eligible = [k for k in tracks if lengths[(name, k)] >= max(1, longest / 4)]
         f["decisive_track"] = max(eligible, key=lambda k: float(np.mean(tracks[k])))
         f["decisive"] = tracks[f["decisive_track"]]
         f["logit"] = float(np.mean(f["decisive"]))

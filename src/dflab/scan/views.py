@@ -98,7 +98,7 @@ def _eligible(tracks: Sequence[dict[str, Any]]) -> set[int]:
 
 
 def faces_phrase(n_faces: int, n_scored: int | None, per_track: int | None = None) -> str:
-    """``"30 face(s), 8 scored (at most 8 per track, evenly spaced)"``: how many faces were found and scored."""
+    """``"30 face(s), 6 scored (at most 6 per track, evenly spaced)"``: how many faces were found and scored."""
     if n_scored is None or n_scored == n_faces:
         return f"{n_faces} face(s)"
     budget = f" (at most {per_track} per track, evenly spaced)" if per_track else ""
