@@ -860,8 +860,8 @@ def ship(best, feats, meta, platt, band: dict, by_kind: dict, results) -> None:
             "scored by a probe that saw neither its people nor its generator",
             "fully synthetic faces (GAN/diffusion portraits) were never trained on",
             "faces under min_face_px get no verdict; cleanly downscaled photos with faces of 70-100 px are often "
-            "called fake (upsampling reads as the resampling traces of the SBI twins); heavy compression below JPEG ~50, "
-            "profile views and non-face manipulations were not validated",
+            "called fake (upsampling reads as the resampling traces of the SBI twins); heavy compression below JPEG "
+            "~50, profile views and non-face manipulations were not validated",
         ],
     }
     WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
