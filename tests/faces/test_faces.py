@@ -103,6 +103,43 @@ def test_face_filling_the_frame_is_found_by_pad_and_retry(astronaut):
     assert (face.landmarks[36:48].min(axis=0) > 0).all() and (face.landmarks[36:48].max(axis=0) < 512).all()
 
 
+def test_a_dark_image_without_a_face_is_searched_again_brightened(monkeypatch, astronaut):
+    """The dark retry: a detector that only sees bright faces finds the face of a dark image in its brightened
+    copy, at the same place; bright images and ``dark_retry=False`` are searched once; a dark image without a face
+    stays without one."""
+    searched: list[float] = []
+
+    def bright_only(self, rgb, max_side):
+        searched.append(float(rgb.mean()))
+        return [((10.0, 20.0, 110.0, 120.0), 0.9)] if rgb.mean() > 40 else []
+
+    monkeypatch.setattr(FaceDetector, "_boxes", bright_only)
+    dark = (astronaut.astype(np.float32) * 0.1).astype(np.uint8)  # mean intensity ~11
+    (face,) = FaceDetector("yunet", landmarks=False, pad_retry=False).detect(dark)
+    assert face.box == (10.0, 20.0, 110.0, 120.0) and len(searched) == 2 and searched[1] > 3 * searched[0]
+    searched.clear()
+    assert FaceDetector("yunet", landmarks=False, pad_retry=False, dark_retry=False).detect(dark) == []
+    assert len(searched) == 1
+    searched.clear()
+    monkeypatch.setattr(FaceDetector, "_boxes", lambda self, rgb, side: searched.append(float(rgb.mean())) or [])
+    assert FaceDetector("yunet", landmarks=False, pad_retry=False).detect(astronaut) == []  # bright: once
+    assert len(searched) == 1
+    assert FaceDetector("yunet", landmarks=False).detect(np.zeros((64, 64, 3), np.uint8)) == []
+    assert len(searched) == 1 + 4  # dark and empty: itself, padded, brightened, brightened and padded
+
+
+@pytest.mark.slow
+def test_the_dark_dfdc_crop_is_found(shared_data):
+    """The one face of ``dfdc_crops/`` YuNet missed (62 x 50 px, mean intensity 22) is found by the dark retry."""
+    from dflab.media import read_image
+
+    rgb = read_image(shared_data / "dfdc_crops" / "fake" / "abofeumbvv-008-00.png")
+    assert FaceDetector("yunet", landmarks=False, dark_retry=False).detect(rgb) == []
+    (face,) = FaceDetector("yunet", landmarks=False).detect(rgb)
+    x0, y0, x1, y1 = face.box
+    assert x1 - x0 > 25 and y1 - y0 > 25
+
+
 def test_astronaut_one_face_68_landmarks(detector, astronaut):
     faces = detector.detect(astronaut)
     assert len(faces) == 1
