@@ -604,7 +604,7 @@ def choose_min_face_px(files: dict[str, dict], names: list[str], p: np.ndarray, 
     table = {str(t): {"reals_below": int(((px < t) & (y == 0)).sum()), "fakes_below": int(((px < t) & (y == 1)).sum()),
                       "real_called_fake_below": round(fpr(px < t), 3), "real_called_fake_above": round(fpr(px >= t), 3)}
              for t in MIN_FACE_GRID}  # fmt: skip
-    return {"min_face_px": chosen, "table": table, "px": dict(zip(names, px.tolist(), strict=True))}
+    return {"min_face_px": chosen, "table": table}
 
 
 def band_check(files: dict[str, dict], alpha: float, repeats: int = 10, per_file: dict | None = None) -> dict:

@@ -82,7 +82,7 @@ def _model_path() -> str | None:
     return str(path) if path.is_file() else None
 
 
-def _serve(requests: Any, replies: list[Any], parent: int, model: str) -> None:
+def _serve(inbox: Any, replies: list[Any], parent: int, model: str) -> None:
     """The server process: load the model, then answer ``("fit", client, key, image, boxes)`` until ``None``.
 
     Imports dlib only (numpy loads when the first image is unpickled), so that a server started before the command's
@@ -98,7 +98,7 @@ def _serve(requests: Any, replies: list[Any], parent: int, model: str) -> None:
         predictor = dlib.shape_predictor(model)
     except Exception as exc:  # noqa: BLE001 - reported to every client, whose video is then recorded as an error
         error = f"the 68-point model failed to load: {type(exc).__name__}: {exc}"
-    while (msg := requests.get()) is not None:
+    while (msg := inbox.get()) is not None:
         _, client, key, image, boxes = msg
         if error is not None:
             replies[client].put((key, error))
@@ -139,15 +139,15 @@ class LandmarkServer:
         if context is None:
             context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
         self.n_clients = n_clients
-        self.requests = context.Queue()
+        self.inbox = context.Queue()
         self.replies = [context.Queue() for _ in range(n_clients)]
         # a process that put data nobody reads (the server died) waits at exit for it to be read, unless told not to;
         # a client's data is always read in a run (it waits for the answers), so nothing is lost
-        self.requests.cancel_join_thread()
+        self.inbox.cancel_join_thread()
         self._counter = context.Value("i", 0)
         self._process = context.Process(
             target=_serve,
-            args=(self.requests, self.replies, os.getpid(), model),
+            args=(self.inbox, self.replies, os.getpid(), model),
             name="dflab-landmarks",
             daemon=True,
         )
@@ -159,12 +159,12 @@ class LandmarkServer:
 
     def client_args(self) -> tuple:
         """What a client passes to :func:`connect` (inherited by forked workers, or pickled for spawned ones)."""
-        return (self.requests, self.replies, self._counter, self._process.pid)
+        return (self.inbox, self.replies, self._counter, self._process.pid)
 
     def close(self) -> None:
         """Stop the server (after its clients are done)."""
         if self._process.is_alive():
-            self.requests.put(None)
+            self.inbox.put(None)
             self._process.join(timeout=10)
         if self._process.is_alive():
             self._process.kill()
@@ -176,14 +176,14 @@ class LandmarkClient:
     :meth:`FaceDetector.defer_landmarks <dflab.faces.detect.FaceDetector.defer_landmarks>`.
 
     Args:
-        requests: the server's request queue.
+        inbox: the server's request queue.
         replies: this client's reply queue.
         client: this client's number.
         server: the server's process id (a waiting client checks that it still runs).
     """
 
-    def __init__(self, requests: Any, replies: Any, client: int, server: int) -> None:
-        self.requests = requests
+    def __init__(self, inbox: Any, replies: Any, client: int, server: int) -> None:
+        self.inbox = inbox
         self.replies = replies
         self.client = client
         self.server = server
@@ -211,7 +211,7 @@ class LandmarkClient:
         key = self._next
         self._next += 1
         self._pending[key] = ([f for f, _ in faces], offset)
-        self.requests.put(("fit", self.client, key, grey, [b for _, b in faces]))
+        self.inbox.put(("fit", self.client, key, grey, [b for _, b in faces]))
 
     def finish(self) -> None:
         """Wait for every submitted fit and fill the faces' landmarks in place.
@@ -243,7 +243,7 @@ class LandmarkClient:
             face.landmarks = np.array(points, dtype=np.float32) - np.float32(offset)
 
 
-def connect(requests: Any, replies: list[Any], counter: Any, server: int) -> LandmarkClient:
+def connect(inbox: Any, replies: list[Any], counter: Any, server: int) -> LandmarkClient:
     """Called once per client process with :meth:`LandmarkServer.client_args`: takes the next free number.
 
     Raises:
@@ -254,8 +254,8 @@ def connect(requests: Any, replies: list[Any], counter: Any, server: int) -> Lan
         counter.value += 1
     if client >= len(replies):
         raise LandmarkServiceError(f"more than {len(replies)} clients for one landmark server")
-    requests.cancel_join_thread()  # as in LandmarkServer (a spawned client gets a fresh copy of the queue)
-    return LandmarkClient(requests, replies[client], client, server)
+    inbox.cancel_join_thread()  # as in LandmarkServer (a spawned client gets a fresh copy of the queue)
+    return LandmarkClient(inbox, replies[client], client, server)
 
 
 _PRELOADED: LandmarkServer | None = None

@@ -81,22 +81,13 @@ def read_rgb(path: str | Path) -> np.ndarray:
 
 
 def to_tensor(rgbs: Sequence[np.ndarray], spec: InputSpec) -> torch.Tensor:
-    """Resize uint8 RGB crops to ``spec.size`` and normalise with ``spec.mean``/``spec.std``.
+    """Resize uint8 RGB crops to ``spec.size`` and normalise with ``spec.mean``/``spec.std``
+    (:meth:`InputSpec.to_input`).
 
     Shape:
         rgbs: B × (H, W, 3) uint8; returns (B, 3, size, size) float32.
     """
-    size = spec.size
-    arr = []
-    for im in rgbs:
-        if im.shape[:2] != (size, size):
-            interp = cv2.INTER_AREA if im.shape[0] > size else cv2.INTER_LINEAR
-            im = cv2.resize(im, (size, size), interpolation=interp)
-        arr.append(im)
-    x = torch.from_numpy(np.stack(arr)).permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return torch.from_numpy(spec.to_input(rgbs))
 
 
 @dataclass

@@ -471,21 +471,15 @@ class LoadedDetector:
     card: dict[str, Any]
 
     def transform(self, rgb: np.ndarray) -> torch.Tensor:
-        """A face crop (H, W, 3) uint8 RGB -> normalised (3, size, size) float tensor per the card.
+        """A face crop (H, W, 3) uint8 RGB -> normalised (3, size, size) float tensor per the card
+        (:meth:`InputSpec.to_input`).
 
         Shape:
             (H, W, 3) uint8 -> (3, S, S) float32.
         """
-        import cv2
         import torch
 
-        s = self.spec.size
-        if rgb.shape[:2] != (s, s):
-            rgb = cv2.resize(rgb, (s, s), interpolation=cv2.INTER_AREA)
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).float().permute(2, 0, 1) / 255.0
-        mean = torch.tensor(self.spec.mean).view(3, 1, 1)
-        std = torch.tensor(self.spec.std).view(3, 1, 1)
-        return (x - mean) / std
+        return torch.from_numpy(self.spec.to_input([np.ascontiguousarray(rgb)])[0])
 
     def predict(self, crops: list[np.ndarray] | np.ndarray) -> np.ndarray:
         """P(fake) for a list of face crops (uint8 RGB)."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,29 @@ class InputSpec:
     def crop_px(self) -> int:
         """Side of the face crop cut from a frame (``crop_size``, else ``size``)."""
         return self.crop_size or self.size
+
+    def to_input(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """Face crops as the detector takes them: resized to ``size`` (area-averaged when shrinking, as training
+        resized its prepared crops; bilinear when enlarging) and normalised with ``mean``/``std``. The one
+        conversion of the scanner, ``dflab eval`` and :meth:`LoadedDetector.predict`.
+
+        Shape:
+            crops: B × (H, W, 3) uint8 RGB; returns (B, 3, size, size) float32.
+        """
+        import cv2
+        import numpy as np
+
+        s = self.size
+        fitted = [
+            c
+            if c.shape[:2] == (s, s)
+            else cv2.resize(c, (s, s), interpolation=cv2.INTER_AREA if c.shape[0] > s else cv2.INTER_LINEAR)
+            for c in crops
+        ]
+        x = np.stack(fitted).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0)
+        mean = np.asarray(self.mean, np.float32).reshape(1, 3, 1, 1)
+        std = np.asarray(self.std, np.float32).reshape(1, 3, 1, 1)
+        return np.ascontiguousarray((x - mean) / std)
 
     @classmethod
     def from_card(cls, d: Mapping[str, Any] | None, default: InputSpec) -> InputSpec:

@@ -169,25 +169,12 @@ class Scorer:
         return type(self.model).explain_maps is not Detector.explain_maps
 
     def to_array(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        """Resize RGB uint8 crops to ``spec.size`` (area-averaged when shrinking, as training resized its prepared
-        crops) and normalise them.
+        """The crops as the detector takes them (:meth:`InputSpec.to_input`).
 
         Shape:
             crops: N × (C, C, 3) uint8 (C = ``spec.crop_px``); returns (N, 3, S, S) float32 with S = ``spec.size``.
         """
-        import cv2
-
-        s = self.spec.size
-        crops = [
-            c
-            if c.shape[:2] == (s, s)
-            else cv2.resize(c, (s, s), interpolation=cv2.INTER_AREA if c.shape[0] > s else cv2.INTER_LINEAR)
-            for c in crops
-        ]
-        x = np.stack(crops).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0)
-        mean = np.asarray(self.spec.mean, np.float32).reshape(1, 3, 1, 1)
-        std = np.asarray(self.spec.std, np.float32).reshape(1, 3, 1, 1)
-        return np.ascontiguousarray((x - mean) / std)
+        return self.spec.to_input(crops)
 
     def to_tensor(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
         """:meth:`to_array` as a torch tensor. Shape: as :meth:`to_array`."""
@@ -464,6 +451,11 @@ def face_detector(backend: str | None = None) -> FaceDetector:
 FaceKey = tuple[int, tuple[float, ...]]
 
 
+def face_key(frame_index: int, box: Sequence[float]) -> FaceKey:
+    """A face's :data:`FaceKey` (early scoring keys a face by it before it has a track)."""
+    return (int(frame_index), tuple(float(v) for v in box))
+
+
 @dataclass
 class ScanFace:
     """A face found by the scan: the shared :class:`~dflab.faces.FaceCrop` plus what the scan adds to it.
@@ -501,7 +493,7 @@ class ScanFace:
 
     @property
     def key(self) -> FaceKey:
-        return (self.frame_index, tuple(self.det_box))
+        return face_key(self.frame_index, self.det_box)
 
 
 def find_scan_faces(
@@ -523,8 +515,8 @@ def find_scan_faces(
     from dflab.media.prefetch import prefetch
 
     keep_all = source.kind == "image" or opts.overlay_video or _frames_fit(source)
-    # decoding starts before the face detector is built (its first build in a thread loads dlib's 68-point model,
-    # ~0.5 s on one core) and runs up to DECODE_AHEAD_BYTES of frames ahead, so the other core is not left idle
+    # decoding starts before the face detector is built and runs up to DECODE_AHEAD_BYTES of frames ahead, so the
+    # other core is not left idle
     w, h = source.frame_size
     ahead = prefetch(source, depth=max(2, min(16, DECODE_AHEAD_BYTES // max(1, w * h * 3))))
     first = next(ahead, None)  # starts the decoding thread now (a generator runs at its first item)
@@ -695,7 +687,7 @@ class EarlyScoring:
     def offer(self, index: int, det: Any, crop: Any) -> None:
         """Queue a just-cropped face when its frame is one of ``frames``."""
         if index in self.frames:
-            self._queue.put(((index, tuple(det.box)), crop.image, index in self.maps))
+            self._queue.put((face_key(index, det.box), crop.image, index in self.maps))
 
     def _run(self) -> None:
         import queue
