@@ -1,0 +1,147 @@
+"""``scripts/train_default.py``: the default detector's training plan, twins, aggregation and verdict choices.
+
+The script is not part of the package (it needs ``../shared/data`` and an hour), so its pure functions are tested
+here on small synthetic inputs; the scanner-side contracts it writes (``crop_size``, ``calibration.by_kind``,
+``verdict.min_face_px``) are tested in ``tests/scan`` and ``tests/models``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from dflab.scan.pipeline import FACES_PER_TRACK
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_default.py"
+
+
+@pytest.fixture(scope="module")
+def td():
+    spec = importlib.util.spec_from_file_location("train_default", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def face(astronaut):
+    from dflab.synthesis._faces import face_sample
+
+    return face_sample(astronaut, size=256, identity="astronaut", key="astronaut")
+
+
+def test_mirror68_pairs_each_point_with_its_mirror_image(td, face):
+    m = td.MIRROR68
+    assert sorted(m) == list(range(68)) and (m[m] == np.arange(68)).all()  # a permutation and an involution
+    assert (m[36], m[39], m[48], m[30], m[8]) == (45, 42, 54, 30, 8)  # eye and mouth corners swap; nose tip, chin stay
+    # flipped points re-indexed by it keep their anatomical order: the jaw's point 0 and the eye corner 36 stay on
+    # the image's left of points 16 and 45, as in the unflipped face
+    flipped = face.landmarks.copy()
+    flipped[:, 0] = face.image.shape[1] - 1 - flipped[:, 0]
+    flipped = flipped[m]
+    for left, right in ((0, 16), (36, 45), (48, 54)):
+        assert face.landmarks[left, 0] < face.landmarks[right, 0]
+        assert flipped[left, 0] < flipped[right, 0]
+
+
+def test_synth_twin_replays_from_its_seed(td, face):
+    a, pa = td.synth_twin(face.image, face.landmarks, "sbi", seed=7)
+    b, pb = td.synth_twin(face.image, face.landmarks, "sbi", seed=7)
+    c, _ = td.synth_twin(face.image, face.landmarks, "sbi", seed=8)
+    assert np.array_equal(a, b) and pa == pb
+    assert not np.array_equal(a, c)
+    assert a.shape == face.image.shape and not np.array_equal(a, face.image)
+    assert pa["method"] == "sbi" and isinstance(pa["flip"], bool)
+    addg, pd = td.synth_twin(face.image, face.landmarks, "addg", seed=7)
+    assert not pd["category"].startswith("SB-")  # the categories that need a donor are never drawn
+    assert not np.array_equal(addg, face.image)
+
+
+def _row(dataset, video, frame, track=0, label=0, identity="x"):
+    return SimpleNamespace(
+        dataset=dataset, video_id=video, frame_index=frame, track_id=track, label=label, identity=identity, method=""
+    )
+
+
+def test_plan_twins_every_real_face_and_no_fake(td):
+    rows = [_row("more", "real.mp4", f) for f in range(32)]
+    rows += [_row("more", "fake.mp4", f, label=1) for f in range(32)]
+    rows += [_row("real_faces", "group.jpg", 0, track=t) for t in range(td.MAX_FACES_PER_IMAGE + 3)]
+    work = td.plan(rows)
+    real, fake, still = work["more/real.mp4"], work["more/fake.mp4"], work["real_faces/group.jpg"]
+    assert sum(it["variant"] == "orig" for it in real) == td.REAL_FRAMES
+    assert sum(it["variant"] != "orig" for it in real) == td.REAL_FRAMES * td.TWINS
+    # the first twin is SBI two times in three, else an ADDG category
+    assert [it["variant"] for it in real if it["variant"] != "orig"][:6] == ["sbi", "sbi", "addg"] * 2
+    assert [it["variant"] for it in fake] == ["orig"] * td.FAKE_FRAMES
+    frames = sorted({rows[it["row"]].frame_index for it in fake})
+    assert frames[0] == 0 and frames[-1] == 31  # spread over the whole video
+    assert sum(it["variant"] == "orig" for it in still) == td.MAX_FACES_PER_IMAGE
+    assert td.plan(rows) == work  # deterministic (the feature cache is reused on resume)
+
+
+def _meta(file, track, frame, label=0, source="s"):
+    return {"file": file, "track": track, "frame": frame, "file_label": label, "source": source, "family": "f",
+            "dataset": "d", "variant": "orig"}  # fmt: skip
+
+
+def test_file_scores_aggregate_as_the_scanner(td):
+    # track 0: 20 faces, calm; track 1: suspicious but short (4 faces < a quarter of 20 → not eligible)
+    meta = [_meta("v.mp4", 0, f) for f in range(20)] + [_meta("v.mp4", 1, f) for f in range(4)]
+    logits = np.array([-2.0] * 20 + [5.0] * 4, np.float32)
+    files = td.file_scores(meta, logits, np.ones(len(meta), bool))
+    f = files["v.mp4"]
+    assert f["decisive_track"] == "0" and f["logit"] == pytest.approx(-2.0)
+    assert len(f["decisive"]) == FACES_PER_TRACK and f["n_faces"] == FACES_PER_TRACK + 4
+    # a fifth face makes track 1 last a quarter of the longest: it decides
+    meta.append(_meta("v.mp4", 1, 4))
+    logits = np.append(logits, np.float32(5.0))
+    assert td.file_scores(meta, logits, np.ones(len(meta), bool))["v.mp4"]["decisive_track"] == "1"
+    # a still's face with test-time views counts with its views' logits
+    still = [_meta("p.jpg", 0, 0, label=1)]
+    views = {0: np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])}
+    g = td.file_scores(still, np.array([-9.0]), np.ones(1, bool), views)["p.jpg"]
+    assert g["decisive"] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0] and g["logit"] == pytest.approx(3.5) and g["label"] == 1
+
+
+def _files(rng, kind, n, spread):
+    ext = "jpg" if kind == "image" else "mp4"
+    out = {}
+    for i in range(n):
+        y = i % 2
+        logits = list(rng.normal((1 if y else -1) * spread, spread, size=3))
+        out[f"{kind}{i}.{ext}"] = {"label": y, "logits": logits, "decisive": logits, "source": f"s{i % 6}"}
+    return out
+
+
+def test_platt_by_kind_calibrates_each_kind_on_its_own_scale(td):
+    rng = np.random.default_rng(0)
+    files = _files(rng, "image", 200, 5.0) | _files(rng, "video", 200, 1.0)
+    names = sorted(files)
+    platts = td.platt_by_kind(files, names)
+    assert set(platts) == {"image", "video"}
+    assert 0 < platts["image"][0] < platts["video"][0]  # wider logits, smaller slope
+    # a logit of 2 means more on a video than on a still
+    probe = {"a.jpg": {"decisive": [2.0]}, "a.mp4": {"decisive": [2.0]}}
+    p_img, p_vid = td.scanner_probs(probe, ["a.jpg", "a.mp4"], platts)
+    assert p_vid > p_img > 0.5
+    assert td.kind_of("x/y.MP4") == "video" and td.kind_of("x/y.webp") == "image"
+
+
+def test_min_face_px_is_where_small_real_faces_stop_being_called_fake(td, monkeypatch):
+    names = [f"f{i}.jpg" for i in range(200)]
+    px = np.array([40 + (i % 10) * 12 for i in range(200)], float)  # 40, 52, ..., 148 px
+    y = np.array([i % 3 == 0 for i in range(200)], int)
+    files = {n: {"label": int(t), "decisive_track": "0"} for n, t in zip(names, y, strict=True)}
+    monkeypatch.setattr(td, "face_sizes", lambda: {(n, "0"): float(s) for n, s in zip(names, px, strict=True)})
+    # every real face under 60 px is called fake, no other real face is; fakes always are
+    p = np.where((y == 1) | (px < 60), 0.9, 0.1)
+    got = td.choose_min_face_px(files, names, p, np.full(200, 0.5))
+    assert got["min_face_px"] == 56  # the first grid size with all of the "fake" reals (40, 52 px) below it
+    row = got["table"]["56"]
+    assert row["real_called_fake_below"] == 1.0 and row["real_called_fake_above"] == 0.0
+    assert row["reals_below"] == int(((px < 56) & (y == 0)).sum())
