@@ -140,3 +140,24 @@ def test_lae_schedule_none_has_no_stage2():
     s = SCHEDULES.get("lae")(stage1_epochs=1, selection="none")
     s.on_epoch_end(None, 0)
     assert s.streams() == ["default"] and s.phase(100, 100).name == "stage1"
+
+
+def test_lae_stage2_keeps_the_frozen_decoder_batch_norm_statistics():
+    """Sec. 3.1.4: stage 2 freezes the decoder and the discriminator. The decoder still runs in ``forward`` (x̂), so
+    its BatchNorm running statistics must not move either (``Phase.freeze_norm``), while the encoder's do."""
+    from dflab.models.base import build_detector
+    from dflab.train.schedule import freeze_norm_stats
+
+    s = SCHEDULES.get("lae")(stage1_epochs=1, selection="random")
+    s.in_stage2 = True  # as after the selection at the end of stage 1
+    p = s.phase(0, 10)
+    assert p.freeze_norm
+    torch.manual_seed(0)
+    model = build_detector("lae_tiny").train()
+    frozen = freeze_norm_stats(model, p.trainable) if p.freeze_norm else []  # what Trainer.train_step does
+    assert frozen and all(not n.startswith("encoder.") for n in frozen)
+    dec_bn, enc_bn = model.decoder.net[1], model.encoder.convs[3]
+    dec_before, enc_before = dec_bn.running_mean.clone(), enc_bn.running_mean.clone()
+    model(torch.randn(4, 3, 64, 64))
+    assert torch.equal(dec_bn.running_mean, dec_before)
+    assert not torch.equal(enc_bn.running_mean, enc_before)

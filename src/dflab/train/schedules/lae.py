@@ -27,6 +27,24 @@ only. Two readings are selectable:
 Before this schedule, stage 2 read only the reals plus the N_active fakes, the fakes oversampled to balance the
 reals, for stage-1-length epochs: L_latent then saw N_active fakes repeated thousands of times, not D.
 
+Frozen parts in stage 2 (Sec. 3.1.4, "we freeze the parameters of decoder and discriminator"): only ``encoder.*``
+parameters train, and the batch-norm layers outside the encoder run in eval mode (``Phase.freeze_norm``). The decoder
+still runs in ``forward`` (x̂ is an output), so without this its running statistics would drift in stage 2.
+
+Readings of Algorithm 1 chosen here (the paper leaves them open):
+
+* **One selection.** Algorithm 1 prints lines 9–11 (fit Eq. 10, select N_active, request masks) inside the stage-2
+  ``while`` loop, which read literally would select again (and ask for new masks) every stage-2 epoch. The text
+  (Sec. 2.4: "we exploit the active learning framework to select out challenging candidates to get their pixel-wise
+  forgery masks. Then we reduce the learning rate ... and fine-tune") and the experiments (LAE_100/400/800 = the
+  number of annotations, Sec. 3.2.2) describe one selection of N_active fakes, so the selection runs once, between
+  the stages.
+* **Stage-1 length** (``max_iter1``) is not given. Sec. 3.1.2 trains "the models for a maximum of 40 epochs with
+  early stopping (patience=10)" on the validation loss; the ``lae`` recipe fixes 20 stage-1 epochs and keeps the
+  ``best/`` checkpoint by validation AUC (the loop has no early stopping).
+* **One Adam.** Stage 2 continues the stage-1 Adam (its moments for the encoder's parameters carry over) at the
+  learning rate ÷10 (Algorithm 1, line 7); the paper does not say whether its stage-2 Adam is a fresh one.
+
 The oracle is :class:`dflab.train.active.StreamMaskOracle` over the stage-1 stream (the dataset's masks, or the
 difference to the original crop); pass another oracle object to the constructor to ask a person instead.
 """
@@ -104,9 +122,11 @@ class LAESchedule(Schedule):
         if not self.in_stage2:
             return Phase(name="stage1", stream=self.stream, loss_kwargs={"stage": "stage1"})
         scale = 0.1 * 0.1 ** (self.stage2_epochs_done // self.decay_epochs)
+        # Sec. 3.1.4 freezes the decoder and the discriminator: their parameters (``trainable``) and, since the
+        # decoder still runs in ``forward``, their BatchNorm running statistics (``freeze_norm``)
         return Phase(
             name="stage2", stream=self.stage2_stream, trainable=("encoder.",), loss_kwargs={"stage": "stage2"},
-            lr_scale=scale,
+            lr_scale=scale, freeze_norm=True,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ selection between the stages
