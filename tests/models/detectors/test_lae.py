@@ -112,6 +112,7 @@ def test_paper_recipe_builds_and_steps_at_paper_size():
     assert s == 256
     out = m(torch.randn(2, 3, s, s))
     assert out["features"].shape[1:] == (512, 16, 16) and out["z"].shape == (2, 128)
+    assert m.comparator_input_size == 224  # Sec. 3.1.3: C's output [512, 28, 28]
     assert m.comparator(torch.randn(1, 3, 224, 224)).shape[1:] == (512, 28, 28)  # VGG16 after the 10th conv
     parts = m.compute_loss({"image": torch.randn(2, 3, s, s), "label": torch.tensor([0, 1])}, out)
     parts["loss"].backward()
@@ -131,3 +132,26 @@ def test_stage2_weighs_latent_over_the_batch_and_attention_over_annotated_fakes(
     assert parts["attention"].item() == pytest.approx(err.item() / 4, rel=1e-5)
     expected = model.lambda1 * latent_loss(out["z"], batch["label"]) + model.lambda2 * err / 4
     assert parts["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_perceptual_loss_compares_at_the_papers_comparator_resolution(model):
+    """Sec. 3.1.3: C's output is [512, 28, 28], i.e. VGG16 sees 224 px of the 256 px crop (7/8 of the side): x and x̂
+    are resized to round(7/8·S) before C (56 px for the 64 px tiny model)."""
+    import torch.nn.functional as F
+
+    from dflab.losses.lae import perceptual_loss
+
+    batch = _batch()
+    out = model(batch["image"])
+    parts = model.compute_loss(batch, out, stage="stage1")
+
+    def c(x):
+        return model.comparator(F.interpolate(x, size=(56, 56), mode="bilinear", align_corners=False, antialias=True))
+
+    expected = perceptual_loss(c(batch["image"]), c(model.from_tanh(out["recon"])))
+    assert parts["perceptual"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert model.comparator_input_size == 56
+    assert build_detector("lae", comparator_scale=1.0, **_TINY).comparator_input_size == 64  # opt-out: no resizing
+
+
+_TINY = {"input_size": 64, "width": 0.125, "latent": 16, "comparator_width": 0.125, "disc_width": 0.125}

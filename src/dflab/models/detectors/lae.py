@@ -16,7 +16,10 @@ Deviations / choices:
   adversarial term of L_AE evaluates D with *detached* parameters (``torch.func.functional_call``) and L_D sees a
   detached x̂, so one backward gives the autoencoder exactly ∂L_AE and the discriminator exactly ∂L_D. Any plain
   training loop (one optimiser, Adam in the paper for both) then trains both as in Eq. 6.
-* Comparator C: VGG16's first ten convs (``features[:23]``, after the ReLU of conv4_3; 512×32×32 at 256 px), frozen.
+* Comparator C: VGG16's first ten convs (``features[:23]``, after the ReLU of conv4_3), frozen. Sec. 3.1.3 gives
+  its output as [512, 28, 28], i.e. a 224 px input, while the crop is 256 px (Table 2): x and x̂ are resized
+  (bilinear, antialiased) to ``round(comparator_scale·S)`` with ``comparator_scale = 224/256`` before C, so C sees
+  what the paper's did (28×28 features at 256 px). ``comparator_scale=1`` compares at the crop's own size.
   The paper's perceptual loss needs its ImageNet weights: ``comparator_weights`` is a weights spec the *trainer*
   loads (:meth:`LAE.pretrained_parts`): ``timm:vgg16.tv_in1k`` (torchvision's VGG16 through timm: the hub when
   online, else timm's cache; the ``lae`` recipe) or a local file with torchvision-style ``features.N.*`` keys.
@@ -25,6 +28,13 @@ Deviations / choices:
   ``comparator_width=0.125``). The constructor never fetches anything: a checkpoint rebuilds without network and its
   safetensors carry the comparator's tensors.
 * Widths scale with ``width`` (1.0 = Table 2) and the number of up/down-sampling layers follows ``input_size``.
+* Table 2 gives layer types and output shapes, not kernels: the stride-2 convs and transposed convs are DCGAN's
+  4×4 / stride 2 / padding 1 (the decoder's first, z → 4×4, a 4×4 transposed conv on the 1×1 latent), the 512→512
+  conv at 16×16 a 3×3 / padding 1. The DCGAN discriminator (Sec. 2.2, [28]) is defined for 64 px; at 256 px it
+  keeps DCGAN's pattern (stride-2 4×4 convs, BN from the second, LeakyReLU 0.2, channels doubling from 64, capped at
+  512) down to 4×4, then a 4×4 conv to one logit.
+* λ1 = 0.5, λ2 = 1.0 (Eq. 12): Sec. 3.1.4 prints "λ1=0.5, λ1=1.0"; the second is λ2, as Table 6's best row
+  (λ1 = 0.5, λ2 = 1.0: 96.80 / 68.06, the LAE_800 numbers of Table 3) shows.
 * Stage 2's data (Algorithm 1, lines 9–13) — two readings, selectable in the ``lae`` schedule
   (``dflab.train.schedules.lae``). **Default**: stage 2 reads the training data D exactly as stage 1 does (epochs
   of one pass over D); L_latent runs over every item, L_attention over the N_active fakes whose masks were requested
@@ -40,6 +50,7 @@ import math
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
@@ -209,18 +220,19 @@ class LAE(Detector):
         input_size: crop size S (paper: 256).
         width: channel multiplier of encoder/decoder (1.0 = Table 2).
         latent: d_z (paper: 128).
-        alpha1: weights of L_rec and L_latent (Eq. 2).
-        alpha2: weights of L_rec and L_latent (Eq. 2).
-        beta1: pixel / perceptual / adversarial weights (Eq. 5).
-        beta2: pixel / perceptual / adversarial weights (Eq. 5).
-        beta3: pixel / perceptual / adversarial weights (Eq. 5).
-        lambda1: latent / attention weights of stage 2 (Eq. 12).
-        lambda2: latent / attention weights of stage 2 (Eq. 12).
-        noise_sigma: maximum σ (grey levels) of the training-time Gaussian input noise.
+        alpha1: α1, weight of L_rec in stage 1 (Eq. 2; paper 1.0).
+        alpha2: α2, weight of L_latent in stage 1 (Eq. 2; paper 1.0).
+        beta1: β1, weight of the pixel term of L_rec (Eq. 5; paper 1.0).
+        beta2: β2, weight of the perceptual term (Eq. 5; paper 1.0); 0 drops the comparator.
+        beta3: β3, weight of the adversarial term (Eq. 5; paper 0.01); 0 drops the discriminator.
+        lambda1: λ1, weight of L_latent in stage 2 (Eq. 12; paper 0.5).
+        lambda2: λ2, weight of L_attention in stage 2 (Eq. 12; paper 1.0, see the module docstring).
+        noise_sigma: maximum σ (grey levels of 255) of the training-time Gaussian input noise (Sec. 3.1.4: 5).
         comparator_weights: VGG16 ImageNet weights spec the trainer loads (``timm:vgg16.tv_in1k`` or a local
             file), or ``"none"`` for a random frozen comparator (see module docstring). Never loaded here.
-        comparator_width: channel multipliers of C and D.
-        disc_width: channel multipliers of C and D.
+        comparator_width: channel multiplier of the comparator C.
+        disc_width: channel multiplier of the discriminator D.
+        comparator_scale: side of C's input as a fraction of the crop's (224/256: Sec. 3.1.3's [512, 28, 28]).
         attention_in_stage1: also apply Eq. 9 in stage 1 on fakes that carry masks (off in the paper's LAE,
             which uses Eq. 11 on the active set in stage 2).
     """
@@ -244,6 +256,7 @@ class LAE(Detector):
         comparator_width: float = 1.0,
         disc_width: float = 1.0,
         attention_in_stage1: bool = False,
+        comparator_scale: float = 224 / 256,
     ) -> None:
         super().__init__(InputSpec(size=input_size))
         self.alpha1, self.alpha2 = alpha1, alpha2
@@ -255,6 +268,9 @@ class LAE(Detector):
         self.discriminator = Discriminator(input_size, disc_width) if beta3 > 0 else None
         self.comparator_weights = comparator_weights
         self.comparator = Comparator(comparator_width) if beta2 > 0 else None
+        if not 0 < comparator_scale <= 4:
+            raise ValueError(f"comparator_scale must be in (0, 4], got {comparator_scale}")
+        self.comparator_input_size = max(8, round(input_size * comparator_scale))  # 224 at the paper's 256
         self.register_buffer("mean", torch.tensor(self.input_spec.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(self.input_spec.std).view(1, 3, 1, 1), persistent=False)
 
@@ -306,6 +322,13 @@ class LAE(Detector):
             return super().load_pretrained_part(prefix, state_dict)
         return self.comparator.load_state(state_dict, source="comparator_weights")
 
+    def _comparator_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Resize an ImageNet-normalised image to C's input side (Sec. 3.1.3; see the module docstring)."""
+        size = self.comparator_input_size
+        if tuple(x.shape[-2:]) == (size, size):
+            return x
+        return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
     @staticmethod
     def _frozen(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """``module(x)`` with detached parameters: gradients reach ``x`` but never ``module``'s parameters, whatever
@@ -352,8 +375,8 @@ class LAE(Detector):
             parts["pixel"] = pix.detach()
         if self.comparator is not None:
             with torch.no_grad():
-                feat_x = self.comparator(batch["image"].float())
-            per = perceptual_loss(feat_x, self._frozen(self.comparator, self.from_tanh(recon)))
+                feat_x = self.comparator(self._comparator_input(batch["image"].float()))
+            per = perceptual_loss(feat_x, self._frozen(self.comparator, self._comparator_input(self.from_tanh(recon))))
             rec = rec + self.beta2 * per
             parts["perceptual"] = per.detach()
         loss_d = None
