@@ -13,6 +13,14 @@ depend on the batch size; in Eq. 12 the attention sum runs over the annotated fa
 batch size too (``attention_loss(..., reduction="batch")``) and each annotated fake weighs as much as in Eq. 12.
 The CAM map is min–max normalised per image to [0, 1] before Eq. 9 compares it with the binary mask (Eq. 8's raw
 scale is arbitrary); the normalisation is differentiable.
+
+Label convention: Sec. 2.1 says "l_i ∈ [0, 1] denotes fake and true class label respectively", i.e. the paper's
+l_i = 1 is *true*, and Eq. 4 drives a_T to l_i (the true part is "maximally activated if the input x_i is a true
+image"). dflab's label is 1 = fake, so Eq. 4 uses ``1 − label``.
+
+Eq. 8's sum runs over "c = 1 … d_F": read as the d_z/2 units of the fake part F (Eq. 3's F = {d_z/2 + 1, …, d_z}),
+not over all of z: the attention map is regularised on fakes only (Eqs. 9/11), where the fake part is the one that
+must fire (Eq. 4), and d_F names F's size the way Eq. 3's 2/d_z normalises by it.
 """
 
 from __future__ import annotations

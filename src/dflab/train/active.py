@@ -8,9 +8,21 @@
 3. Their masks are requested from a :class:`MaskOracle` — the dataset's masks or the synthesis library's masks now
    (:class:`StreamMaskOracle`, :class:`DictMaskOracle`), a person later (:class:`CallbackMaskOracle`).
 
-Choices: features are standardised before the linear fit (SGD on raw ReLU activations of very different scales is
-slow to converge); the channel weights are ranked in the standardised space, the selection score uses the raw
-activations as the paper describes.
+Choices (the paper leaves them open):
+
+* Features are standardised before the linear fit (SGD on raw ReLU activations of very different scales is slow to
+  converge); the channel weights are ranked in the standardised space, the selection score uses the raw activations
+  as the paper describes.
+* Eq. 10 is printed as a log-likelihood (no minus sign) over a model without a bias, ``p(u) = σ(w·u)``; we minimise
+  the binary cross-entropy (= maximise Eq. 10) of ``σ(w·u + b)``: a bias costs nothing in the ranking of w and keeps
+  w from absorbing the class prior when the scored set is unbalanced.
+* Eq. 10's label is 1 for a *fake*: p(u_i) is "the possibility of image x_i to be fake" (Sec. 2.4), so the highest
+  components of w are the channels most indicative of *fake* — the ones "relevant to the forgery decision". (Sec. 2.1
+  defines the paper's l_i = 1 as *true*, which would invert Eq. 10's p; the text's purpose decides.)
+* SGD (Sec. 3.1.5: 5 epochs, lr 1e-3) with momentum 0.9, mini-batches of 32 and zero-initialised weights — the paper
+  names neither momentum nor batch size.
+* "Highest activation value for these top 10 channels": the sum of a fake's 10 activations (= their mean, same
+  ranking).
 """
 
 from __future__ import annotations
