@@ -113,3 +113,22 @@ def test_ahe_never_crosses_the_positive():
 def test_ahe_triplet_is_harder_than_plain():
     emb, labels = _toy()
     assert ahe_triplet_loss(emb, labels, eta=0.0).item() >= triplet_loss(emb, labels).item() - 1e-6
+
+
+def test_ahe_negative_never_more_similar_than_the_positive_on_unit_embeddings():
+    """Sec. 3.2, "will not cross the positive sample", in the dot-product similarity Eq. 2 uses: for unit z, z⁺, z⁻
+    the (not re-normalised) synthetic negative keeps ⟨z, z̃⁻⟩ ≤ ⟨z, z⁺⟩ whenever it was moved (d⁻ > d⁺)."""
+    g = torch.Generator().manual_seed(1)
+    z, zp, zn = (torch.nn.functional.normalize(torch.randn(2000, 8, generator=g), dim=1) for _ in range(3))
+    syn = ahe_negatives(z, zp, zn, torch.rand(2000, generator=g))
+    moved = (zn - z).norm(dim=1) > (zp - z).norm(dim=1)
+    s_syn, s_ap, s_an = (z * syn).sum(1), (z * zp).sum(1), (z * zn).sum(1)
+    assert moved.any() and (s_syn <= s_ap + 1e-5)[moved].all()
+    assert (s_syn >= s_an - 1e-5).all()  # and never easier than the original negative
+
+
+def test_ahe_triplet_trains_through_the_synthetic_negative():
+    """The synthetic negative is not detached (module docstring): the negatives' embeddings get a gradient."""
+    emb = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.8, 0.6]], requires_grad=True)
+    ahe_triplet_loss(emb, torch.tensor([0, 0, 1]), eta=0.5).backward()
+    assert emb.grad[2].abs().sum() > 0

@@ -16,9 +16,17 @@ Choices the paper leaves open (documented here, used by ``dflab.models.detectors
   η = exp(−γ/L_CE) as in HDML (Zheng et al. 2019), γ = 1 by default (= the printed formula), see :func:`ahe_eta`.
 * Centre update: ``c ← normalise((1 − m)·c + m·mean_{k∈P} f(x_k))`` with m = 0.1 after every training batch
   with reals, initialised to the first batch's real mean. The centre is a constant inside the loss (no gradient).
+  Eq. 3 writes the centre as an embedding ``f(x_c; θ)`` and calls it "the iterative center" that "is iterated
+  continuously"; a running mean of the real embeddings is our reading (a single real sample as the centre would
+  jump from batch to batch, and a learnt centre would let the loss move the centre instead of the embeddings).
 * Eq. 6's text swaps d⁺ and d⁻ (it defines ``d⁺ = ||z⁻ − z||``); we implement the intended geometry of hardness-
   aware metric learning: ``d⁺ = ||z⁺ − z||``, ``d⁻ = ||z⁻ − z||``; when ``d⁻ > d⁺`` the negative is pulled towards the
   anchor to distance ``η d⁻ + (1 − η) d⁺ ∈ [d⁺, d⁻]``, so it never becomes closer than the positive.
+* The synthetic negative is a differentiable function of the batch's embeddings (z, z⁺, z⁻; η is a detached
+  number): the AHE triplet term trains the network through it, as the original triplets do. Sec. 3.2 does not say
+  whether z̃⁻ is detached; a detached z̃⁻ would leave only the anchor's and positive's gradients. z̃⁻ lies on the
+  segment from z to z⁻, inside the unit sphere (not re-normalised), and ⟨z, z̃⁻⟩ ≤ ⟨z, z⁺⟩ still holds for unit z, z⁺,
+  z⁻ (the dot-product form of "will not cross the positive sample").
 """
 
 from __future__ import annotations
@@ -118,8 +126,9 @@ def ahe_negatives(z: torch.Tensor, z_pos: torch.Tensor, z_neg: torch.Tensor, eta
     """Adaptive Hardness-aware Expander (Eq. 6, intended geometry): harder synthetic negatives.
 
     ``z̃⁻ = z + [η d⁻ + (1 − η) d⁺] (z⁻ − z)/d⁻`` if ``d⁻ > d⁺`` else ``z⁻``, with ``d⁺ = ||z⁺ − z||``,
-    ``d⁻ = ||z⁻ − z||`` and η = exp(−1/L_CE) ∈ (0, 1). Small CE (well-trained model) → small η → the negative is
-    moved close to the positive's distance (harder); it never comes closer to the anchor than the positive.
+    ``d⁻ = ||z⁻ − z||`` and η = exp(−γ/L_CE) ∈ (0, 1) (:func:`ahe_eta`). Small CE (well-trained model) → small η →
+    the negative is moved close to the positive's distance (harder); it never comes closer to the anchor than the
+    positive.
 
     Shape:
         z, z_pos, z_neg (T, D), eta scalar or (T,) -> (T, D)

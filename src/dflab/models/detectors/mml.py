@@ -28,6 +28,14 @@ What the paper gives and what is ours, equation by equation:
   L2-normalised; triplets mined as all valid batch triplets; centre ``c ← normalise(0.9 c + 0.1 mean_P)`` updated
   after every training batch in every stage (so it is settled when L_WC switches on); η uses the batch's detached
   L_CE.
+* The CE term — ours: Sec. 3.1.2 and Fig. 2 put L_CE on "all original embedding vectors" without naming a head; a
+  linear layer on the (unit) embedding z gives the two logits. The synthetic AHE negatives do not enter L_CE (Fig. 4
+  feeds them to the triplet term only).
+* Batch 16 (Sec. 4.1, "on 4 RTX 2080Ti GPUs with batch size 16"): read as the total batch, the recipe's
+  ``batch_size`` — with 8 reals and 8 fakes per batch every anchor has positives and negatives.
+* Training data (Sec. 4.1–4.3): "we train the model on FF++ (c23)" — the recipe trains one model on the manifest's
+  training split (all its FF++ manipulations) and ``dflab eval --protocol cross_manipulation_ffpp`` reports Table 1's
+  per-method columns; one model per manipulation is ``data.streams.default.methods=[real, <method>]``.
 
 Scoring (``score_by``): with the CE term (Eq. 1) P(fake) is the CE head's softmax. A model trained *without* CE —
 ``mml_triplet``, Table 3's first row — never trains that head, so it scores the way a triplet-only embedding can:
@@ -62,15 +70,15 @@ class MultiMetric(Detector):
     Args:
         backbone: timm name (paper: ``resnet34``).
         embed_dim: embedding size D.
-        beta: weights of the triplet and CE terms (Eq. 1).
-        chi: weights of the triplet and CE terms (Eq. 1).
-        alpha: α, λ of the weight-center loss (Eq. 3).
-        lam: α, λ of the weight-center loss (Eq. 3).
-        margin: κ of the triplet loss (Eq. 2).
-        center_momentum: m of the centre update.
-        use_wc: ablation switches (Table 3: triplet only / + CE / + WC).
-        use_ahe: ablation switches (Table 3: triplet only / + CE / + WC).
-        use_ce: ablation switches (Table 3: triplet only / + CE / + WC).
+        beta: β, weight of the triplet term (Eq. 1; paper 2.0).
+        chi: χ, weight of the CE term (Eq. 1; paper 1.0).
+        alpha: α of the weight-center loss (Eq. 3; paper 2.0).
+        lam: λ of the weight-center loss (Eq. 3; not given by the paper, 0.5 here — module docstring).
+        margin: κ of the triplet loss (Eq. 2; paper 1.0).
+        center_momentum: m of the centre update (ours).
+        use_wc: the weight-center term in the middle and end stages (Table 3's third row; off in its first two).
+        use_ahe: the AHE synthetic triplets in the end stage (Sec. 3.2; off = Fig. 6's "without AHE").
+        use_ce: the CE term (Table 3's second row; off = its first row, triplet only).
         mining: ``"all"`` or ``"hard"`` batch triplets.
         pretrained: optional local weights file for the backbone.
         input_size: crop size of the input contract (paper: 256).
