@@ -29,8 +29,13 @@ What the paper gives and what is ours, equation by equation:
   after every training batch in every stage (so it is settled when L_WC switches on); η uses the batch's detached
   L_CE.
 * The CE term — ours: Sec. 3.1.2 and Fig. 2 put L_CE on "all original embedding vectors" without naming a head; a
-  linear layer on the (unit) embedding z gives the two logits. The synthetic AHE negatives do not enter L_CE (Fig. 4
-  feeds them to the triplet term only).
+  linear layer on the (unit) embedding z gives the two logits. The synthetic AHE negatives do not enter L_CE (Sec. 3.2
+  builds hardness-aware *triplets* from them).
+* Table 3's rows — read as: its last row ("+ Weight-center Loss": ACC .985/.974/.995/.938) is the full method, since
+  those are exactly Table 1's "Ours" ACCs, trained "with Multi-metric Loss and AHE" (Sec. 4.2): ``mml``. Its first
+  two rows are ``mml_triplet`` and ``mml_triplet_ce``, without AHE — the paper does not say whether they used it;
+  η needs L_CE, which row 1 does not have, and for row 2 ``model.kwargs.use_ahe=true`` gives the other reading.
+  ``mml_no_ahe`` is Fig. 6's "without AHE" (the paper gives it no number).
 * Batch 16 (Sec. 4.1, "on 4 RTX 2080Ti GPUs with batch size 16"): read as the total batch, the recipe's
   ``batch_size`` — with 8 reals and 8 fakes per batch every anchor has positives and negatives.
 * Training data (Sec. 4.1–4.3): "we train the model on FF++ (c23)" — the recipe trains one model on the manifest's
@@ -76,7 +81,7 @@ class MultiMetric(Detector):
         lam: λ of the weight-center loss (Eq. 3; not given by the paper, 0.5 here — module docstring).
         margin: κ of the triplet loss (Eq. 2; paper 1.0).
         center_momentum: m of the centre update (ours).
-        use_wc: the weight-center term in the middle and end stages (Table 3's third row; off in its first two).
+        use_wc: the weight-center term in the middle and end stages (off in Table 3's first two rows).
         use_ahe: the AHE synthetic triplets in the end stage (Sec. 3.2; off = Fig. 6's "without AHE").
         use_ce: the CE term (Table 3's second row; off = its first row, triplet only).
         mining: ``"all"`` or ``"hard"`` batch triplets.
@@ -164,7 +169,8 @@ class MultiMetric(Detector):
         }
 
 
-# Table 3 ablations. mml_triplet never trains the CE head: it scores by the class centres (module docstring).
+# Table 3's first two rows (its last row is the full ``mml``) and Fig. 6's "without AHE"; see the module docstring.
+# mml_triplet never trains the CE head: it scores by the class centres.
 register_variant("mml_triplet", "mml", use_ce=False, use_wc=False, use_ahe=False)
 register_variant("mml_triplet_ce", "mml", use_wc=False, use_ahe=False)
 register_variant("mml_no_ahe", "mml", use_ahe=False)
