@@ -76,3 +76,30 @@ def test_oracles():
 
     assert list(CallbackMaskOracle(human).request(["a", "b"])) == ["b"]
     assert asked == ["a", "b"]
+
+
+def test_stream_oracle_answers_the_true_mask_whatever_the_streams_annotations(supervised_manifest, tmp_path):
+    """The oracle labels a selected fake with its dataset mask, not with the (empty) annotation the stream gives it
+    before the selection, and not with an augmented view of it."""
+    import sqlite3
+
+    import cv2
+
+    from dflab.data.manifest import Manifest
+    from dflab.train.active import StreamMaskOracle
+    from dflab.train.config import DataConfig, StreamConfig
+    from dflab.train.data import build_stream, face_key
+
+    mask = np.zeros((48, 48), np.uint8)
+    mask[:, :24] = 255  # left half: a horizontal flip would move it
+    cv2.imwrite(str(supervised_manifest.parent / "half.png"), mask)
+    with sqlite3.connect(supervised_manifest) as db:
+        db.execute("UPDATE faces SET mask_crop='half.png' WHERE label=1")
+    cfg = StreamConfig(mode="supervised", split="train", augment={"ops": [{"name": "HorizontalFlip", "p": 1.0}]})
+    data = DataConfig(size=32, streams={"default": cfg})
+    s = build_stream(Manifest(supervised_manifest, readonly=True), cfg, data, targets=frozenset({"mask"}),
+                     mean=(0.5,) * 3, std=(0.5,) * 3, seed=0, name="d")  # fmt: skip
+    s.annotations = {}  # stage 1: nothing annotated yet
+    key = face_key(next(r for r in s.rows if r.label == 1))
+    got = StreamMaskOracle(s).request([key])[key]
+    assert got[:, : got.shape[1] // 2].min() == 1.0 and got[:, got.shape[1] // 2 :].max() == 0.0

@@ -146,3 +146,14 @@ def test_face_xray_tiny_trains_on_bi_fakes_with_xray_targets(supervised_manifest
     rows = _rows(tmp_path / "fx")
     assert summary["steps"] == 2 and {"xray", "cls"} <= set(rows[0])
     assert all(float(r["loss"]) == pytest.approx(100 * float(r["xray"]) + float(r["cls"]), rel=1e-4) for r in rows)
+
+
+def test_lae_stage1_needs_no_forgery_mask(supervised_manifest, tmp_path):
+    """Algorithm 1 / Sec. 2.4: masks are requested for the N_active selected fakes only, so stage 1 (L1 = α1·L_rec +
+    α2·L_latent) must train on fakes that have neither a mask file nor an original crop (this manifest's fakes)."""
+    run, summary = _train(
+        "lae_tiny", supervised_manifest, tmp_path,
+        ["train.epochs=1", "train.steps_per_epoch=2", "schedule.kwargs.selection=none", "data.size=64"],
+    )  # fmt: skip
+    rows = _rows(run)
+    assert [r["phase"] for r in rows] == ["stage1"] * 2 and summary["steps"] == 2

@@ -57,6 +57,9 @@ class _Stream:
         i = item[0]
         return {"image": self.images[i], "label": torch.tensor(self.labels[i]), "mask": self.masks[i][None]}
 
+    def dataset_mask(self, i):
+        return self.masks[i].numpy()
+
 
 @dataclass
 class _Trainer:

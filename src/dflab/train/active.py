@@ -69,7 +69,9 @@ class CallbackMaskOracle:
 @dataclass
 class StreamMaskOracle:
     """Masks a training stream already knows: the dataset's mask file, or the difference to the original crop
-    (``dflab.train.data.FaceStream``). Keys are :func:`dflab.train.data.face_key` of the stream's rows."""
+    (``FaceStream.dataset_mask``: the true mask, not the stream's current annotation and not an augmented view).
+    Keys are :func:`dflab.train.data.face_key` of the stream's rows; a selected fake with neither a mask file nor an
+    original crop raises :class:`~dflab.errors.MediaError` (pass another oracle, e.g. a person's)."""
 
     stream: Any
 
@@ -77,14 +79,7 @@ class StreamMaskOracle:
         from dflab.train.data import face_key
 
         index = {face_key(r): i for i, r in enumerate(self.stream.rows)}
-        out = {}
-        for k in keys:
-            if k not in index:
-                continue
-            item = self.stream[(index[k], 0, 0)]
-            if "mask" in item:
-                out[k] = item["mask"].squeeze(0).numpy().astype(np.float32)
-        return out
+        return {k: np.asarray(self.stream.dataset_mask(index[k]), np.float32) for k in keys if k in index}
 
 
 @dataclass

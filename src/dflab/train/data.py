@@ -35,9 +35,10 @@ from each stream's own iterator and joins them with :func:`concat_batches`; the 
 ``stream`` (list of str, the stream of each item).
 
 *Annotated masks* (LAE's active learning, Du et al. 2020 Algorithm 1): a stream whose ``annotations`` is set (a dict
-``face_key -> mask file``, set by the LAE schedule after selection) gives a dataset fake the annotated mask when it
-has one and an all-zero mask otherwise, and every item a ``mask_valid`` (bool) saying whether its mask is an
-annotation — the attention loss then runs over the annotated fakes only, every other item still trains the rest.
+``face_key -> mask file``, set by the LAE schedule: empty in stage 1, the selected fakes' masks after selection)
+gives a dataset fake the annotated mask when it has one and an all-zero mask otherwise (no mask file or original
+crop is read), and every item a ``mask_valid`` (bool) saying whether its mask is an annotation — the attention loss
+then runs over the annotated fakes only, every other item still trains the rest.
 
 Extension points: register a degradation for the ``degraded`` target with :data:`DEGRADERS`
 (``fn(rng, image_uint8) -> image_uint8``); synthesizers come from ``dflab.synthesis.SYNTHESIZERS``.
@@ -342,6 +343,17 @@ class FaceStream(Dataset):
         if self.annotations is not None:
             batch["mask_valid"] = torch.tensor(bool(label and not make_fake and face.key in self.annotations))
         return batch
+
+    def dataset_mask(self, row_i: int) -> np.ndarray:
+        """The forgery mask of dataset fake ``row_i`` by ``fake_mask`` (its mask file, or the difference to its
+        original crop), at the crop's resolution, whatever ``annotations`` say and without augmentation: what a mask
+        oracle answers (:class:`dflab.train.active.StreamMaskOracle`).
+
+        Raises:
+            MediaError: the row has neither a mask file nor an original crop.
+        """
+        row = self.rows[row_i]
+        return self._fake_mask(row, self._face(row))
 
     def _fake_mask(self, row: FaceRow, face: FaceSample) -> np.ndarray:
         """Ground-truth ``mask`` of a dataset fake by ``fake_mask``; the original crop shares the fake's box."""

@@ -299,6 +299,7 @@ class Trainer:
                 raise ConfigError(f"schedule {cfg.schedule.name!r} draws from stream {name!r}, not in data.streams")
             bs = cfg.data.streams[name].batch_size or cfg.data.batch_size
             self._iters[name] = _StreamIter(stream(name), bs, cfg.data.num_workers, self.dist)
+        self.schedule.on_start(self)
         self.val_stream = None
         if cfg.data.val is not None:
             self.val_stream = build_stream(

@@ -69,6 +69,10 @@ class Schedule:
     def on_epoch_end(self, trainer: Any, epoch: int) -> None:
         """Hook for extra phases between epochs (e.g. active selection). ``trainer`` exposes model, data, log."""
 
+    def on_start(self, trainer: Any) -> None:
+        """Hook called once the trainer has built its data streams, before any batch is drawn (and before a resumed
+        run's :meth:`on_resume`): adjust the streams (e.g. LAE's stage 1 asks for no forgery mask)."""
+
     def on_resume(self, trainer: Any) -> None:
         """Hook called after a resumed run restored model, optimiser and this schedule's state: re-apply what the
         schedule had changed on the trainer (e.g. a restricted data stream)."""

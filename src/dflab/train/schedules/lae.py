@@ -129,6 +129,18 @@ class LAESchedule(Schedule):
             lr_scale=scale, freeze_norm=True,
         )  # fmt: skip
 
+    def on_start(self, trainer: Any) -> None:
+        """Stage 1 needs no forgery mask (Algorithm 1, lines 3–6: L1 = α1·L_rec + α2·L_latent; masks are requested for
+        the N_active selected fakes only, Sec. 2.4). The streams LAE reads start with no annotated mask, so a dataset
+        fake needs neither a mask file nor its original crop to train stage 1, and no mask is read or computed
+        for it. Only ``attention_in_stage1`` (not the paper's LAE) keeps every fake's mask in stage 1."""
+        if getattr(trainer.model, "attention_in_stage1", False):
+            return
+        for name in {self.stream, *self._stage2_streams(trainer)}:
+            stream = trainer.streams.get(name)
+            if stream is not None and stream.annotations is None:
+                stream.annotations = {}
+
     # ------------------------------------------------------------------ selection between the stages
     def on_epoch_end(self, trainer: Any, epoch: int) -> None:
         if self.in_stage2:
