@@ -37,8 +37,8 @@ from each stream's own iterator and joins them with :func:`concat_batches`; the 
 *Annotated masks* (LAE's active learning, Du et al. 2020 Algorithm 1): a stream whose ``annotations`` is set (a dict
 ``face_key -> mask file``, set by the LAE schedule: empty in stage 1, the selected fakes' masks after selection)
 gives a dataset fake the annotated mask when it has one and an all-zero mask otherwise (no mask file or original
-crop is read), and every item a ``mask_valid`` (bool) saying whether its mask is an annotation — the attention loss
-then runs over the annotated fakes only, every other item still trains the rest.
+crop is needed), and every item a ``mask_valid`` (bool) saying whether its mask is an annotation — the attention
+loss then runs over the annotated fakes only, every other item still trains the rest.
 
 Extension points: register a degradation for the ``degraded`` target with :data:`DEGRADERS`
 (``fn(rng, image_uint8) -> image_uint8``); synthesizers come from ``dflab.synthesis.SYNTHESIZERS``.
