@@ -96,6 +96,16 @@ def test_xception_baseline_ignores_task():
     assert m.compute_loss({"label": torch.tensor([0, 1])}, out, task="sub:0")["loss"].requires_grad
 
 
+def test_xception_baseline_has_no_l21():
+    """Table 2's "Xcep-ADDG" is a plain Xception: Eq. 4's ℓ2,1 acts on private features it does not have."""
+    m = build_detector("dadd_xception_tiny")
+    out = m(torch.randn(2, 3, 64, 64))
+    label = torch.tensor([0, 1])
+    parts = m.compute_loss({"label": label}, out)
+    assert parts["loss"].item() == pytest.approx(torch.nn.functional.cross_entropy(out["logits"], label).item())
+    assert VARIANTS.get("dadd_xception")[1]["l21_lambda"] == 0.0
+
+
 def test_ablation_variants_registered():
     for name in ("dadd_xception", "dadd_no_l21", "dadd_l21_0p01", "dadd_l21_1"):
         assert VARIANTS.get(name)[0] == "dadd"
