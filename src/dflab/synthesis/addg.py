@@ -6,20 +6,39 @@ landmark masks or its reverse, slightly deformed, hard or soft), and synthesis `
 Registered once as ``addg``; the category is a keyword (``sample_params(rng, face, pool, category="SB-Sim")``,
 ``dflab synth --method addg --category SB-Sim``); without it a category is drawn uniformly from the nine:
 Inner/Outer-GaussBlur, Inner/Outer-Scaling, Inner/Outer-ISONoise, Rotation, SB-Rand, SB-Sim. ``Inner-`` blends with
-the mask, ``Outer-`` with its reverse; the others with the mask (Sec. 3.1).
+the mask, ``Outer-`` with its reverse; the others with the mask (Sec. 3.1). :data:`CATEGORIES` keeps the paper's
+order, which is also its sub-task order: Sec. 4.5 names ST_3, ST_7 and ST_9 of Fig. 4 Inner-Scaling, Rotation and
+Sim-Swap (SB-Sim).
 
-Choices the paper leaves open (documented deviations):
-- the five masks: :data:`dflab.synthesis.masks.ADDG_MASKS` (face, inner, lower, mouth, eyes_nose);
-- perturbation strengths: GaussBlur σ 0.5-2.5 px (kernel 6σ+1), Scaling factor 0.25-0.75 (area down, cubic up),
-  ISONoise with albumentations' default ranges (colour shift 0.01-0.05, intensity 0.1-0.5) and a stored seed,
-  Rotation ±2-8° about the landmark centroid;
+Choices the paper leaves open (documented deviations), with the reason:
+- the five masks: :data:`dflab.synthesis.masks.ADDG_MASKS` (face, inner, lower, mouth, eyes_nose), drawn uniformly;
+  the paper shows them only in Fig. 1 ("the face or the mouth").
+- perturbation strengths. The paper gives none and says the perturbations leave the frame "pristine" and that some
+  samples show no visible difference "due to the small degree of modification" (Sec. 3.1, Fig. 2), so all are mild.
+  They are in pixels of the crop the synthesizer sees, like the library operations the paper uses (a texture's
+  fingerprint lives at the pixel scale); only the soft-mask width, a geometric quantity, scales with the crop.
+  - GaussBlur σ 0.5-2.5 px (kernel 6σ+1): contains the σ 0.8-1.4 of albumentations' GaussianBlur defaults of the
+    time (kernel 3-7) and reaches a little further either side.
+  - Scaling factor 0.25-0.75, area down, cubic up ("zooming out and then zooming in", Sec. 3.1): 0.25 is
+    albumentations' Downscale default; a range instead of one value, and area/cubic instead of its nearest/nearest,
+    so the category is a loss of resolution, not a blocky mosaic that would be an easier, different cue.
+  - ISONoise: the paper takes it from albumentations, so albumentations' ISONoise default ranges (colour shift
+    0.01-0.05, intensity 0.1-0.5) with the library's definition of the time (:func:`iso_noise`: albumentations 2.x
+    changed its units) and a stored seed.
+  - Rotation ±2-8° about the landmark centroid: "slightly adjust the face to produce artifacts in the form of a
+    boundary" (Sec. 3.1); on the 256 px astronaut crop 2° moves the jaw line by ~3.5 px, 8° by ~14 px.
+- SB-Sim: the landmark-nearest face of another identity (k = 1; "the landmarks of the faces in these two frames are
+  close", Sec. 3.1); SB-Rand: a uniformly random face of another identity. Diversity of SB-Sim samples of one face
+  comes from the mask, its deformation and softness.
 - SB-Rand / SB-Sim: the donor frame is moved onto the face by the whole-pixel translation of its landmark centroid
   (``donor_align="shift"``, :func:`dflab.synthesis.donors.place_donor`): the paper blends "the frames of somebody
   else's" as they are; the shift only removes a residual offset between crops and, unlike a similarity warp
   (``donor_align="similarity"``, the earlier default), resamples nothing, so the pasted region carries no
   interpolation blur the paper's samples do not have;
-- deformation: control grid 4×4, displacements up to 3 % of the side; soft ("hard sample") masks with p = 0.5, a
-  Gaussian of σ 2-6 px at 256 px.
+- deformation ("a slight random deformation of the mask"): a piecewise-affine warp of a 4×4 control grid whose nodes
+  move by up to 3 % of the side (~8 px at 256 px, the order of a landmark detector's error, which the paper gives as
+  the reason); soft masks (the paper's "hard samples") with p = 0.5, a Gaussian of σ 2-6 px at 256 px (scaled with
+  the crop) on the deformed 0-1 mask, after the reversal of ``Outer-``.
 """
 
 from __future__ import annotations
