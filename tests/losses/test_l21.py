@@ -25,3 +25,12 @@ def test_l21_module_uses_linear_inputs_as_rows():
 def test_l21_rejects_non_matrix():
     with pytest.raises(ValueError, match=r"\(d, n\)"):
         l21_norm(torch.zeros(2, 2, 2))
+
+
+def test_l21_gradient_is_finite_at_zero_rows():
+    """ℓ2,1 drives rows to exactly zero; its gradient there must be a subgradient (0), not NaN (sqrt'(0) · 0)."""
+    w = torch.tensor([[3.0, 4.0], [0.0, 0.0]], requires_grad=True)
+    l21_norm(w).backward()
+    assert torch.isfinite(w.grad).all()
+    assert w.grad[1].tolist() == [0.0, 0.0]
+    assert w.grad[0].tolist() == pytest.approx([0.6, 0.8])  # W_i / ||W_i|| on a non-zero row

@@ -15,12 +15,16 @@ from torch import nn
 def row_norms(weight: torch.Tensor) -> torch.Tensor:
     """Euclidean norm of every row, ``sqrt(sum_j W_ij^2)``.
 
+    ``torch.linalg.vector_norm`` rather than ``pow(2).sum().sqrt()``: at a zero row (the sparse solution ℓ2,1
+    drives towards) its gradient is 0, a subgradient of the norm, where ``sqrt``'s is 0·∞ = NaN and would poison
+    every weight at the next optimiser step.
+
     Shape:
         weight (d, n) -> (d,)
     """
     if weight.dim() != 2:
         raise ValueError(f"expected a (d, n) matrix, got shape {tuple(weight.shape)}")
-    return weight.pow(2).sum(dim=1).sqrt()
+    return torch.linalg.vector_norm(weight, dim=1)
 
 
 def l21_norm(weight: torch.Tensor) -> torch.Tensor:

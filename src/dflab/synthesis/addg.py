@@ -6,20 +6,39 @@ landmark masks or its reverse, slightly deformed, hard or soft), and synthesis `
 Registered once as ``addg``; the category is a keyword (``sample_params(rng, face, pool, category="SB-Sim")``,
 ``dflab synth --method addg --category SB-Sim``); without it a category is drawn uniformly from the nine:
 Inner/Outer-GaussBlur, Inner/Outer-Scaling, Inner/Outer-ISONoise, Rotation, SB-Rand, SB-Sim. ``Inner-`` blends with
-the mask, ``Outer-`` with its reverse; the others with the mask (Sec. 3.1).
+the mask, ``Outer-`` with its reverse; the others with the mask (Sec. 3.1). :data:`CATEGORIES` keeps the paper's
+order, which is also its sub-task order: Sec. 4.5 names ST_3, ST_7 and ST_9 of Fig. 4 Inner-Scaling, Rotation and
+Sim-Swap (SB-Sim).
 
-Choices the paper leaves open (documented deviations):
-- the five masks: :data:`dflab.synthesis.masks.ADDG_MASKS` (face, inner, lower, mouth, eyes_nose);
-- perturbation strengths: GaussBlur σ 0.5-2.5 px (kernel 6σ+1), Scaling factor 0.25-0.75 (area down, cubic up),
-  ISONoise with albumentations' default ranges (colour shift 0.01-0.05, intensity 0.1-0.5) and a stored seed,
-  Rotation ±2-8° about the landmark centroid;
+Choices the paper leaves open (documented deviations), with the reason:
+- the five masks: :data:`dflab.synthesis.masks.ADDG_MASKS` (face, inner, lower, mouth, eyes_nose), drawn uniformly;
+  the paper shows them only in Fig. 1 ("the face or the mouth").
+- perturbation strengths. The paper gives none and says the perturbations leave the frame "pristine" and that some
+  samples show no visible difference "due to the small degree of modification" (Sec. 3.1, Fig. 2), so all are mild.
+  They are in pixels of the crop the synthesizer sees, like the library operations the paper uses (a texture's
+  fingerprint lives at the pixel scale); only the soft-mask width, a geometric quantity, scales with the crop.
+  - GaussBlur σ 0.5-2.5 px (kernel 6σ+1): contains the σ 0.8-1.4 of albumentations' GaussianBlur defaults of the
+    time (kernel 3-7) and reaches a little further either side.
+  - Scaling factor 0.25-0.75, area down, cubic up ("zooming out and then zooming in", Sec. 3.1): 0.25 is
+    albumentations' Downscale default; a range instead of one value, and area/cubic instead of its nearest/nearest,
+    so the category is a loss of resolution, not a blocky mosaic that would be an easier, different cue.
+  - ISONoise: the paper takes it from albumentations, so albumentations' ISONoise default ranges (colour shift
+    0.01-0.05, intensity 0.1-0.5) with the library's definition of the time (:func:`iso_noise`: albumentations 2.x
+    changed its units) and a stored seed.
+  - Rotation ±2-8° about the landmark centroid: "slightly adjust the face to produce artifacts in the form of a
+    boundary" (Sec. 3.1); on the 256 px astronaut crop 2° moves the jaw line by ~3.5 px, 8° by ~14 px.
+- SB-Sim: the landmark-nearest face of another identity (k = 1; "the landmarks of the faces in these two frames are
+  close", Sec. 3.1); SB-Rand: a uniformly random face of another identity. Diversity of SB-Sim samples of one face
+  comes from the mask, its deformation and softness.
 - SB-Rand / SB-Sim: the donor frame is moved onto the face by the whole-pixel translation of its landmark centroid
   (``donor_align="shift"``, :func:`dflab.synthesis.donors.place_donor`): the paper blends "the frames of somebody
   else's" as they are; the shift only removes a residual offset between crops and, unlike a similarity warp
   (``donor_align="similarity"``, the earlier default), resamples nothing, so the pasted region carries no
   interpolation blur the paper's samples do not have;
-- deformation: control grid 4×4, displacements up to 3 % of the side; soft ("hard sample") masks with p = 0.5, a
-  Gaussian of σ 2-6 px at 256 px.
+- deformation ("a slight random deformation of the mask"): a piecewise-affine warp of a 4×4 control grid whose nodes
+  move by up to 3 % of the side (~8 px at 256 px, the order of a landmark detector's error, which the paper gives as
+  the reason); soft masks (the paper's "hard samples") with p = 0.5, a Gaussian of σ 2-6 px at 256 px (scaled with
+  the crop) on the deformed 0-1 mask, after the reversal of ``Outer-``.
 """
 
 from __future__ import annotations
@@ -70,6 +89,33 @@ class ADDGParams(Params):
         return self.category.startswith("Outer-")
 
 
+def iso_noise(image: np.ndarray, color_shift: float, intensity: float, rng: np.random.Generator) -> np.ndarray:
+    """Camera-sensor noise, albumentations' ``ISONoise`` as the library defined it when the paper used it (Sec. 3.1:
+    "we can obtain it by accessing the Albumentations library"; albumentations 0.4-1.4, 2019-2024).
+
+    In HLS of the image scaled to [0, 1] (hue in degrees): hue += N(0, σ_h) with σ_h = ``color_shift`` · 360 ·
+    ``intensity`` degrees, wrapped to [0, 360); lightness L += k / 255 · (1 − L) per pixel with k ~ Poisson(s_L ·
+    ``intensity`` · 255), s_L the image's lightness standard deviation. ``color_shift`` is thus a fraction of the
+    hue circle (the library's own doc). albumentations 2.x dropped the ·360 and ·255 (and multiplies the luminance
+    term by ``intensity`` again), which shrinks the hue noise 360-fold and turns the dense luminance noise into a
+    few sparse specks: on the 256 px astronaut face at (0.01, 0.1) it touches 2.5 % of the pixels (mean absolute
+    change 0.3 levels), this definition 99 % (3.0 levels); at (0.05, 0.5) 12 % (7.3) against 100 % (15.1). We keep
+    the paper-era definition and round to uint8 (the library truncated, which also darkens every pixel by half a
+    level on average: a cue that is not sensor noise).
+
+    Shape:
+        image (H, W, 3) uint8 RGB -> (H, W, 3) uint8.
+    """
+    hls = cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2HLS)
+    lightness_std = float(cv2.meanStdDev(hls)[1][1, 0])
+    luminance = rng.poisson(lightness_std * intensity * 255.0, size=hls.shape[:2])
+    hue_noise = rng.normal(0.0, color_shift * 360.0 * intensity, size=hls.shape[:2])
+    hls[..., 0] = np.mod(hls[..., 0] + hue_noise, 360.0)
+    hls[..., 1] += (luminance / 255.0) * (1.0 - hls[..., 1])
+    rgb = cv2.cvtColor(hls, cv2.COLOR_HLS2RGB) * 255.0
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
 def perturb(face: FaceSample, p: ADDGParams, pool: DonorPoolLike | None = None) -> np.ndarray:
     """Frame perturbation: the whole frame ``X_P`` (Sec. 3.1). Shape: (H, W, 3) uint8 -> same."""
     x = face.image
@@ -82,8 +128,6 @@ def perturb(face: FaceSample, p: ADDGParams, pool: DonorPoolLike | None = None) 
         small = cv2.resize(x, (max(1, round(w * p.scale)), max(1, round(h * p.scale))), interpolation=cv2.INTER_AREA)
         return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
     if kind == "ISONoise":
-        from albumentations.augmentations.pixel.functional import iso_noise
-
         return iso_noise(x, p.color_shift, p.intensity, np.random.default_rng(p.noise_seed))
     if kind == "Rotation":
         cx, cy = np.asarray(face.landmarks, np.float32).mean(0)

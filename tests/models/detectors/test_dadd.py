@@ -96,6 +96,16 @@ def test_xception_baseline_ignores_task():
     assert m.compute_loss({"label": torch.tensor([0, 1])}, out, task="sub:0")["loss"].requires_grad
 
 
+def test_xception_baseline_has_no_l21():
+    """Table 2's "Xcep-ADDG" is a plain Xception: Eq. 4's ℓ2,1 acts on private features it does not have."""
+    m = build_detector("dadd_xception_tiny")
+    out = m(torch.randn(2, 3, 64, 64))
+    label = torch.tensor([0, 1])
+    parts = m.compute_loss({"label": label}, out)
+    assert parts["loss"].item() == pytest.approx(torch.nn.functional.cross_entropy(out["logits"], label).item())
+    assert VARIANTS.get("dadd_xception")[1]["l21_lambda"] == 0.0
+
+
 def test_ablation_variants_registered():
     for name in ("dadd_xception", "dadd_no_l21", "dadd_l21_0p01", "dadd_l21_1"):
         assert VARIANTS.get(name)[0] == "dadd"
@@ -113,3 +123,17 @@ def test_paper_recipe_builds_and_steps_at_paper_size():
     for task in ("sub:3", "final"):
         m.compute_loss({"label": torch.tensor([0, 1])}, out, task=task)["loss"].backward(retain_graph=True)
     assert m.final_head.weight.grad is not None
+
+
+@pytest.mark.parametrize("recipe", ["dadd", "dadd_tiny"])
+def test_subtask_n_trains_on_the_papers_category_n(recipe):
+    """Sub-task n is fed ADDG category n in the paper's order (Sec. 4.5: ST_3 / ST_7 / ST_9 of Fig. 4 are
+    Inner-Scaling, Rotation and Sim-Swap), so sub_probs[:, n] and group_norms()[n] read as the paper's ST_{n+1}."""
+    from dflab.synthesis.addg import CATEGORIES
+    from dflab.train.recipes import load_recipe
+
+    r = load_recipe(recipe)
+    subs = r.schedule.kwargs["sub_streams"]
+    assert [r.data.streams[s].synth_kwargs["addg"]["category"] for s in subs] == list(CATEGORIES)
+    assert (CATEGORIES[2], CATEGORIES[6], CATEGORIES[8]) == ("Inner-Scaling", "Rotation", "SB-Sim")
+    assert build_detector(r.model.name, **r.model.kwargs, backbone="test_resnet").n_tasks == len(subs)
