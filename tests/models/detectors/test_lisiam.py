@@ -263,3 +263,17 @@ def test_paper_recipe_forward_backward_at_299() -> None:
     loss["loss"].backward()
     assert torch.isfinite(loss["loss"])
     assert all(p.grad is not None for n, p in model.named_parameters() if n.startswith(("backbone.", "head.", "mt.")))
+
+
+@pytest.mark.parametrize("recipe", ["lisiam", "lisiam_official"])
+def test_input_normalisation_is_the_pretrained_weights_own(recipe: str) -> None:
+    """§IV-B initialises from ImageNet Xception, whose weights take [-1, 1] inputs (mean = std = 0.5)."""
+    from dflab.models.backbones import timm_pretrained_norm
+    from dflab.train.recipes import load_recipe
+
+    r = load_recipe("lisiam")
+    model = build_detector(recipe, **r.model.kwargs)
+    mean, std = timm_pretrained_norm(r.model.pretrained)
+    assert model.input_spec.mean == pytest.approx(mean) and model.input_spec.std == pytest.approx(std)
+    # the tiny stand-in (a timm ResNet) keeps ImageNet statistics
+    assert build_detector("lisiam_tiny").input_spec.mean == pytest.approx((0.485, 0.456, 0.406))

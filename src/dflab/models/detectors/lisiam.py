@@ -42,6 +42,18 @@ Deviations and open choices:
   local timm ``legacy_xception`` checkpoint (strict) before the stride surgery. The backbone keeps timm's parameter
   names (``backbone.conv1…``, ``backbone.block1…block12``), so the engine's ``model.pretrained`` with prefix
   ``backbone.`` also works once the exit-flow keys (conv3/conv4/bn3/bn4/fc) are dropped from the file.
+* Input normalisation (the paper gives none): mean = std = 0.5 per channel with the Xception backbone, the statistics
+  its ImageNet weights were trained with (timm ``legacy_xception.tf_in1k``; the official code's ``XNormalize`` is the
+  same); feeding those weights ImageNet-normalised inputs would shift every activation of the initialisation §IV-B
+  relies on. Other backbones keep the ImageNet statistics of their timm weights.
+* Ground truth (§III-E, :func:`dflab.synthesis.masks.ssim_mask`): the SSIM index of [40] itself (11×11 Gaussian
+  window, σ = 1.5) on grey images, binarised as ``(1 − SSIM)·255 > 20`` — the paper's "SSIM map multiplied by 255
+  … threshold of 20" must mark the *forged* (dissimilar) pixels; ``SSIM·255 < 20`` would keep only SSIM < 0.08.
+* Poly learning rate (§IV-B): one decay ``(1 − step/total)^0.9`` over the three phases together (schedule
+  ``lisiam``), not restarted per phase: the paper names one policy for one training run of 146k + 16k + 324k
+  iterations.
+* Model-F (no MT): Eqs. 5–13 and the concatenation go, the SE re-weighting of Eq. 14 stays on ``X_c`` (the paper
+  does not say whether SE leaves with MT; keeping it isolates the attention, which is what Table VI credits).
 * The tiny variant swaps Xception for a dilated timm ResNet-18 (output stride 8) and narrows every width; the
   structure (aux decoder, OCR, seg head, SCU, MT, SE, MLP) is unchanged.
 
@@ -68,6 +80,8 @@ from dflab.models.layers import ObjectContext, SeparableConv2d, SpatialGather, S
 SEG_MODULES = ("backbone.", "aux_head.", "bottleneck.", "gather.", "ocr.", "seg_head.")
 #: parameter-name prefixes of the classification modules (SCU, MT, SE, MLP), §IV-B phase 2
 CLS_MODULES = ("scu.", "mt.", "se.", "head.")
+#: per-channel mean and std of the Xception ImageNet weights (timm ``legacy_xception.tf_in1k``): inputs in [-1, 1]
+XCEPTION_NORM = (0.5, 0.5, 0.5)
 
 
 class XceptionFeatures(nn.Module):
@@ -207,7 +221,10 @@ class LiSiam(Detector):
         pretrained_path: str | None = None,
         input_size: int = 299,
     ) -> None:
-        super().__init__(InputSpec(size=input_size))
+        # Xception's ImageNet weights take [-1, 1] inputs (timm ``legacy_xception`` mean = std = 0.5; the official
+        # code's ``XNormalize`` too); other backbones keep the ImageNet statistics of their timm weights
+        norm = {"mean": XCEPTION_NORM, "std": XCEPTION_NORM} if backbone == "xception" else {}
+        super().__init__(InputSpec(size=input_size, **norm))
         self.seg_branches = tuple(sorted(seg_branches))
         self.cls_branches = tuple(sorted(cls_branches))
         if not set(self.seg_branches) | set(self.cls_branches) <= {1, 2} or not self.cls_branches:
