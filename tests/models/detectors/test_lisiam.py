@@ -277,3 +277,17 @@ def test_input_normalisation_is_the_pretrained_weights_own(recipe: str) -> None:
     assert model.input_spec.mean == pytest.approx(mean) and model.input_spec.std == pytest.approx(std)
     # the tiny stand-in (a timm ResNet) keeps ImageNet statistics
     assert build_detector("lisiam_tiny").input_spec.mean == pytest.approx((0.485, 0.456, 0.406))
+
+
+def test_features_are_the_pooled_z_the_mlp_reads() -> None:
+    """§IV-E Fig. 5 embeds LiSiam's features: ``dflab eval``'s t-SNE needs them in the outputs (Eq. 18's f_aap(Z))."""
+    from dflab.eval.predict import _embedding
+
+    model = build_detector("lisiam_tiny").eval()
+    seen: list[torch.Tensor] = []
+    model.head.register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 64, 64))
+    emb = _embedding(out)
+    assert emb is not None and emb.shape == (2, 2 * 32)  # concat(Y + X_f, X_c): 2 × width
+    torch.testing.assert_close(emb, seen[0])

@@ -54,6 +54,9 @@ Deviations and open choices:
   iterations.
 * Model-F (no MT): Eqs. 5–13 and the concatenation go, the SE re-weighting of Eq. 14 stays on ``X_c`` (the paper
   does not say whether SE leaves with MT; keeping it isolates the attention, which is what Table VI credits).
+* t-SNE (§IV-E, Fig. 5): ``features`` is the pooled ``Z`` the MLP reads (Eq. 18), which ``dflab eval`` embeds. The
+  paper's Fig. 5 models were trained as five-class classifiers (real + four FF++ methods) for that figure only; the
+  detector stays binary (the method of the paper), so our plots show the binary model's features.
 * The tiny variant swaps Xception for a dilated timm ResNet-18 (output stride 8) and narrows every width; the
   structure (aux decoder, OCR, seg head, SCU, MT, SE, MLP) is unchanged.
 
@@ -198,7 +201,8 @@ class LiSiam(Detector):
         input_size: face crop side (299, §IV-A).
 
     Shape:
-        images (B, 3, H, W) → logits (B, 2), seg (B, 2, H0, W0), seg_aux (B, 2, H0, W0), mask (B, 1, H, W).
+        images (B, 3, H, W) → logits (B, 2), features (B, 2C) (C without MT), seg (B, 2, H0, W0),
+        seg_aux (B, 2, H0, W0), mask (B, 1, H, W).
     """
 
     targets = frozenset({"mask", "degraded"})
@@ -273,7 +277,8 @@ class LiSiam(Detector):
         if classify:
             xc = self.scu(feats)
             z = self.mt(xc, seg) if self.mt is not None else self.se(xc)
-            out["logits"] = self.head(torch.flatten(F.adaptive_avg_pool2d(z, 1), 1))
+            out["features"] = torch.flatten(F.adaptive_avg_pool2d(z, 1), 1)  # f_aap(Z), Eq. 18: the t-SNE features
+            out["logits"] = self.head(out["features"])
         return out
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
