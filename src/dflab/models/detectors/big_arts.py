@@ -22,7 +22,9 @@ Choices the paper leaves open (documented here, not hidden):
 * Decoder widths (256, 128, 64, 32, 16) and nearest ×2 upsampling, as in the SCSE U-Net of
   segmentation_models_pytorch; the five blocks join the backbone features at strides 16, 8, 4, 2 and none, so the
   maps come out at the input resolution. ResNet-18 has four residual stages for five blocks: the fourth block's
-  skip is the stride-2 stem feature, the fifth has none (the U-Net arrangement). SCSE reduction 16.
+  skip is the stride-2 stem feature, the fifth has none (the U-Net arrangement). One SCSE per block, after its two
+  convolutions, reduction 16 (segmentation_models_pytorch's SCSE U-Net also re-weights the concatenated input; the
+  paper says only that the block "contains SCSE modules").
 * Conv block = two 3×3 conv-BN-ReLU at the backbone width (512) + 2×2 max-pool; the FC layer follows a global
   average pool (the paper's FC input size is not given; pooling keeps the head size-agnostic).
 * The pixel losses are *means* over pixels (Eqs. 3–4 are sums, which only rescales λ by H·W); Eqs. 3–5 are written
