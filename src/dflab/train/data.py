@@ -40,7 +40,9 @@ has one and an all-zero mask otherwise, and every item a ``mask_valid`` (bool) s
 annotation — the attention loss then runs over the annotated fakes only, every other item still trains the rest.
 
 Extension points: register a degradation for the ``degraded`` target with :data:`DEGRADERS`
-(``fn(rng, image_uint8) -> image_uint8``); synthesizers come from ``dflab.synthesis.SYNTHESIZERS``.
+(``fn(rng, image_uint8) -> image_uint8``); the augmentation op ``{"name": "Degrade", "degrader": NAME, "p": P}``
+applies one to the training images themselves (:func:`degrade_op`); synthesizers come from
+``dflab.synthesis.SYNTHESIZERS``.
 """
 
 from __future__ import annotations
@@ -94,6 +96,28 @@ def _iqd(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     iqd = SYNTHESIZERS.get("iqd")
     face = FaceSample(image=image, landmarks=np.zeros((68, 2), np.float32))
     return iqd.apply(face, iqd.sample_params(rng, face), None).image
+
+
+def degrade_op(degrader: str, p: float = 1.0) -> Any:
+    """A :data:`DEGRADERS` entry as an albumentations image-only op (augmentation ``{"name": "Degrade", "degrader":
+    NAME, "p": P}``), e.g. LiSiam Table V's "Xception + IQD". Its randomness comes from the op's own generator,
+    which the stream seeds per item, so an item replays exactly.
+    """
+    import albumentations as A
+
+    fn = DEGRADERS.get(degrader)
+
+    class Degrade(A.ImageOnlyTransform):
+        def get_params(self) -> dict[str, Any]:
+            return {"seed": int(self.random_generator.integers(0, 2**31 - 1))}
+
+        def apply(self, img: np.ndarray, seed: int = 0, **params: Any) -> np.ndarray:
+            return fn(np.random.default_rng(seed), np.ascontiguousarray(img))
+
+        def get_transform_init_args_names(self) -> tuple[str, ...]:
+            return ()
+
+    return Degrade(p=p)
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -273,6 +297,9 @@ class FaceStream(Dataset):
         for spec in self.cfg.augment.ops:
             spec = dict(spec)
             name = spec.pop("name", None)
+            if name == "Degrade":  # a dflab degrader (DEGRADERS), not an albumentations name
+                ops.append(degrade_op(**spec))
+                continue
             if not name or not hasattr(A, name):
                 raise ConfigError(f"unknown albumentations transform {name!r} in stream {self.name!r}")
             ops.append(getattr(A, name)(**spec))
