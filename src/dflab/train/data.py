@@ -358,7 +358,7 @@ class FaceStream(Dataset):
                 from dflab.synthesis.big_arts_aug import bigarts_targets
 
                 # §3.1: M_in = Convex(|x' − x| > γ), M_ex = D(M_in) − E(M_in); element scaled like the synthesizers'
-                masks.update(bigarts_targets(face, boundary=max(3, round(9 * h / 256))))
+                masks.update(bigarts_targets(face))
         for key in ("mask_in", "mask_ex"):
             if key in self.targets and key not in masks:
                 if label == 0:
