@@ -48,7 +48,7 @@ applies one to the training images themselves (:func:`degrade_op`); synthesizers
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -144,16 +144,27 @@ def _stream_hash(name: str) -> int:
     return zlib.crc32(name.encode()) & 0x7FFFFFFF
 
 
-def effective_split(row: FaceRow, unsplit_val_fraction: float) -> str:
+def effective_split(
+    row: FaceRow, unsplit_val_fraction: float, val_from_train: Mapping[str, float] | None = None
+) -> str:
     """The row's split. With ``unsplit_val_fraction > 0`` a row without one (``""``) goes to ``val`` for a hashed
-    fraction of videos and to ``train`` otherwise; with 0 it stays ``""`` (a stream may list ``""`` in its split)."""
+    fraction of videos and to ``train`` otherwise; with 0 it stays ``""`` (a stream may list ``""`` in its split).
+    A ``train`` row of a dataset in ``val_from_train`` goes to ``val`` for that hashed fraction of its videos
+    (``DataConfig.val_from_train``, e.g. BiG-Arts' 8:2 split of Celeb-DF's training videos, §4.1)."""
+    h = zlib.crc32(f"{row.dataset}/{row.video_id}".encode()) / 2**32
+    if row.split == "train" and val_from_train and row.dataset in val_from_train:
+        return "val" if h < val_from_train[row.dataset] else "train"
     if row.split or unsplit_val_fraction <= 0:
         return row.split
-    h = zlib.crc32(f"{row.dataset}/{row.video_id}".encode()) / 2**32
     return "val" if h < unsplit_val_fraction else "train"
 
 
-def select_rows(manifest: Manifest, cfg: StreamConfig, unsplit_val_fraction: float = 0.0) -> list[FaceRow]:
+def select_rows(
+    manifest: Manifest,
+    cfg: StreamConfig,
+    unsplit_val_fraction: float = 0.0,
+    val_from_train: Mapping[str, float] | None = None,
+) -> list[FaceRow]:
     """Manifest rows a stream reads (split / dataset / method filters; reals only in ``real_only`` mode; fakes with
     an ``original_crop`` only in ``fake_source`` mode — a fake without its original cannot be a (Fake, Real) source)."""
     where: dict[str, Any] = {}
@@ -170,15 +181,25 @@ def select_rows(manifest: Manifest, cfg: StreamConfig, unsplit_val_fraction: flo
         rows = [r for r in rows if r.original_crop]
     excluded = set(cfg.exclude_videos)
     splits = set(cfg.splits())
-    return [r for r in rows if r.video_id not in excluded and effective_split(r, unsplit_val_fraction) in splits]
+    return [
+        r
+        for r in rows
+        if r.video_id not in excluded and effective_split(r, unsplit_val_fraction, val_from_train) in splits
+    ]
 
 
-def select_donor_rows(manifest: Manifest, cfg: StreamConfig, unsplit_val_fraction: float = 0.0) -> list[FaceRow]:
+def select_donor_rows(
+    manifest: Manifest,
+    cfg: StreamConfig,
+    unsplit_val_fraction: float = 0.0,
+    val_from_train: Mapping[str, float] | None = None,
+) -> list[FaceRow]:
     """Real rows a stream's donor pool holds: the stream's own rows in ``real_only`` mode; in ``fake_source`` mode
     the manifest's reals under the stream's split / dataset / video filters (``methods`` selects fakes only)."""
     if cfg.mode != "fake_source":
-        return select_rows(manifest, cfg, unsplit_val_fraction)
-    return select_rows(manifest, cfg.model_copy(update={"mode": "real_only", "methods": None}), unsplit_val_fraction)
+        return select_rows(manifest, cfg, unsplit_val_fraction, val_from_train)
+    reals = cfg.model_copy(update={"mode": "real_only", "methods": None})
+    return select_rows(manifest, reals, unsplit_val_fraction, val_from_train)
 
 
 class FaceStream(Dataset):
@@ -575,10 +596,14 @@ def build_stream(
     The pool holds real rows: the stream's own in ``real_only`` mode, the manifest's reals under the stream's
     filters in ``fake_source`` mode (:func:`select_donor_rows`).
     """
-    rows = select_rows(manifest, cfg, data.unsplit_val_fraction)
+    rows = select_rows(manifest, cfg, data.unsplit_val_fraction, data.val_from_train)
     pool = None
     if cfg.mode in ("real_only", "fake_source") and cfg.fake_ratio > 0 and cfg.donor_pool:
-        donors = rows if cfg.mode == "real_only" else select_donor_rows(manifest, cfg, data.unsplit_val_fraction)
+        donors = (
+            rows
+            if cfg.mode == "real_only"
+            else select_donor_rows(manifest, cfg, data.unsplit_val_fraction, data.val_from_train)
+        )
         if not donors:
             raise ConfigError(f"stream {name!r} needs real donor rows for its pool but its filters select none")
         pool = build_pool(manifest.root, donors)
