@@ -41,6 +41,20 @@ def test_frames_per_video(supervised_manifest):
     assert len(other) == 8
 
 
+def test_fixed_frames_are_the_same_every_epoch(supervised_manifest):
+    """LiSiam §IV-A.3 trains on 30 frames per video, the same ones all along (``resample_frames=False``)."""
+
+    def frames(stream, epoch: int) -> set[tuple[str, int]]:
+        return {(stream.rows[i].video_id, stream.rows[i].frame_index) for i, _, _ in stream.plan(epoch)}
+
+    fixed = _stream(supervised_manifest, mode="supervised", split="train", frames_per_video=1, balance=False,
+                    resample_frames=False)  # fmt: skip
+    assert frames(fixed, 0) == frames(fixed, 1) == frames(fixed, 7)
+    assert fixed.plan(0) != fixed.plan(1)  # the order and item seeds still change per epoch
+    moving = _stream(supervised_manifest, mode="supervised", split="train", frames_per_video=1, balance=False)
+    assert len({frozenset(frames(moving, e)) for e in range(6)}) > 1
+
+
 def test_real_only_makes_fakes_with_targets(supervised_manifest):
     s = _stream(
         supervised_manifest, targets={"mask", "boundary", "category"}, mode="real_only", split="train",

@@ -83,6 +83,9 @@ class StreamConfig(_Strict):
         fake_ratio: fraction of fake items per epoch (class balance; 0.5 = balanced); in ``fake_source`` mode the
             fraction of on-the-fly (synthesised) items, every item being a fake.
         frames_per_video: frames drawn per video each epoch (``None`` = all).
+        resample_frames: draw a new ``frames_per_video`` subset every epoch (default); ``False`` draws it once per
+            run (from the seed and stream name), so training sees only those frames of each video — LiSiam §IV-A.3
+            "we sample only 30 frames per video for training ... our methods need less training data".
         balance: in ``supervised`` mode, oversample the minority class to ``fake_ratio``.
         degrade: name in ``dflab.train.data.DEGRADERS`` producing the ``degraded`` target when a detector asks.
         donor_pool: build a nearest-landmark donor pool of real rows (for BI / blending): the stream's own in
@@ -99,6 +102,7 @@ class StreamConfig(_Strict):
     synth_kwargs: dict[str, dict[str, Any]] = Field(default_factory=dict)
     fake_ratio: float = Field(0.5, ge=0.0, le=1.0)
     frames_per_video: int | None = Field(None, ge=1)
+    resample_frames: bool = True
     balance: bool = True
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     degrade: str | None = None

@@ -276,10 +276,12 @@ class FaceStream(Dataset):
             by_video.setdefault((r.dataset, r.video_id), []).append(i)
         chosen: list[int] = []
         fpv = self.cfg.frames_per_video
+        # a fixed subset (resample_frames=False) comes from a generator without the epoch
+        frame_rng = rng if self.cfg.resample_frames else np.random.default_rng([self.seed, _stream_hash(self.name)])
         for key in sorted(by_video):
             idx = by_video[key]
             if fpv is not None and len(idx) > fpv:
-                idx = sorted(rng.choice(idx, size=fpv, replace=False).tolist())
+                idx = sorted(frame_rng.choice(idx, size=fpv, replace=False).tolist())
             chosen.extend(idx)
         r = self.cfg.fake_ratio
         items: list[tuple[int, int]]

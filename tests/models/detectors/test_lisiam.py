@@ -239,6 +239,8 @@ def test_recipes_validate_and_build_their_variant() -> None:
         assert r.data.size == 299 and r.optim.name == "sgd" and r.optim.lr == 0.002 and r.optim.weight_decay == 5e-4
         assert r.schedule.name == "lisiam" and r.lr_schedule.name == "none"
         assert r.data.streams["default"].degrade == "lisiam_iqd" and r.data.val.degrade == "lisiam_iqd"
+        default = r.data.streams["default"]
+        assert default.frames_per_video == 30 and not default.resample_frames  # §IV-A.3: the same 30 frames
         assert VARIANTS.get(r.model.name)[0] == "lisiam"
     tiny = load_recipe("lisiam_tiny")
     assert tiny.data.size == 64 and tiny.model.name == "lisiam_tiny"
