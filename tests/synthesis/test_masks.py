@@ -124,3 +124,29 @@ def test_piecewise_affine_field_is_affine_per_triangle_and_exact_at_nodes():
     coef, *_ = np.linalg.lstsq(design, tri, rcond=None)
     assert np.abs(design @ coef - tri).max() < 1e-3
     assert np.abs(np.diff(f, axis=0)).max() < 1.0 and np.abs(np.diff(f, axis=1)).max() < 1.0  # continuous
+
+
+def _wang2004_ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Reference SSIM map of Wang et al. 2004 (Sec. III-C): 11×11 Gaussian window σ = 1.5, K1 = .01, K2 = .03."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+
+    def w(x: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(x, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
+
+    mu_a, mu_b = w(a), w(b)
+    var_a, var_b, cov = w(a * a) - mu_a**2, w(b * b) - mu_b**2, w(a * b) - mu_a * mu_b
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+
+
+def test_ssim_map_is_the_index_of_wang_et_al_2004():
+    """LiSiam §III-E builds its mask from "the SSIM map" of [40] (Wang et al. 2004): Gaussian 11×11, σ = 1.5."""
+    rng = np.random.default_rng(0)
+    orig = cv2.GaussianBlur(rng.integers(0, 256, (48, 48)).astype(np.uint8), (0, 0), 1.0)
+    fake = orig.copy()
+    fake[20:28, 20:28] = 255 - fake[20:28, 20:28]
+    fake[24, 5] = 255 - fake[24, 5]  # one pixel: [40]'s window reaches 5 px from it, a 7×7 window 3
+    ref = _wang2004_ssim(fake, orig)
+    got = mk.ssim_map(fake, orig)
+    np.testing.assert_allclose(got[6:-6, 6:-6], ref[6:-6, 6:-6], atol=2e-3)
+    assert got[24, 9] < 1.0 - 1e-4  # 4 px from the changed pixel: inside [40]'s window, outside 7×7

@@ -41,6 +41,20 @@ def test_frames_per_video(supervised_manifest):
     assert len(other) == 8
 
 
+def test_fixed_frames_are_the_same_every_epoch(supervised_manifest):
+    """LiSiam §IV-A.3 trains on 30 frames per video, the same ones all along (``resample_frames=False``)."""
+
+    def frames(stream, epoch: int) -> set[tuple[str, int]]:
+        return {(stream.rows[i].video_id, stream.rows[i].frame_index) for i, _, _ in stream.plan(epoch)}
+
+    fixed = _stream(supervised_manifest, mode="supervised", split="train", frames_per_video=1, balance=False,
+                    resample_frames=False)  # fmt: skip
+    assert frames(fixed, 0) == frames(fixed, 1) == frames(fixed, 7)
+    assert fixed.plan(0) != fixed.plan(1)  # the order and item seeds still change per epoch
+    moving = _stream(supervised_manifest, mode="supervised", split="train", frames_per_video=1, balance=False)
+    assert len({frozenset(frames(moving, e)) for e in range(6)}) > 1
+
+
 def test_real_only_makes_fakes_with_targets(supervised_manifest):
     s = _stream(
         supervised_manifest, targets={"mask", "boundary", "category"}, mode="real_only", split="train",
@@ -131,3 +145,20 @@ def test_annotated_masks_mark_only_the_annotated_fakes(supervised_manifest, tmp_
     assert a["mask"][0, :8].min() == 1.0 and a["mask"][0, -8:].max() == 0.0
     assert b["mask"].max() == 0.0 and len(s.rows) == n_rows
     assert "mask_valid" not in _stream(supervised_manifest, targets={"mask"})[(reals[0], 0, 1)]
+
+
+def test_val_from_train_holds_out_a_datasets_train_videos():
+    """BiG-Arts §4.1: Celeb-DF has no validation split; 20 % of its training videos become val (8:2)."""
+    from dflab.data.manifest import FaceRow
+    from dflab.train.recipes import load_recipe
+
+    def rows(dataset: str, split: str) -> list[FaceRow]:
+        return [FaceRow(dataset, f"v{i}", 0, 0, 0, "real", split, "", "", [], [], []) for i in range(500)]
+
+    held = {"celebdf": 0.2}
+    celeb = [effective_split(r, 0.0, held) for r in rows("celebdf", "train")]
+    assert 70 < celeb.count("val") < 130 and set(celeb) == {"train", "val"}
+    assert {effective_split(r, 0.0, held) for r in rows("celebdf", "test")} == {"test"}  # the test list stays
+    assert {effective_split(r, 0.0, held) for r in rows("ffpp", "train")} == {"train"}  # FF++ has its own val
+    assert effective_split(rows("celebdf", "train")[0], 0.0) == "train"  # off unless asked for
+    assert load_recipe("big_arts").data.val_from_train == held

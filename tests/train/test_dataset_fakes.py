@@ -236,3 +236,21 @@ def test_big_arts_tiny_supervises_a_non_zero_m_in(pair_manifest, tmp_path):
     tr.close()
     assert min(m_in["orig"]) > 0 and min(m_in["fr"]) > 0
     assert max(m_in["rr"]) == 0  # (R, R): no intrinsic artifacts
+
+
+def test_degrade_augmentation_applies_a_degrader_per_item_seed(pair_manifest):
+    """LiSiam Table V's "Xception + IQD": the ``Degrade`` op runs a DEGRADERS entry on the training image itself."""
+    from dflab.train.recipes import load_recipe
+
+    plain = _stream(pair_manifest, set(), mode="supervised", split="train")
+    iqd = _stream(
+        pair_manifest, set(), mode="supervised", split="train",
+        augment={"ops": [{"name": "Degrade", "degrader": "iqd", "p": 1.0}]},
+    )  # fmt: skip
+    items = plain.plan(0)[:8]
+    changed = [not torch.equal(plain[it]["image"], iqd[it]["image"]) for it in items]
+    assert sum(changed) >= 4  # IQD leaves an image untouched only when none of its three ops fires (1/8)
+    for it in items[:3]:
+        torch.testing.assert_close(iqd[it]["image"], iqd[it]["image"], rtol=0, atol=0)  # replayable from the seed
+    ops = load_recipe("xception_iqd").data.streams["default"].augment.ops
+    assert {"name": "Degrade", "degrader": "iqd", "p": 1.0} in ops

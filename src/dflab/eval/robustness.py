@@ -9,9 +9,11 @@ sweep      levels (paper)                      note
 jpeg       quality 100, 90, 80, 70, 60         OpenCV encoder, as the paper; 100 = untouched
 blur       σ 0, 0.1 … 0.5, 3×3 kernel          σ = 0 = untouched
 rescale    factor 1, 0.8, 0.6, 0.4, 0.2, 0.1   down and back up; the detector then resizes to its input size
-noise      σ 0, 0.1 … 0.5                      σ on the 0–255 scale (the paper does not give the scale)
+noise      σ 0, 0.1 … 0.5                      σ on the 0–255 scale (the paper does not give the scale)¹
 h264       CRF 5, 10, 15, 20, 25, 30           libx264 re-encode of each face track's crops in frame order
 =========  ==================================  ==============================================================
+
+¹ On [0, 1] pixels σ = 0.5 would bury the face in noise, at odds with the flat curve of the paper's Fig. 9(d).
 
 Deviation: BiG-Arts re-encodes the whole test *video* and crops afterwards; we re-encode the sequence of face crops
 of each track (same codec and CRF, smaller frame), which avoids re-running face detection per level.

@@ -60,11 +60,12 @@ class BigArtsFRParams(Params):
 
 
 def bigarts_targets(
-    face: FaceSample, gamma: float = 20.0, boundary: int = 9, open_size: int = 0, min_frac: float = 0.0
+    face: FaceSample, gamma: float = 20.0, boundary: int | None = None, open_size: int = 0, min_frac: float = 0.0
 ) -> dict[str, np.ndarray]:
     """``M_in``/``M_ex`` of an original dataset image (Sec. 3.1): zeros for a real; for a fake with its aligned
     original, ``M_in = Convex(|x' − x| > γ)`` (plain, as the paper; ``open_size``/``min_frac`` switch on the
-    noise clean-up of :func:`dflab.synthesis.masks.bigarts_intrinsic`) and ``M_ex = D(M_in) − E(M_in)``.
+    noise clean-up of :func:`dflab.synthesis.masks.bigarts_intrinsic`) and ``M_ex = D(M_in) − E(M_in)``, whose
+    element (``boundary`` px; default 9 px at 256 px, scaled with the crop) is the synthesizers' (Sec. 3.3).
 
     Shape:
         returns {"mask_in": (H, W), "mask_ex": (H, W)} float32.
@@ -76,7 +77,8 @@ def bigarts_targets(
     if face.original is None:
         raise ValueError(f"fake face {face.key!r} has no aligned original: M_in cannot be computed")
     m_in = mk.bigarts_intrinsic(face.image, face.original, gamma, open_size, min_frac)
-    return {"mask_in": m_in, "mask_ex": mk.bigarts_extrinsic(m_in, boundary)}
+    size = _scaled(9, face) if boundary is None else boundary
+    return {"mask_in": m_in, "mask_ex": mk.bigarts_extrinsic(m_in, size)}
 
 
 def _target(face: FaceSample, key: str, pool: DonorPoolLike | None, align: str) -> np.ndarray:

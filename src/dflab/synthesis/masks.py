@@ -263,16 +263,24 @@ def bigarts_extrinsic(mask_in: np.ndarray, size: int = 9) -> np.ndarray:
 
 
 def ssim_map(fake: np.ndarray, original: np.ndarray) -> np.ndarray:
-    """Per-pixel SSIM (Wang et al. 2004, 7x7 uniform window, skimage) between grey versions of two images.
+    """Per-pixel SSIM index of Wang et al. (IEEE TIP 2004, LiSiam's [40]) between grey versions of two images.
+
+    As defined in [40] (Sec. III-C): local statistics under an 11×11 circular-symmetric Gaussian window of σ = 1.5,
+    population (not sample) covariances, K1 = 0.01, K2 = 0.03, L = 255 — skimage's ``structural_similarity`` with
+    ``gaussian_weights=True, sigma=1.5, use_sample_covariance=False``, the settings its documentation gives for
+    matching [40] (its defaults, a 7×7 uniform window with sample covariances, are not [40]'s index). Grey, because
+    [40] defines SSIM on one intensity channel and LiSiam (§III-E, Fig. 3) shows a single-channel SSIM map.
 
     Shape:
-        (H, W, 3) uint8 x2 -> (H, W) float32 in [-1, 1].
+        (H, W, 3) uint8 x2 (or (H, W) grey) -> (H, W) float32 in [-1, 1].
     """
     from skimage.metrics import structural_similarity
 
     a = cv2.cvtColor(fake, cv2.COLOR_RGB2GRAY) if fake.ndim == 3 else fake
     b = cv2.cvtColor(original, cv2.COLOR_RGB2GRAY) if original.ndim == 3 else original
-    _, smap = structural_similarity(a, b, data_range=255, full=True)
+    _, smap = structural_similarity(
+        a, b, data_range=255, full=True, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
     return smap.astype(np.float32)
 
 

@@ -22,7 +22,7 @@ key; then CLI dotted overrides (``train.epochs=3``, ``--data.manifest M``) overr
 from __future__ import annotations
 
 import copy
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -83,6 +83,9 @@ class StreamConfig(_Strict):
         fake_ratio: fraction of fake items per epoch (class balance; 0.5 = balanced); in ``fake_source`` mode the
             fraction of on-the-fly (synthesised) items, every item being a fake.
         frames_per_video: frames drawn per video each epoch (``None`` = all).
+        resample_frames: draw a new ``frames_per_video`` subset every epoch (default); ``False`` draws it once per
+            run (from the seed and stream name), so training sees only those frames of each video — LiSiam §IV-A.3
+            "we sample only 30 frames per video for training ... our methods need less training data".
         balance: in ``supervised`` mode, oversample the minority class to ``fake_ratio``.
         degrade: name in ``dflab.train.data.DEGRADERS`` producing the ``degraded`` target when a detector asks.
         donor_pool: build a nearest-landmark donor pool of real rows (for BI / blending): the stream's own in
@@ -99,6 +102,7 @@ class StreamConfig(_Strict):
     synth_kwargs: dict[str, dict[str, Any]] = Field(default_factory=dict)
     fake_ratio: float = Field(0.5, ge=0.0, le=1.0)
     frames_per_video: int | None = Field(None, ge=1)
+    resample_frames: bool = True
     balance: bool = True
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     degrade: str | None = None
@@ -162,6 +166,9 @@ class DataConfig(_Strict):
         unsplit_val_fraction: rows whose dataset has no official split (``split == ""``, e.g. a ``folder``
             dataset) are assigned to ``val`` for this fraction of videos (by a hash of the video id, so whole
             videos go one way) and to ``train`` otherwise.
+        val_from_train: per dataset name, the fraction of its ``train`` videos held out as ``val`` (hashed by video
+            id, whole videos), for datasets that ship no validation split: BiG-Arts §4.1 splits Celeb-DF's
+            training videos 8:2 into train and val (``{celebdf: 0.2}``). Datasets not named keep their splits.
         fake_mask: ground-truth ``mask`` of a dataset fake (not an on-the-fly one): ``dataset`` — its
             ``mask_crop`` (dataset or oracle mask), else the DIFF mask against ``original_crop``; ``diff`` — the
             DIFF mask (Dang et al. 2020; LiSiam Table VII) against ``original_crop``, else ``mask_crop``;
@@ -178,6 +185,7 @@ class DataConfig(_Strict):
     mixes: dict[str, dict[str, float]] = Field(default_factory=dict)
     val: StreamConfig | None = None
     unsplit_val_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    val_from_train: dict[str, Annotated[float, Field(ge=0.0, lt=1.0)]] = Field(default_factory=dict)
     fake_mask: Literal["dataset", "diff", "ssim"] = "dataset"
     sampling: SamplingConfig | None = None
 

@@ -41,13 +41,15 @@ crop is needed), and every item a ``mask_valid`` (bool) saying whether its mask 
 loss then runs over the annotated fakes only, every other item still trains the rest.
 
 Extension points: register a degradation for the ``degraded`` target with :data:`DEGRADERS`
-(``fn(rng, image_uint8) -> image_uint8``); synthesizers come from ``dflab.synthesis.SYNTHESIZERS``.
+(``fn(rng, image_uint8) -> image_uint8``); the augmentation op ``{"name": "Degrade", "degrader": NAME, "p": P}``
+applies one to the training images themselves (:func:`degrade_op`); synthesizers come from
+``dflab.synthesis.SYNTHESIZERS``.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +99,28 @@ def _iqd(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     return iqd.apply(face, iqd.sample_params(rng, face), None).image
 
 
+def degrade_op(degrader: str, p: float = 1.0) -> Any:
+    """A :data:`DEGRADERS` entry as an albumentations image-only op (augmentation ``{"name": "Degrade", "degrader":
+    NAME, "p": P}``), e.g. LiSiam Table V's "Xception + IQD". Its randomness comes from the op's own generator,
+    which the stream seeds per item, so an item replays exactly.
+    """
+    import albumentations as A
+
+    fn = DEGRADERS.get(degrader)
+
+    class Degrade(A.ImageOnlyTransform):
+        def get_params(self) -> dict[str, Any]:
+            return {"seed": int(self.random_generator.integers(0, 2**31 - 1))}
+
+        def apply(self, img: np.ndarray, seed: int = 0, **params: Any) -> np.ndarray:
+            return fn(np.random.default_rng(seed), np.ascontiguousarray(img))
+
+        def get_transform_init_args_names(self) -> tuple[str, ...]:
+            return ()
+
+    return Degrade(p=p)
+
+
 def read_rgb(path: Path) -> np.ndarray:
     """Read an image file as (H, W, 3) uint8 RGB; raises :class:`MediaError` when it is missing or unreadable."""
     if not path.exists():
@@ -121,16 +145,27 @@ def _stream_hash(name: str) -> int:
     return zlib.crc32(name.encode()) & 0x7FFFFFFF
 
 
-def effective_split(row: FaceRow, unsplit_val_fraction: float) -> str:
+def effective_split(
+    row: FaceRow, unsplit_val_fraction: float, val_from_train: Mapping[str, float] | None = None
+) -> str:
     """The row's split. With ``unsplit_val_fraction > 0`` a row without one (``""``) goes to ``val`` for a hashed
-    fraction of videos and to ``train`` otherwise; with 0 it stays ``""`` (a stream may list ``""`` in its split)."""
+    fraction of videos and to ``train`` otherwise; with 0 it stays ``""`` (a stream may list ``""`` in its split).
+    A ``train`` row of a dataset in ``val_from_train`` goes to ``val`` for that hashed fraction of its videos
+    (``DataConfig.val_from_train``, e.g. BiG-Arts' 8:2 split of Celeb-DF's training videos, §4.1)."""
+    h = zlib.crc32(f"{row.dataset}/{row.video_id}".encode()) / 2**32
+    if row.split == "train" and val_from_train and row.dataset in val_from_train:
+        return "val" if h < val_from_train[row.dataset] else "train"
     if row.split or unsplit_val_fraction <= 0:
         return row.split
-    h = zlib.crc32(f"{row.dataset}/{row.video_id}".encode()) / 2**32
     return "val" if h < unsplit_val_fraction else "train"
 
 
-def select_rows(manifest: Manifest, cfg: StreamConfig, unsplit_val_fraction: float = 0.0) -> list[FaceRow]:
+def select_rows(
+    manifest: Manifest,
+    cfg: StreamConfig,
+    unsplit_val_fraction: float = 0.0,
+    val_from_train: Mapping[str, float] | None = None,
+) -> list[FaceRow]:
     """Manifest rows a stream reads (split / dataset / method filters; reals only in ``real_only`` mode; fakes with
     an ``original_crop`` only in ``fake_source`` mode — a fake without its original cannot be a (Fake, Real) source)."""
     where: dict[str, Any] = {}
@@ -147,15 +182,25 @@ def select_rows(manifest: Manifest, cfg: StreamConfig, unsplit_val_fraction: flo
         rows = [r for r in rows if r.original_crop]
     excluded = set(cfg.exclude_videos)
     splits = set(cfg.splits())
-    return [r for r in rows if r.video_id not in excluded and effective_split(r, unsplit_val_fraction) in splits]
+    return [
+        r
+        for r in rows
+        if r.video_id not in excluded and effective_split(r, unsplit_val_fraction, val_from_train) in splits
+    ]
 
 
-def select_donor_rows(manifest: Manifest, cfg: StreamConfig, unsplit_val_fraction: float = 0.0) -> list[FaceRow]:
+def select_donor_rows(
+    manifest: Manifest,
+    cfg: StreamConfig,
+    unsplit_val_fraction: float = 0.0,
+    val_from_train: Mapping[str, float] | None = None,
+) -> list[FaceRow]:
     """Real rows a stream's donor pool holds: the stream's own rows in ``real_only`` mode; in ``fake_source`` mode
     the manifest's reals under the stream's split / dataset / video filters (``methods`` selects fakes only)."""
     if cfg.mode != "fake_source":
-        return select_rows(manifest, cfg, unsplit_val_fraction)
-    return select_rows(manifest, cfg.model_copy(update={"mode": "real_only", "methods": None}), unsplit_val_fraction)
+        return select_rows(manifest, cfg, unsplit_val_fraction, val_from_train)
+    reals = cfg.model_copy(update={"mode": "real_only", "methods": None})
+    return select_rows(manifest, reals, unsplit_val_fraction, val_from_train)
 
 
 class FaceStream(Dataset):
@@ -232,10 +277,12 @@ class FaceStream(Dataset):
             by_video.setdefault((r.dataset, r.video_id), []).append(i)
         chosen: list[int] = []
         fpv = self.cfg.frames_per_video
+        # a fixed subset (resample_frames=False) comes from a generator without the epoch
+        frame_rng = rng if self.cfg.resample_frames else np.random.default_rng([self.seed, _stream_hash(self.name)])
         for key in sorted(by_video):
             idx = by_video[key]
             if fpv is not None and len(idx) > fpv:
-                idx = sorted(rng.choice(idx, size=fpv, replace=False).tolist())
+                idx = sorted(frame_rng.choice(idx, size=fpv, replace=False).tolist())
             chosen.extend(idx)
         r = self.cfg.fake_ratio
         items: list[tuple[int, int]]
@@ -274,6 +321,9 @@ class FaceStream(Dataset):
         for spec in self.cfg.augment.ops:
             spec = dict(spec)
             name = spec.pop("name", None)
+            if name == "Degrade":  # a dflab degrader (DEGRADERS), not an albumentations name
+                ops.append(degrade_op(**spec))
+                continue
             if not name or not hasattr(A, name):
                 raise ConfigError(f"unknown albumentations transform {name!r} in stream {self.name!r}")
             ops.append(getattr(A, name)(**spec))
@@ -332,7 +382,7 @@ class FaceStream(Dataset):
                 from dflab.synthesis.big_arts_aug import bigarts_targets
 
                 # §3.1: M_in = Convex(|x' − x| > γ), M_ex = D(M_in) − E(M_in); element scaled like the synthesizers'
-                masks.update(bigarts_targets(face, boundary=max(3, round(9 * h / 256))))
+                masks.update(bigarts_targets(face))
         for key in ("mask_in", "mask_ex"):
             if key in self.targets and key not in masks:
                 if label == 0:
@@ -560,10 +610,14 @@ def build_stream(
     The pool holds real rows: the stream's own in ``real_only`` mode, the manifest's reals under the stream's
     filters in ``fake_source`` mode (:func:`select_donor_rows`).
     """
-    rows = select_rows(manifest, cfg, data.unsplit_val_fraction)
+    rows = select_rows(manifest, cfg, data.unsplit_val_fraction, data.val_from_train)
     pool = None
     if cfg.mode in ("real_only", "fake_source") and cfg.fake_ratio > 0 and cfg.donor_pool:
-        donors = rows if cfg.mode == "real_only" else select_donor_rows(manifest, cfg, data.unsplit_val_fraction)
+        donors = (
+            rows
+            if cfg.mode == "real_only"
+            else select_donor_rows(manifest, cfg, data.unsplit_val_fraction, data.val_from_train)
+        )
         if not donors:
             raise ConfigError(f"stream {name!r} needs real donor rows for its pool but its filters select none")
         pool = build_pool(manifest.root, donors)

@@ -239,6 +239,8 @@ def test_recipes_validate_and_build_their_variant() -> None:
         assert r.data.size == 299 and r.optim.name == "sgd" and r.optim.lr == 0.002 and r.optim.weight_decay == 5e-4
         assert r.schedule.name == "lisiam" and r.lr_schedule.name == "none"
         assert r.data.streams["default"].degrade == "lisiam_iqd" and r.data.val.degrade == "lisiam_iqd"
+        default = r.data.streams["default"]
+        assert default.frames_per_video == 30 and not default.resample_frames  # §IV-A.3: the same 30 frames
         assert VARIANTS.get(r.model.name)[0] == "lisiam"
     tiny = load_recipe("lisiam_tiny")
     assert tiny.data.size == 64 and tiny.model.name == "lisiam_tiny"
@@ -263,3 +265,31 @@ def test_paper_recipe_forward_backward_at_299() -> None:
     loss["loss"].backward()
     assert torch.isfinite(loss["loss"])
     assert all(p.grad is not None for n, p in model.named_parameters() if n.startswith(("backbone.", "head.", "mt.")))
+
+
+@pytest.mark.parametrize("recipe", ["lisiam", "lisiam_official"])
+def test_input_normalisation_is_the_pretrained_weights_own(recipe: str) -> None:
+    """§IV-B initialises from ImageNet Xception, whose weights take [-1, 1] inputs (mean = std = 0.5)."""
+    from dflab.models.backbones import timm_pretrained_norm
+    from dflab.train.recipes import load_recipe
+
+    r = load_recipe("lisiam")
+    model = build_detector(recipe, **r.model.kwargs)
+    mean, std = timm_pretrained_norm(r.model.pretrained)
+    assert model.input_spec.mean == pytest.approx(mean) and model.input_spec.std == pytest.approx(std)
+    # the tiny stand-in (a timm ResNet) keeps ImageNet statistics
+    assert build_detector("lisiam_tiny").input_spec.mean == pytest.approx((0.485, 0.456, 0.406))
+
+
+def test_features_are_the_pooled_z_the_mlp_reads() -> None:
+    """§IV-E Fig. 5 embeds LiSiam's features: ``dflab eval``'s t-SNE needs them in the outputs (Eq. 18's f_aap(Z))."""
+    from dflab.eval.predict import _embedding
+
+    model = build_detector("lisiam_tiny").eval()
+    seen: list[torch.Tensor] = []
+    model.head.register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 64, 64))
+    emb = _embedding(out)
+    assert emb is not None and emb.shape == (2, 2 * 32)  # concat(Y + X_f, X_c): 2 × width
+    torch.testing.assert_close(emb, seen[0])

@@ -21,14 +21,33 @@ Choices the paper leaves open (documented here, not hidden):
 
 * Decoder widths (256, 128, 64, 32, 16) and nearest ×2 upsampling, as in the SCSE U-Net of
   segmentation_models_pytorch; the five blocks join the backbone features at strides 16, 8, 4, 2 and none, so the
-  maps come out at the input resolution. SCSE reduction 16.
+  maps come out at the input resolution. ResNet-18 has four residual stages for five blocks: the fourth block's
+  skip is the stride-2 stem feature, the fifth has none (the U-Net arrangement). One SCSE per block, after its two
+  convolutions, reduction 16 (segmentation_models_pytorch's SCSE U-Net also re-weights the concatenated input; the
+  paper says only that the block "contains SCSE modules").
 * Conv block = two 3×3 conv-BN-ReLU at the backbone width (512) + 2×2 max-pool; the FC layer follows a global
   average pool (the paper's FC input size is not given; pooling keeps the head size-agnostic).
 * The pixel losses are *means* over pixels (Eqs. 3–4 are sums, which only rescales λ by H·W); Eqs. 3–5 are written
-  without the minus sign, we minimise the negative log-likelihood.
+  without the minus sign, we minimise the negative log-likelihood. A literal sum over 256² pixels would make each
+  map term ~10⁶ times L_Cls at initialisation (65 536 pixels × λ = 15 × BCE ≈ 0.7), leaving the classifier no
+  gradient worth the name — against §3.2, where the maps are the *auxiliary* tasks; with means, λ_In = λ_Ex = 15
+  : λ_Cls = 1 weighs comparable terms.
+* ``O_Cls`` (Eq. 5) is a probability; we output two logits and take their softmax CE, the same model and loss as a
+  sigmoid on their difference. ``score`` is the softmax's fake column.
+* Ground-truth masks (§3.1, §3.3; made by the data layer, :mod:`dflab.synthesis.big_arts_aug`): the paper gives no
+  γ, no dilation/erosion sizes and no deformation strength. Ours: ``p_in`` = max over channels of ``|x' − x|`` on
+  0–255 (a change in any channel counts), γ = 20; D and E with an elliptic 9 px element at 256 px (scaled with the
+  crop), so M_Ex is a band of about ±4 px around the hull's edge; the (Fake, Real) expansion of ``M'`` a 15 px
+  dilation; ``T`` a piecewise-affine warp of a 4×4 control grid displaced by up to ±4 % of the side; the target B
+  of (Real, Real)/(Fake, Real) is the nearest other-identity real face by the Euclidean distance of its
+  landmarks after removing translation and scale (the crops differ in both), moved onto A by a whole-pixel shift.
+  JPEG (quality 75–100, the only augmentation, §4.1) is applied to every training image (p = 1; the paper gives no
+  probability).
 * The "connection" of the side branches to the main branch is the shared encoder: the decoders read the residual
   blocks' features, so their gradients shape the features the classifier sees (§3.2, Fig. 3). No extra fusion.
-* No ImageNet weights are available offline; ``pretrained_path`` loads a local timm-format checkpoint if given.
+* Initialisation is not stated (§4.1 names the backbone only): the ``big_arts`` recipe starts from ImageNet
+  ResNet-18 (``model.pretrained: timm:resnet18.tv_in1k``, ImageNet mean/std as this detector's input contract), the
+  usual start of the Table 1 base networks; ``pretrained_path`` loads a local timm-format checkpoint instead.
 
 Video score: mean of frame scores over every 10th frame (§4.1) — an evaluation setting (recipe), not model code.
 """

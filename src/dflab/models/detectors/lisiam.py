@@ -42,6 +42,21 @@ Deviations and open choices:
   local timm ``legacy_xception`` checkpoint (strict) before the stride surgery. The backbone keeps timm's parameter
   names (``backbone.conv1…``, ``backbone.block1…block12``), so the engine's ``model.pretrained`` with prefix
   ``backbone.`` also works once the exit-flow keys (conv3/conv4/bn3/bn4/fc) are dropped from the file.
+* Input normalisation (the paper gives none): mean = std = 0.5 per channel with the Xception backbone, the statistics
+  its ImageNet weights were trained with (timm ``legacy_xception.tf_in1k``; the official code's ``XNormalize`` is the
+  same); feeding those weights ImageNet-normalised inputs would shift every activation of the initialisation §IV-B
+  relies on. Other backbones keep the ImageNet statistics of their timm weights.
+* Ground truth (§III-E, :func:`dflab.synthesis.masks.ssim_mask`): the SSIM index of [40] itself (11×11 Gaussian
+  window, σ = 1.5) on grey images, binarised as ``(1 − SSIM)·255 > 20`` — the paper's "SSIM map multiplied by 255
+  … threshold of 20" must mark the *forged* (dissimilar) pixels; ``SSIM·255 < 20`` would keep only SSIM < 0.08.
+* Poly learning rate (§IV-B): one decay ``(1 − step/total)^0.9`` over the three phases together (schedule
+  ``lisiam``), not restarted per phase: the paper names one policy for one training run of 146k + 16k + 324k
+  iterations.
+* Model-F (no MT): Eqs. 5–13 and the concatenation go, the SE re-weighting of Eq. 14 stays on ``X_c`` (the paper
+  does not say whether SE leaves with MT; keeping it isolates the attention, which is what Table VI credits).
+* t-SNE (§IV-E, Fig. 5): ``features`` is the pooled ``Z`` the MLP reads (Eq. 18), which ``dflab eval`` embeds. The
+  paper's Fig. 5 models were trained as five-class classifiers (real + four FF++ methods) for that figure only; the
+  detector stays binary (the method of the paper), so our plots show the binary model's features.
 * The tiny variant swaps Xception for a dilated timm ResNet-18 (output stride 8) and narrows every width; the
   structure (aux decoder, OCR, seg head, SCU, MT, SE, MLP) is unchanged.
 
@@ -68,6 +83,8 @@ from dflab.models.layers import ObjectContext, SeparableConv2d, SpatialGather, S
 SEG_MODULES = ("backbone.", "aux_head.", "bottleneck.", "gather.", "ocr.", "seg_head.")
 #: parameter-name prefixes of the classification modules (SCU, MT, SE, MLP), §IV-B phase 2
 CLS_MODULES = ("scu.", "mt.", "se.", "head.")
+#: per-channel mean and std of the Xception ImageNet weights (timm ``legacy_xception.tf_in1k``): inputs in [-1, 1]
+XCEPTION_NORM = (0.5, 0.5, 0.5)
 
 
 class XceptionFeatures(nn.Module):
@@ -184,7 +201,8 @@ class LiSiam(Detector):
         input_size: face crop side (299, §IV-A).
 
     Shape:
-        images (B, 3, H, W) → logits (B, 2), seg (B, 2, H0, W0), seg_aux (B, 2, H0, W0), mask (B, 1, H, W).
+        images (B, 3, H, W) → logits (B, 2), features (B, 2C) (C without MT), seg (B, 2, H0, W0),
+        seg_aux (B, 2, H0, W0), mask (B, 1, H, W).
     """
 
     targets = frozenset({"mask", "degraded"})
@@ -207,7 +225,10 @@ class LiSiam(Detector):
         pretrained_path: str | None = None,
         input_size: int = 299,
     ) -> None:
-        super().__init__(InputSpec(size=input_size))
+        # Xception's ImageNet weights take [-1, 1] inputs (timm ``legacy_xception`` mean = std = 0.5; the official
+        # code's ``XNormalize`` too); other backbones keep the ImageNet statistics of their timm weights
+        norm = {"mean": XCEPTION_NORM, "std": XCEPTION_NORM} if backbone == "xception" else {}
+        super().__init__(InputSpec(size=input_size, **norm))
         self.seg_branches = tuple(sorted(seg_branches))
         self.cls_branches = tuple(sorted(cls_branches))
         if not set(self.seg_branches) | set(self.cls_branches) <= {1, 2} or not self.cls_branches:
@@ -256,7 +277,8 @@ class LiSiam(Detector):
         if classify:
             xc = self.scu(feats)
             z = self.mt(xc, seg) if self.mt is not None else self.se(xc)
-            out["logits"] = self.head(torch.flatten(F.adaptive_avg_pool2d(z, 1), 1))
+            out["features"] = torch.flatten(F.adaptive_avg_pool2d(z, 1), 1)  # f_aap(Z), Eq. 18: the t-SNE features
+            out["logits"] = self.head(out["features"])
         return out
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
