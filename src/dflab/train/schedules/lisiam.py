@@ -10,14 +10,13 @@ paper's poly learning-rate policy (power 0.9, per iteration) is applied here as 
 are not computed. Frozen modules' batch-norm layers run in eval mode (``Phase.freeze_norm``): their running
 statistics stay those of the phase that trained them.
 
-This module also registers the degrader ``lisiam_iqd`` in :data:`dflab.train.data.DEGRADERS`: the synthesis
-library's IQD (§IV-A.3: JPEG compression, resizing and Gaussian blur, each with p = 0.5 in random order; levels
-from the official code, see :mod:`dflab.synthesis.iqd`) producing the ``degraded`` batch key of the Siamese branch 2.
+This module also registers ``lisiam_iqd``, the recipes' name for the degrader ``iqd`` of
+:data:`dflab.train.data.DEGRADERS`: the synthesis library's IQD (§IV-A.3: JPEG compression, resizing and Gaussian
+blur, each with p = 0.5 in random order; levels from the official code, see :mod:`dflab.synthesis.iqd`) producing
+the ``degraded`` batch key of the Siamese branch 2.
 """
 
 from __future__ import annotations
-
-import numpy as np
 
 from dflab.models.detectors.lisiam import CLS_MODULES, SEG_MODULES
 from dflab.train.data import DEGRADERS
@@ -77,18 +76,6 @@ class LiSiamSchedule(Schedule):
         )
 
 
-def lisiam_iqd(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
-    """LiSiam's quality-degraded view of ``image`` (synthesis ``iqd``), randomness from ``rng`` only.
-
-    Shape:
-        (H, W, 3) uint8 -> (H, W, 3) uint8
-    """
-    from dflab.synthesis.base import FaceSample
-    from dflab.synthesis.iqd import IQD, iqd_apply
-
-    face = FaceSample(image=image, landmarks=np.zeros((68, 2), np.float32))
-    return iqd_apply(image, IQD().sample_params(rng, face))
-
-
 SCHEDULES.add("lisiam", LiSiamSchedule)
-DEGRADERS.add("lisiam_iqd", lisiam_iqd)
+# the name the lisiam recipes use for the degrader ``iqd`` of dflab.train.data (the synthesis ``iqd``)
+DEGRADERS.add("lisiam_iqd", DEGRADERS.get("iqd"))
