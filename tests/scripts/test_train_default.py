@@ -57,7 +57,12 @@ def test_synth_twin_replays_from_its_seed(td, face):
     assert a.shape == face.image.shape and not np.array_equal(a, face.image)
     assert pa["method"] == "sbi" and isinstance(pa["flip"], bool)
     addg, pd = td.synth_twin(face.image, face.landmarks, "addg", seed=7)
-    assert not pd["category"].startswith("SB-")  # the categories that need a donor are never drawn
+    assert pd["category"] in td.ADDG_TWINS  # no category that needs a donor, no ISONoise
+
+    from dflab.synthesis.addg import CATEGORIES
+
+    assert set(td.ADDG_TWINS) <= set(CATEGORIES)
+    assert not any(c.startswith("SB-") or "ISONoise" in c for c in td.ADDG_TWINS)
     assert not np.array_equal(addg, face.image)
 
 
