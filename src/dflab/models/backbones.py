@@ -1,5 +1,5 @@
-"""Backbones from timm (plus torchvision's AlexNet); pretrained weights from timm or torchvision (online only), a pip
-package or a local file.
+"""Backbones from timm (plus torchvision's AlexNet); pretrained weights from timm or torchvision (fetched online, then
+cached), a pip package or a local file.
 
 * :func:`create_backbone` builds a timm model as a pooled feature extractor (``(B, C)``) or, with
   ``features_only=True``, as a list of intermediate feature maps (``feature_info.channels()`` /
