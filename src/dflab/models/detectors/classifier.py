@@ -1,9 +1,10 @@
-"""Binary real/fake classifiers on timm backbones: the data-driven baselines of the seeds' comparisons.
+"""Binary real/fake classifiers on timm backbones (AlexNet: torchvision's layout): the seeds' data-driven baselines.
 
 * ``xception`` — XceptionNet as used by FaceForensics++ (Rössler et al., ICCV 2019): ImageNet-style Xception
   (timm ``legacy_xception``), 299 px input, mean = std = 0.5, a new 2-way head.
-* ``resnet18`` / ``resnet34`` / ``resnet50`` / ``vgg16`` — the "well-known base networks trained end to end" of
-  BiG-Arts Table 1 (§4.2), at BiG-Arts' 256 px input with ImageNet normalisation (§4.1).
+* ``alexnet`` / ``vgg16`` / ``densenet121`` / ``resnet50`` / ``resnet18`` (+ ``resnet34``) — the "well-known base
+  networks trained end to end" of BiG-Arts Table 1 (§4.2), at BiG-Arts' 256 px input with ImageNet normalisation
+  (§4.1). AlexNet is :class:`dflab.models.alexnet.AlexNet` (timm has none), pooled at its fc7 like VGG16.
 * ``efficientnet_lite0`` / ``efficientnet_lite2`` — EfficientNet-Lite0/Lite2 (ImageNet weights available locally,
   see :mod:`dflab.models.backbones`); light CPU-friendly baselines, not from the seed papers.
 
@@ -140,6 +141,22 @@ class VGG16Classifier(BinaryClassifier):
     """VGG16 baseline (BiG-Arts Table 1); its fc6/fc7 are timm's convolutional pre-logits."""
 
     default_backbone = "vgg16"
+
+
+@register_detector("alexnet", tiny={"backbone_kwargs": {"width": 0.125, "hidden": 64, "dropout": 0.0}, "dropout": 0.0})
+class AlexNetClassifier(BinaryClassifier):
+    """AlexNet baseline (BiG-Arts Table 1); fc6/fc7 kept from torchvision's AlexNet, fc8 replaced by the 2-way head."""
+
+    default_backbone = "alexnet"
+
+
+@register_detector(
+    "densenet121", tiny={"backbone_kwargs": {"growth_rate": 8, "block_config": (1, 1, 1, 1)}, "dropout": 0.0}
+)
+class DenseNet121Classifier(BinaryClassifier):
+    """DenseNet-121 baseline (BiG-Arts Table 1)."""
+
+    default_backbone = "densenet121"
 
 
 @register_detector("efficientnet_lite0", tiny={"dropout": 0.0})
