@@ -297,6 +297,8 @@ def _run_pool(
         futures = [pool.submit(process_video, *job) for job in ordered]
         for fut in as_completed(futures):
             yield fut.result()
+        if server is not None:
+            server.stop()  # every video is done: it ends while the pool's workers do (each takes ~10–20 ms)
 
 
 def _run_serial(jobs: list[tuple], server: LandmarkServer | None) -> Iterator[VideoResult]:
