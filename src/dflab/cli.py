@@ -45,8 +45,9 @@ STEADY_MALLOC = {"prepare"}
 #: frame is 25 MB; glibc's own default grows to at most 32 MB, but only after the first free of each larger size)
 MMAP_THRESHOLD = 32 << 20
 #: free memory kept at the top of the heap before it is returned to the kernel (glibc: twice the current mmap
-#: threshold, so about one frame, which one frame's allocations and frees then cross every time)
-TRIM_THRESHOLD = 128 << 20
+#: threshold, so about one frame, which one frame's allocations and frees then cross every time; 32 and 128 MB gave
+#: the same page faults on the reference videos, 8 MB a quarter more)
+TRIM_THRESHOLD = 64 << 20
 #: subcommand -> a light module whose ``preload()`` starts a slow model load in a child process *before* the
 #: command's module (and numpy, OpenCV, PyAV) is imported: dflab prepare's 68-point model (0.5 s of one core) loads on
 #: the core those ~0.25 s of imports leave idle (dflab.data.landmark_server)
