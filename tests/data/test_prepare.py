@@ -257,7 +257,8 @@ def test_the_command_starts_its_landmark_server_before_numpy_and_writes_the_inli
     tmp_path, face_frames, workers
 ):
     """``dflab prepare`` forks the landmark server before importing numpy & co (the model loads on the core the
-    imports leave idle); its served points give exactly the rows and crops of an inline (API, one process) run."""
+    imports leave idle), and does not import Pillow for videos; its served points give exactly the rows and crops of
+    an inline (API, one process) run."""
     root = tmp_path / "d"
     _folder_of_videos(root, face_frames, 3)
     prepare_dataset("folder", root, tmp_path / "inline", frames=3, size=64, workers=1, progress=False)
@@ -270,6 +271,7 @@ def test_the_command_starts_its_landmark_server_before_numpy_and_writes_the_inli
         "from dflab.cli import main\n"
         "assert main(sys.argv[1:]) == 0\n"
         "assert calls == [False], calls\n"
+        "assert 'PIL' not in sys.modules  # videos only: Pillow is imported where an image is read\n"
     )
     cli = _cli(root, tmp_path / "served", workers)
     subprocess.run([sys.executable, "-c", code, *cli[3:]], check=True, capture_output=True, timeout=300)
