@@ -52,6 +52,11 @@ def _meta(db: Path) -> dict[str, str]:
         return {k: v for k, v in con.execute("SELECT key, value FROM meta") if k not in VOLATILE_META}
 
 
+def _crops(out: Path) -> list[Path]:
+    """Every crop file (a folder may be named ``*.png`` too: an image's crops live in a folder named after it)."""
+    return sorted(p.relative_to(out) for p in (out / "crops").rglob("*.png") if p.is_file())
+
+
 def compare(old: Path, new: Path, max_report: int = 10) -> list[str]:
     """Differences between two prepare output folders (empty when equal)."""
     diffs: list[str] = []
@@ -66,8 +71,8 @@ def compare(old: Path, new: Path, max_report: int = 10) -> list[str]:
         diffs.append("faces: a video's rows were written in another order")
     if _meta(a) != _meta(b):
         diffs.append(f"meta: {_meta(a)} != {_meta(b)}")
-    crops_a = sorted(p.relative_to(old) for p in (old / "crops").rglob("*.png"))
-    crops_b = sorted(p.relative_to(new) for p in (new / "crops").rglob("*.png"))
+    crops_a = _crops(old)
+    crops_b = _crops(new)
     if crops_a != crops_b:
         diffs.append(f"crop files differ: {sorted(set(crops_a) ^ set(crops_b))[:max_report]}")
     n_bad = 0
@@ -90,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     diffs = compare(args.old, args.new)
     n_faces = len(_rows(args.new / MANIFEST, "faces"))
-    n_crops = sum(1 for _ in (args.new / "crops").rglob("*.png"))
+    n_crops = len(_crops(args.new))
     for d in diffs:
         print(d)
     print(f"{'DIFFERENT' if diffs else 'equal'}: {n_faces} face rows, {n_crops} crops")
