@@ -53,12 +53,10 @@ def test_png_compresses_a_crop(astronaut):
     assert len(png.encode_png(crop)) < 0.8 * crop.nbytes
 
 
-def test_write_png_creates_the_folder_and_takes_an_image_or_its_png(tmp_path, astronaut):
-    image = np.ascontiguousarray(astronaut[:32, :32])
-    for name, what in (("a.png", image), ("b.png", png.encode_png(image))):
-        path = tmp_path / "x" / "y" / name
-        png.write_png(path, what)
-        np.testing.assert_array_equal(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), image)
+def test_write_png_creates_the_folder(tmp_path, astronaut):
+    path = tmp_path / "a" / "b" / "c.png"
+    png.write_png(path, astronaut[:32, :32])
+    np.testing.assert_array_equal(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), astronaut[:32, :32])
 
 
 @pytest.mark.parametrize(

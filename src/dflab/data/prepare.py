@@ -47,7 +47,7 @@ from dflab.faces import (
     one_opencv_thread,
 )
 from dflab.media import iter_frames
-from dflab.media.png import encode_png, write_png
+from dflab.media.png import write_png
 from dflab.media.video import set_decode_threads
 
 DEFAULT_FRAMES = 32  # DADD/ADDG and LAE sample 32 frames per video (Multi-metric: 20)
@@ -103,6 +103,12 @@ def safe_relpath(video_id: str) -> str:
     return "/".join(parts) or "_"
 
 
+def _write_png(path: Path, image: np.ndarray) -> None:
+    """A crop as a lossless PNG (:mod:`dflab.media.png`: Up filter + ISA-L deflate, 0.6 instead of 2.2 CPU ms per
+    256 px crop through OpenCV's libpng, 80 instead of 73 KB)."""
+    write_png(path, image)
+
+
 def _paired_crops(
     path: str, faces: list[FaceCrop], size: int, out_dir: Path, suffix: str, grey: bool
 ) -> tuple[dict[tuple[int, int], str], list[tuple[int, str, str]]]:
@@ -128,7 +134,7 @@ def _paired_crops(
         if grey:
             img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
         rel = f"{f.frame_index:06d}_{f.track_id:02d}_{suffix}.png"
-        write_png(out_dir / rel, img)
+        _write_png(out_dir / rel, img)
         crops[(f.frame_index, f.track_id)] = rel
     return crops, events
 
@@ -140,15 +146,6 @@ def process_video(video: VideoRecord, original_path: str, out: Path, settings: P
     detector.defer_landmarks(_LANDMARKS)
     if _LANDMARKS is not None:
         _LANDMARKS.begin()
-    # crops are lossless PNG (dflab.media.png: Up filter + ISA-L deflate, 0.6 instead of OpenCV's 2.2 CPU ms per
-    # 256 px crop, 80 instead of 73 KB), each encoded as soon as it is cut, while the next frames decode, rather than
-    # after the video's last frame: only the files' names wait for the track ids (the crops are held to the end either
-    # way), and the last video's last steps are the one part of a run where cores idle (docs/guide/faces_and_speed.md)
-    pngs: dict[int, bytes] = {}
-
-    def encode(_index: int, _det: Any, crop: Any) -> None:
-        pngs[id(crop)] = encode_png(crop.image)
-
     try:
         faces, events = extract_faces(
             video.path,
@@ -157,7 +154,6 @@ def process_video(video: VideoRecord, original_path: str, out: Path, settings: P
             size=settings.size,
             margin=settings.margin,
             schedule=True,
-            on_crop=encode,
         )
     except MediaError as exc:
         return VideoResult(video, [], [], 0, (exc.cause, exc.detail))
@@ -168,7 +164,7 @@ def process_video(video: VideoRecord, original_path: str, out: Path, settings: P
     rel_dir = Path("crops") / safe_relpath(video.dataset) / safe_relpath(video.video_id)
     out_dir = out / rel_dir
     for f in faces:
-        write_png(out_dir / f"{f.frame_index:06d}_{f.track_id:02d}.png", pngs[id(f.crop)])
+        _write_png(out_dir / f"{f.frame_index:06d}_{f.track_id:02d}.png", f.crop.image)
     originals: dict[tuple[int, int], str] = {}
     masks: dict[tuple[int, int], str] = {}
     if video.label == FAKE and faces:

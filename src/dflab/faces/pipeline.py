@@ -142,10 +142,8 @@ def extract_faces(
     size: int = 256,
     margin: float = 1.3,
     schedule: bool = False,
-    on_crop: Callable[[int, DetectedFace, CropResult], None] | None = None,
 ) -> tuple[list[FaceCrop], list[Event]]:
-    """Every face of the sampled frames of a video or image, tracked and cropped (:func:`find_faces` on a file;
-    ``on_crop`` as there).
+    """Every face of the sampled frames of a video or image, tracked and cropped (:func:`find_faces` on a file).
 
     Raises:
         MediaError: when the file cannot be decoded (see :func:`dflab.media.iter_frames`).
@@ -154,5 +152,5 @@ def extract_faces(
         ``(faces, events)``: faces ordered by (frame_index, track_id); one ``no_face`` event per frame without a face.
     """
     frames = iter_frames(path, count=sampling.count, stride=sampling.stride)
-    found = find_faces(frames, detector, size=size, margin=margin, schedule=schedule, on_crop=on_crop)
+    found = find_faces(frames, detector, size=size, margin=margin, schedule=schedule)
     return found.faces, found.events

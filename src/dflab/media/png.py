@@ -70,13 +70,12 @@ def encode_png(image: np.ndarray) -> bytes:
     return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
 
 
-def write_png(path: str | Path, image: np.ndarray | bytes) -> None:
-    """Write an 8-bit grey or RGB image, or the PNG bytes :func:`encode_png` made of one, as a PNG file, creating
-    its folder.
+def write_png(path: str | Path, image: np.ndarray) -> None:
+    """Write an 8-bit grey or RGB image as a PNG file (:func:`encode_png`), creating its folder.
 
     Shape:
         image (H, W) grey or (H, W, 3) RGB, uint8.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(image if isinstance(image, bytes) else encode_png(image))
+    path.write_bytes(encode_png(image))
