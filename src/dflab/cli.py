@@ -39,7 +39,7 @@ SINGLE_THREAD_BLAS = {"prepare"}
 #: copies, per sampled frame, in every worker): glibc's malloc returns such memory to the kernel on every free and
 #: takes it back as fresh, zeroed pages, ~1,000 page faults per 720p frame. With fixed thresholds (:func:`_tune_malloc`)
 #: ``dflab prepare`` on the three reference videos of ``bench/bench_ratios.py`` takes 0.10–0.15 CPU s less kernel time
-#: (145,000 → 98,000 page faults), the same outputs
+#: (145,000 → 100,000 page faults), the same outputs
 STEADY_MALLOC = {"prepare"}
 #: glibc ``mallopt`` parameters: blocks up to this size come from the heap, not from a fresh ``mmap`` each (a 4K RGB
 #: frame is 25 MB; glibc's own default grows to at most 32 MB, but only after the first free of each larger size)
