@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import cv2
+import pytest
 
 from dflab.cli import COMMANDS, main
 from dflab.data.manifest import Manifest
@@ -93,3 +94,34 @@ def test_prepare_runs_with_one_openblas_thread_unless_the_user_set_it():
     assert run("prepare") == "1"
     assert run("prepare", OPENBLAS_NUM_THREADS="2") == "2"
     assert run("list") == "None"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_prepare_keeps_freed_frame_buffers_instead_of_faulting_them_in_again():
+    """Every sampled frame allocates and frees the same few large buffers; glibc's default thresholds gave them back
+    to the kernel on each free, and each next frame faulted them in again as zeroed pages. ``dflab prepare`` fixes the
+    thresholds (inherited by the processes it forks); other commands keep glibc's defaults."""
+    code = (
+        "import resource, sys\n"
+        "from dflab.cli import main\n"
+        "try:\n"
+        "    main([sys.argv[1], '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "def frame():\n"
+        "    bufs = [bytearray(4 << 20) for _ in range(3)]  # a frame and two copies, zero-filled: every page touched\n"
+        "    del bufs\n"
+        "frame(); frame()\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "for _ in range(5):\n"
+        "    frame()\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)\n"
+    )
+
+    def faults(command: str) -> int:
+        res = subprocess.run([sys.executable, "-c", code, command], capture_output=True, text=True, check=True)
+        return int(res.stdout.split()[-1])
+
+    pages = 5 * 3 * (4 << 20) // 4096
+    assert faults("list") > pages // 2  # glibc's defaults: most pages faulted in again on every frame
+    assert faults("prepare") < pages // 20

@@ -171,3 +171,21 @@ def test_the_module_loads_without_numpy_so_a_server_can_start_before_the_imports
         "server.close()\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_a_stopped_server_ends_by_itself(astronaut, inline):
+    """``stop`` does not wait (``dflab prepare`` stops the server when the last video is in, so that it ends while the
+    workers do): the server ends with exit code 0 without ``close``; a second ``stop`` sends nothing more."""
+    own = LandmarkServer(n_clients=1)
+    try:
+        deferred = _deferred(connect(*own.client_args()))
+        faces = deferred.detect(astronaut)
+        deferred.finish_landmarks()
+        np.testing.assert_array_equal(faces[0].landmarks, inline.detect(astronaut)[0].landmarks)
+        own.stop()
+        own.stop()
+        own._process.join(timeout=30)
+        assert own._process.exitcode == 0
+        assert own.inbox.empty()
+    finally:
+        own.close()

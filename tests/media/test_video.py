@@ -180,3 +180,33 @@ def test_decode_threads_caps_ffmpegs_threads_and_keeps_the_frames(counter_video)
     assert all(np.array_equal(capped[i], default[i]) for i in wanted)
     with pytest.raises(ValueError):
         video_mod.set_decode_threads(-1)
+
+
+def test_4_4_4_frames_convert_to_the_same_rgb_through_planar_rgb(tmp_path):
+    """4:4:4 frames (every FF++ video) are converted through planar RGB (swscale's fast path), which must give the
+    packed RGB conversion's pixels: for every (Y, U, V) value, and for a decoded 4:4:4 H.264 video."""
+    import av
+
+    assert video_mod._RGB_VIA["yuv444p"] == "gbrp"
+    y, u, v = np.meshgrid(*[np.arange(256, dtype=np.uint8)] * 3, indexing="ij")
+    frame = av.VideoFrame(4096, 4096, "yuv444p")
+    for plane, values in zip(frame.planes, (y, u, v), strict=True):
+        np.frombuffer(plane, np.uint8).reshape(4096, plane.line_size)[:, :4096] = values.reshape(4096, 4096)
+    assert np.array_equal(video_mod._to_rgb(frame), frame.to_ndarray(format="rgb24"))
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(6)]
+    path = tmp_path / "444.mp4"
+    with av.open(str(path), mode="w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv444p"
+        for rgb in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        out.mux(stream.encode())
+    with av.open(str(path)) as container:
+        decoded = list(container.decode(video=0))
+    assert {f.format.name for f in decoded} == {"yuv444p"}
+    packed = [f.to_ndarray(format="rgb24") for f in decoded]
+    got = dict(iter_frames(path))
+    assert sorted(got) == list(range(6))
+    assert all(np.array_equal(got[i], packed[i]) for i in range(6))

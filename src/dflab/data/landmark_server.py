@@ -145,6 +145,7 @@ class LandmarkServer:
         # a client's data is always read in a run (it waits for the answers), so nothing is lost
         self.inbox.cancel_join_thread()
         self._counter = context.Value("i", 0)
+        self._stopping = False
         self._process = context.Process(
             target=_serve,
             args=(self.inbox, self.replies, os.getpid(), model),
@@ -161,10 +162,17 @@ class LandmarkServer:
         """What a client passes to :func:`connect` (inherited by forked workers, or pickled for spawned ones)."""
         return (self.inbox, self.replies, self._counter, self._process.pid)
 
-    def close(self) -> None:
-        """Stop the server (after its clients are done)."""
-        if self._process.is_alive():
+    def stop(self) -> None:
+        """Ask the server to end (after its clients are done), without waiting for it: ``dflab prepare`` stops it when
+        the last video is in, so that it ends while the workers do."""
+        if not self._stopping and self._process.is_alive():
             self.inbox.put(None)
+        self._stopping = True
+
+    def close(self) -> None:
+        """Stop the server (after its clients are done) and wait for it to end."""
+        self.stop()
+        if self._process.is_alive():
             self._process.join(timeout=10)
         if self._process.is_alive():
             self._process.kill()

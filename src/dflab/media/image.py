@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dflab.errors import MediaError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+# Pillow is imported where an image is read: ``dflab prepare`` of videos never needs it, and its import (≈ 10 ms) ran
+# in the one process whose start-up every worker waits for
 
 #: Largest image accepted, in pixels (80 MP: above any camera frame a face tool meets, far below a bomb).
 MAX_PIXELS = 80_000_000
@@ -34,6 +40,8 @@ def to_rgb_uint8(img: Image.Image) -> np.ndarray:
     Shape:
         returns (H, W, 3) uint8.
     """
+    from PIL import Image
+
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(img).astype(np.float64)
@@ -72,6 +80,8 @@ def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     Shape:
         returns (H, W, 3) uint8.
     """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     path = Path(path)
     if not path.exists():
         raise MediaError(path, "missing")
@@ -107,6 +117,8 @@ def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
 
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) after EXIF orientation, read from the header only."""
+    from PIL import Image, UnidentifiedImageError
+
     path = Path(path)
     try:
         with warnings.catch_warnings():
