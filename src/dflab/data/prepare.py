@@ -50,7 +50,8 @@ from dflab.media import iter_frames
 from dflab.media.png import write_png
 from dflab.media.video import set_decode_threads
 
-DEFAULT_FRAMES = 32  # DADD/ADDG and LAE sample 32 frames per video (Multi-metric: 20)
+#: a default only: each paper recipe states its own (`sampling:` in its YAML: DADD 20, LAE 200 / 10, LiSiam 100)
+DEFAULT_FRAMES = 32
 
 
 @dataclass(frozen=True)
