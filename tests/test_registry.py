@@ -21,3 +21,13 @@ def test_register_get_and_refuse_duplicates():
         reg.add("a", 3)
     with pytest.raises(KeyError, match="known: a, b"):
         reg.get("zzz")
+
+
+def test_remove_takes_an_entry_back():
+    reg: Registry[int] = Registry("thing")
+    reg.add("a", 1)
+    assert reg.remove("a") == 1 and "a" not in reg and len(reg) == 0
+    reg.add("a", 2)  # the name is free again
+    assert reg.get("a") == 2
+    with pytest.raises(KeyError, match="unknown thing 'zzz'"):
+        reg.remove("zzz")

@@ -33,6 +33,12 @@ class Registry(Generic[T]):
             raise KeyError(f"{self.kind} {name!r} is already registered")
         self._items[name] = obj
 
+    def remove(self, name: str) -> T:
+        """Unregister ``name`` and return its object (a plugin or a test that registered something takes it back)."""
+        if name not in self._items:
+            raise UnknownNameError(f"unknown {self.kind} {name!r}")
+        return self._items.pop(name)
+
     def get(self, name: str) -> T:
         try:
             return self._items[name]

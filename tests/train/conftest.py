@@ -103,9 +103,12 @@ class PatchSynth:
         return SynthResult(image=img, mask=mask, label=1, params=params)
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def _test_synth():
+    """``test_patch`` is registered for the tests of this package only: tests elsewhere check the registry's exact
+    contents (``tests/synthesis/test_generators.py``), whatever order the suite runs in."""
     import dflab.synthesis  # noqa: F401
 
-    if "test_patch" not in SYNTHESIZERS:
-        SYNTHESIZERS.add("test_patch", PatchSynth())
+    SYNTHESIZERS.add("test_patch", PatchSynth())
+    yield
+    SYNTHESIZERS.remove("test_patch")
