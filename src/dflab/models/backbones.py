@@ -162,17 +162,16 @@ TORCHVISION_WEIGHTS = {"alexnet.imagenet1k_v1": ("AlexNet_Weights", "IMAGENET1K_
 
 def pretrained_help(spec: str, reason: str, *, key: str = "model.pretrained") -> str:
     """The message when the weights ``spec`` cannot be had: the two ways to get them and the explicit opt-out."""
-    arch = spec[len(TIMM_PREFIX) :] if spec.startswith(TIMM_PREFIX) else None
-    tv_arch = spec[len(TORCHVISION_PREFIX) :] if spec.startswith(TORCHVISION_PREFIX) else None
-    if arch:
+    fetchers = {
+        TIMM_PREFIX: ("timm", "its cache (the Hugging Face hub cache, or TORCH_HOME for URL weights)"),
+        TORCHVISION_PREFIX: ("torchvision", "the torch-hub cache (TORCH_HOME)"),
+    }
+    prefix = next((p for p in fetchers if spec.startswith(p)), None)
+    if prefix:
+        library, cache = fetchers[prefix]
         online = (
-            f"(1) run once with internet access and without HF_HUB_OFFLINE=1, so timm downloads {arch!r} into its "
-            "cache (the Hugging Face hub cache, or TORCH_HOME for URL weights), after which offline runs find it; "
-        )
-    elif tv_arch:
-        online = (
-            f"(1) run once with internet access and without HF_HUB_OFFLINE=1, so torchvision downloads {tv_arch!r} "
-            "into the torch-hub cache (TORCH_HOME), after which offline runs find it; "
+            f"(1) run once with internet access and without HF_HUB_OFFLINE=1, so {library} downloads "
+            f"{spec[len(prefix) :]!r} into {cache}, after which offline runs find it; "
         )
     else:
         online = f"(1) {key}=timm:<arch>.<tag> to let timm fetch the weights when online; "
@@ -220,10 +219,10 @@ def torchvision_pretrained_state(arch: str) -> dict[str, torch.Tensor]:
     enum, member = TORCHVISION_WEIGHTS[arch]
     url = getattr(getattr(torchvision.models, enum), member).url
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
-    if hf_constants.HF_HUB_OFFLINE and not cached.exists():
-        raise CheckpointError(pretrained_help(spec, f"offline (HF_HUB_OFFLINE) and {cached} is not cached"))
     if cached.exists():
         return read_state_dict(cached)
+    if hf_constants.HF_HUB_OFFLINE:
+        raise CheckpointError(pretrained_help(spec, f"offline (HF_HUB_OFFLINE) and {cached} is not cached"))
     try:
         sd = torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=True, weights_only=True)
     except (OSError, RuntimeError, ValueError) as exc:  # URLError is an OSError; a bad hash is a RuntimeError
