@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 from pathlib import Path
 
@@ -29,3 +30,23 @@ def astronaut():
     from skimage import data
 
     return data.astronaut()
+
+
+@pytest.fixture()
+def deny_read(monkeypatch):
+    """``deny_read(path)``: opening that file or listing that folder raises ``PermissionError``, as ``chmod 000``
+    does for a user who is not root (tests also run as root, whom file modes do not stop)."""
+    denied: set[str] = set()
+
+    def refusing(real):
+        def wrapper(path=".", *args, **kwargs):
+            if isinstance(path, str | os.PathLike) and os.fspath(path) in denied:
+                raise PermissionError(13, "Permission denied", os.fspath(path))
+            return real(path, *args, **kwargs)
+
+        return wrapper
+
+    # builtins.open: Python and Pillow open files; os.scandir: os.walk; os.listdir: Path.iterdir
+    for owner, name in [(builtins, "open"), (os, "scandir"), (os, "listdir")]:
+        monkeypatch.setattr(owner, name, refusing(getattr(owner, name)))
+    return lambda p: denied.add(os.fspath(p))

@@ -28,6 +28,7 @@ class MediaError(DflabError):
         "bad_dimensions",
         "no_frames",
         "decode_error",
+        "unreadable",
     )
 
     def __init__(self, path: str | Path, cause: str, detail: str = "") -> None:

@@ -113,6 +113,24 @@ def test_prepare_media_on_the_astronaut(tmp_path, astronaut):
     )
 
 
+def test_prepare_media_records_symlink_loops_and_unreadable_folders(tmp_path, astronaut, deny_read):
+    # a looping link given by name crashed the run (Path.resolve raises RuntimeError in 3.11); inside a folder it
+    # and an unreadable sub-folder were dropped without a record
+    cv2.imwrite(str(tmp_path / "astronaut.png"), astronaut[..., ::-1])
+    folder = tmp_path / "case"
+    (folder / "locked").mkdir(parents=True)
+    os.symlink("b.mp4", folder / "a.mp4")
+    os.symlink("a.mp4", folder / "b.mp4")
+    deny_read(folder / "locked")
+    items = [tmp_path / "astronaut.png", folder, folder / "a.mp4"]
+    summary = prepare_media(items, tmp_path / "out", size=64, progress=False, workers=1)
+    assert summary["faces"] == 1 and summary["errors"] == {"missing": 2, "unreadable": 1}
+    with Manifest(tmp_path / "out", readonly=True) as m:
+        causes = {v["video_id"]: (v["status"], v["error_cause"], v["error_detail"]) for v in m.videos()}
+    assert causes["case/a.mp4"] == ("error", "missing", "symbolic link loop")
+    assert causes["case/locked"][:2] == ("error", "unreadable")
+
+
 def _cli(root: Path, out: Path, workers: int) -> list[str]:
     return [
         sys.executable,

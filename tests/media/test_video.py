@@ -101,6 +101,18 @@ def test_bad_videos(tmp_path, counter_video):
         assert name in str(info.value)
 
 
+@pytest.mark.parametrize("name", ["photo.jpg", "photo.png", "notes.txt"])
+def test_text_under_any_name_is_not_media(tmp_path, name):
+    # FFmpeg opens any bytes named *.jpg with its image2 demuxer, as a 0x0 "video": that was reported as
+    # bad_dimensions "0x0", which sent analysts looking for a tiny image
+    path = tmp_path / name
+    path.write_text("this is a text file\n" * 40)
+    with pytest.raises(MediaError) as info:
+        probe(path)
+    assert info.value.cause == "not_media", info.value
+    assert "Errno" not in info.value.detail and str(tmp_path) not in info.value.detail  # FFmpeg's noise, our path
+
+
 @pytest.mark.slow
 def test_single_late_frame_after_seek_equals_full_decode(shared_data):
     """Regression: a seek as the first decoder operation gave corrupt (green) frames on FF++ c23 (H.264 4:4:4)."""

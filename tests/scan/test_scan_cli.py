@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import pytest
 import torch
@@ -44,6 +45,26 @@ def test_scan_folder_writes_json_csv_html_and_exit_code(ckpt, media_dir, tmp_pat
     assert clip["status"] == "ok" and (out / clip["overlay_video"]).stat().st_size > 0
     printed = capsys.readouterr().out
     assert "zero_bytes.mp4: ERROR zero_bytes" in printed
+
+
+def test_scan_folder_records_links_and_folders_it_cannot_read(ckpt, media_dir, tmp_path, deny_read, capsys):
+    # Path.rglob dropped these without a word: the report must list each with its cause, and scan the rest
+    root = tmp_path / "case 1 é"
+    (root / "locked").mkdir(parents=True)
+    (root / "photo ü.png").write_bytes((media_dir / "astronaut.png").read_bytes())
+    (root / "locked" / "inside.png").write_bytes((media_dir / "astronaut.png").read_bytes())
+    os.symlink("b.mp4", root / "a.mp4")
+    os.symlink("a.mp4", root / "b.mp4")
+    os.symlink("gone.jpg", root / "dangling.jpg")
+    deny_read(root / "locked")
+    code = main(["scan", str(root), "--detector", str(ckpt), "--out", "-", "--no-progress"])
+    records = {r["path"].rsplit("/", 1)[-1]: r for r in json.loads(capsys.readouterr().out)["files"]}
+    assert set(records) == {"a.mp4", "b.mp4", "dangling.jpg", "locked", "photo ü.png"}
+    assert [outcome(records[n]) for n in ("a.mp4", "b.mp4", "dangling.jpg")] == ["missing"] * 3
+    assert records["a.mp4"]["error"]["detail"] == "symbolic link loop"
+    assert outcome(records["locked"]) == "unreadable"
+    assert records["photo ü.png"]["status"] == "ok"
+    assert code & 4
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

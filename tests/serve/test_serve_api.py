@@ -64,6 +64,23 @@ def test_upload_size_limit_is_413(tmp_path, tiny_scorers):
         assert client.get("/api/health").status_code == 200
 
 
+def test_framework_refusals_answer_in_the_documented_error_shape(tmp_path, tiny_scorers):
+    # FastAPI's defaults answered {"detail": [...]} or {"detail": "Not Found"}: a client reading error.cause broke
+    with _client(tmp_path, tiny_scorers) as client:
+        for r, status, cause in [
+            (client.post("/api/jobs", files={"upload": ("a.png", b"x")}), 422, "bad_request"),  # wrong field name
+            (client.post("/api/jobs", data={"file": "a string, not a file"}), 422, "bad_request"),
+            (client.post("/api/jobs"), 422, "bad_request"),
+            (client.get("/api/nothing"), 404, "not_found"),
+            (client.get("/static/..%2Fapp.py"), 404, "not_found"),
+            (client.delete("/api/jobs"), 405, "method_not_allowed"),
+        ]:
+            assert r.status_code == status, (r.request.url, r.text)
+            assert r.json()["error"]["cause"] == cause, r.text
+        assert "field 'file'" in client.post("/api/jobs").json()["error"]["detail"]
+        assert list((tmp_path / "srv" / "uploads").iterdir()) == []
+
+
 def test_video_duration_limit_is_413(tmp_path, tiny_scorers, corpus):
     with _client(tmp_path, tiny_scorers, max_duration_s=0.5) as client:  # the clip lasts 1 s
         r = client.post("/api/jobs", files={"file": ("clip.mp4", corpus["clip.mp4"].read_bytes())})

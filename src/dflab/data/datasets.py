@@ -42,6 +42,7 @@ from typing import Any, ClassVar, Protocol
 
 from dflab.data.manifest import FAKE, REAL, VideoRecord
 from dflab.errors import ConfigError
+from dflab.media.files import media_files
 from dflab.media.video import IMAGE_EXTS, VIDEO_EXTS
 from dflab.registry import Registry
 
@@ -64,8 +65,8 @@ def _adapter(cls: type) -> type:
 
 
 def _media_files(folder: Path, exts: set[str] | None = None) -> list[Path]:
-    exts = exts or (VIDEO_EXTS | IMAGE_EXTS)
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in exts)
+    # broken links and unreadable folders are listed too: prepare records them (``missing``, ``unreadable``)
+    return media_files(folder, exts or (VIDEO_EXTS | IMAGE_EXTS))
 
 
 def _require(root: Path, *parts: str) -> None:
@@ -481,7 +482,7 @@ class Media:
         for item in items:
             files = _media_files(item) if item.is_dir() else [item]
             for p in files:
-                key = str(p.resolve())
+                key = os.path.realpath(p)  # never raises (``Path.resolve`` does on a symlink loop in 3.11)
                 if key in seen:
                     continue
                 seen.add(key)

@@ -11,6 +11,7 @@ A killed run leaves either all of a video's rows or none; re-running skips video
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
@@ -213,11 +214,11 @@ class Manifest:
         """Store paths relative to the manifest folder when they lie inside it, absolute otherwise."""
         if not p:
             return ""
-        p = Path(p)
+        p = Path(os.path.realpath(p))  # not Path.resolve: it raises on a symlink loop (a file prepare records)
         try:
-            return str(p.resolve().relative_to(self.root.resolve()))
+            return str(p.relative_to(self.root.resolve()))
         except ValueError:
-            return str(p.resolve())
+            return str(p)
 
     def abspath(self, p: str) -> Path:
         return (self.root / p) if p and not Path(p).is_absolute() else Path(p)

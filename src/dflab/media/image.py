@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dflab.errors import MediaError
+from dflab.media.files import missing_error, unreadable_error
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -74,8 +75,8 @@ def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         The image, ``(H, W, 3) uint8`` RGB.
 
     Raises:
-        MediaError: ``missing``, ``zero_bytes``, ``not_media``, ``truncated``, ``too_large``, ``bad_dimensions``,
-            ``decode_error``.
+        MediaError: ``missing``, ``unreadable``, ``zero_bytes``, ``not_media``, ``truncated``, ``too_large``,
+            ``bad_dimensions``, ``decode_error``.
 
     Shape:
         returns (H, W, 3) uint8.
@@ -84,7 +85,7 @@ def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
 
     path = Path(path)
     if not path.exists():
-        raise MediaError(path, "missing")
+        raise missing_error(path)
     if path.stat().st_size == 0:
         raise MediaError(path, "zero_bytes")
     with warnings.catch_warnings():
@@ -96,6 +97,8 @@ def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
                 img = Image.open(path)
             except UnidentifiedImageError as exc:
                 raise MediaError(path, "not_media", "not an image PIL can identify") from exc
+            except PermissionError as exc:
+                raise unreadable_error(path, exc) from exc
             with img:
                 _check_dims(path, img.width, img.height, max_pixels)
                 try:

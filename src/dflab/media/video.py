@@ -21,6 +21,7 @@ import av
 import numpy as np
 
 from dflab.errors import MediaError
+from dflab.media.files import missing_error, unreadable_error
 from dflab.media.image import MAX_PIXELS, read_image
 
 #: Seek instead of decoding forward when the next wanted frame is more than this many frames ahead.
@@ -31,6 +32,9 @@ _DECODE_THREADS = 0
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts"}
+
+#: FFmpeg demuxers that open plain text as a video (``tty``: ANSI art, picked for ``.txt``, ``.nfo``, ``.asc`` …)
+_TEXT_DEMUXERS = {"tty"}
 
 _IMAGE_MAGIC = (
     b"\xff\xd8\xff",  # JPEG
@@ -101,19 +105,23 @@ def sniff(path: str | Path) -> str:
     """Tell whether a path is an image or a video (a folder of frame images counts as a video).
 
     Raises:
-        MediaError: ``missing``, ``zero_bytes``, ``not_media``, ``truncated`` or ``unsupported_codec``.
+        MediaError: ``missing``, ``unreadable``, ``zero_bytes``, ``not_media``, ``truncated`` or
+            ``unsupported_codec``.
     """
     path = Path(path)
     if not path.exists():
-        raise MediaError(path, "missing")
-    if path.is_dir():
-        if _frame_files(path):
-            return "video"
-        raise MediaError(path, "not_media", "folder without frame images")
-    if path.stat().st_size == 0:
-        raise MediaError(path, "zero_bytes")
-    with open(path, "rb") as fh:
-        head = fh.read(32)
+        raise missing_error(path)
+    try:
+        if path.is_dir():
+            if _frame_files(path):
+                return "video"
+            raise MediaError(path, "not_media", "folder without frame images")
+        if path.stat().st_size == 0:
+            raise MediaError(path, "zero_bytes")
+        with open(path, "rb") as fh:
+            head = fh.read(32)
+    except PermissionError as exc:
+        raise unreadable_error(path, exc) from exc
     if _is_image_head(head):
         return "image"
     _open_video(path, head).close()
@@ -126,16 +134,26 @@ def _open_video(path: Path, head: bytes | None = None) -> av.container.InputCont
             head = fh.read(32)
     try:
         container = av.open(str(path), mode="r")
-    except av.error.InvalidDataError as exc:
-        cause = "truncated" if _looks_like_video_container(head) else "not_media"
-        raise MediaError(path, cause, str(exc)) from exc
+    except av.error.PermissionError as exc:
+        raise unreadable_error(path, exc) from exc
     except av.error.FFmpegError as exc:
-        cause = "truncated" if _looks_like_video_container(head) else "not_media"
-        raise MediaError(path, cause, str(exc)) from exc
+        # the message alone: FFmpeg's str() adds an errno number and the path, which a report already shows
+        detail = f"FFmpeg: {exc.strerror or type(exc).__name__}"
+        if _looks_like_video_container(head):
+            raise MediaError(path, "truncated", detail + " (a video container, cut short or damaged)") from exc
+        raise MediaError(path, "not_media", detail + " (neither an image nor a video container)") from exc
     if not container.streams.video:
         container.close()
         raise MediaError(path, "not_media", "no video stream")
     stream = container.streams.video[0]
+    if container.format.name in _TEXT_DEMUXERS:
+        container.close()
+        raise MediaError(path, "not_media", "a text file (FFmpeg would render it as ANSI art)")
+    if stream.codec_context.width <= 0 and not _looks_like_video_container(head):
+        # FFmpeg picks its image2 demuxer from a file name such as ``x.jpg`` and opens any bytes as a 0×0 "video";
+        # the bytes did not start like an image (``sniff`` looked), so the file is not the image its name says
+        container.close()
+        raise MediaError(path, "not_media", f"named {path.suffix} but its bytes are not an image")
     if stream.codec_context is None or stream.codec_context.codec is None:
         container.close()
         raise MediaError(path, "unsupported_codec", f"no decoder for {stream.codec_context}")

@@ -30,11 +30,15 @@ EXIT_FAKE, EXIT_ERROR, EXIT_USAGE = 1, 4, 2
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     """Files given explicitly are always scanned (their content decides the kind); folders contribute their media
-    files (by suffix, recursively, sorted), so a stray ``labels.csv`` in a folder is not reported as broken media."""
+    files (by suffix, recursively, sorted), so a stray ``labels.csv`` in a folder is not reported as broken media.
+    A broken or looping symlink with a media suffix and a sub-folder that cannot be read are listed too, so their
+    records say why (:func:`dflab.media.files.media_files`)."""
+    from dflab.media.files import media_files
+
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in MEDIA_SUFFIXES))
+            out.extend(media_files(p, MEDIA_SUFFIXES))
         else:
             out.append(p)
     return out
@@ -186,7 +190,8 @@ def exit_code(records: Iterable[dict[str, Any]]) -> int:
 def summary_line(r: dict[str, Any]) -> str:
     name = Path(r["path"]).name
     if r["status"] == "error":
-        return f"{name}: ERROR {r['error']['cause']} ({r['error']['detail']})"
+        detail = r["error"].get("detail")
+        return f"{name}: ERROR {r['error']['cause']}" + (f" ({detail})" if detail else "")
     partial = ""
     if r["status"] == "partial":
         err = r["error"]

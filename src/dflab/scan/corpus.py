@@ -19,6 +19,7 @@ EXPECTED: dict[str, set[str]] = {
     "truncated.mp4": {"truncated", "decode_error", "no_frames", "not_media"},
     "broken_midstream.mp4": {"partial"},
     "text_renamed.mp4": {"not_media"},
+    "text_renamed.jpg": {"not_media"},
     "png_bomb.png": {"too_large"},
     "one_pixel.png": {"bad_dimensions", "no_face"},
     "faceless.png": {"no_face"},
@@ -84,6 +85,7 @@ def write_corpus(out: Path, astronaut: np.ndarray | None = None) -> dict[str, Pa
     (out / "truncated.mp4").write_bytes(data[: len(data) // 3])
     _broken_midstream(out / "broken_midstream.mp4", [np.roll(small, shift=2 * i, axis=1) for i in range(24)])
     (out / "text_renamed.mp4").write_text("this is a text file, not a video\n" * 20)
+    (out / "text_renamed.jpg").write_text("this is a text file, not a photo\n" * 20)
     _png_bomb(out / "png_bomb.png")
     cv2.imwrite(str(out / "one_pixel.png"), np.zeros((1, 1, 3), np.uint8))
     sky = np.zeros((240, 320, 3), np.uint8)

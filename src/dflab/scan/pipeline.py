@@ -404,9 +404,10 @@ def sample_frames(path: Path, opts: ScanOptions) -> FrameSource:
         MediaError: missing, empty, unsupported, too large or too long.
     """
     from dflab import media
+    from dflab.media.files import missing_error
 
     if not path.exists():
-        raise MediaError(path, "missing")
+        raise missing_error(path)
     if path.stat().st_size == 0:
         raise MediaError(path, "zero_bytes")
     if media.sniff(path) == "image":
@@ -995,6 +996,10 @@ def scan_file(
         return _scan(path, scorers, opts, progress or (lambda f, m: None), deadline, t0)
     except DflabError as exc:
         return _error_result(path, exc, t0)
+    except PermissionError as exc:  # not a damaged file: the record must not send the analyst looking for one
+        from dflab.media.files import unreadable_error
+
+        return _error_result(path, unreadable_error(path, exc), t0)
     except (OSError, ValueError, MemoryError) as exc:  # decoder failures that escaped the media layer
         return _error_result(path, MediaError(path, "decode_error", f"{type(exc).__name__}: {exc}"), t0)
 

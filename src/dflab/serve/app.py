@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, File, HTTPException, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dflab.errors import MediaError
 from dflab.scan.pipeline import ScanOptions, Scorer, scan_file
@@ -122,6 +124,21 @@ def create_app(
 
     def _error(status: int, cause: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
         return JSONResponse({"error": {"cause": cause, "detail": detail}}, status_code=status, headers=headers)
+
+    # FastAPI's own refusals (unknown route, wrong method, a request without the ``file`` field) answer in the same
+    # ``{"error": {"cause", "detail"}}`` shape as ours: a client reads one shape, never ``{"detail": [...]}``
+    @app.exception_handler(StarletteHTTPException)
+    async def http_refusal(_request: Any, exc: StarletteHTTPException) -> JSONResponse:
+        cause = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+        return _error(exc.status_code, cause, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Any, exc: RequestValidationError) -> JSONResponse:
+        missing_file = any(tuple(e.get("loc", ()))[-1:] == ("file",) for e in exc.errors())
+        if missing_file:
+            return _error(422, "bad_request", "no file: send the media as the multipart/form-data field 'file'")
+        where = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')}" for e in exc.errors())
+        return _error(422, "bad_request", where[:300])
 
     @app.get("/")
     def index() -> Response:
