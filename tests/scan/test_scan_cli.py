@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -65,6 +66,76 @@ def test_scan_folder_records_links_and_folders_it_cannot_read(ckpt, media_dir, t
     assert outcome(records["locked"]) == "unreadable"
     assert records["photo ü.png"]["status"] == "ok"
     assert code & 4
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs (not even the report)."""
+
+
+def _counting_scan(monkeypatch, kill_at: int | None = None) -> list[str]:
+    import dflab.scan.cli as scan_cli
+    from dflab.scan.pipeline import scan_file as real
+
+    seen: list[str] = []
+
+    def scan(path, *args, **kwargs):
+        if kill_at is not None and len(seen) == kill_at:
+            raise _Killed
+        seen.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(scan_cli, "scan_file", scan)
+    return seen
+
+
+def test_a_killed_scan_resumes_without_scanning_a_file_twice(ckpt, media_dir, tmp_path, monkeypatch, capsys):
+    # before, a killed scan wrote nothing: the rerun scanned every file again
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("astronaut.png", "clip.mp4", "faceless.png", "zero_bytes.mp4", "rgba.png"):
+        (folder / name).write_bytes((media_dir / name).read_bytes())
+    out = tmp_path / "rep"
+    argv = ["scan", str(folder), "--detector", str(ckpt), "--out", str(out), "--max-frames", "3", "--no-progress"]
+    first = _counting_scan(monkeypatch, kill_at=3)
+    with pytest.raises(_Killed):
+        main(argv)
+    assert first == ["astronaut.png", "clip.mp4", "faceless.png"] and not (out / "scan.json").exists()
+    (folder / "faceless.png").touch()  # changed since: scanned again
+    os.utime(folder / "faceless.png", ns=(1, 1))
+    again = _counting_scan(monkeypatch)
+    main(argv)
+    assert again == ["faceless.png", "rgba.png", "zero_bytes.mp4"]  # never astronaut.png or clip.mp4 again
+    assert "resuming, 2 of 5 files already scanned" in capsys.readouterr().err
+    records = json.loads((out / "scan.json").read_text())["files"]
+    assert [Path(r["path"]).name for r in records] == sorted(p.name for p in folder.iterdir())  # each file once
+    assert records[1]["status"] == "ok" and len(records[1]["frames"]) > 0
+    assert not (out / ".scan_journal.jsonl").exists()  # the report is the record now
+    assert len(list(csv.DictReader((out / "scan.csv").open()))) == 5
+
+
+def test_a_journal_of_other_settings_or_a_torn_line_is_not_trusted(ckpt, media_dir, tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("astronaut.png", "faceless.png", "rgba.png"):
+        (folder / name).write_bytes((media_dir / name).read_bytes())
+    out = tmp_path / "rep"
+    argv = ["scan", str(folder), "--detector", str(ckpt), "--out", str(out), "--no-progress", "--format", "json"]
+    _counting_scan(monkeypatch, kill_at=2)
+    with pytest.raises(_Killed):
+        main([*argv, "--max-frames", "3"])
+    journal = out / ".scan_journal.jsonl"
+    with journal.open("a") as fh:
+        fh.write('{"key": ["torn')  # the line being written at the kill
+    again = _counting_scan(monkeypatch)
+    main([*argv, "--max-frames", "3"])
+    assert again == ["rgba.png"]
+    _counting_scan(monkeypatch, kill_at=1)
+    with pytest.raises(_Killed):
+        main([*argv, "--max-frames", "3"])
+    again = _counting_scan(monkeypatch)
+    main([*argv, "--max-frames", "5"])  # other options: every file again
+    assert again == ["astronaut.png", "faceless.png", "rgba.png"]
+    assert "other settings" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 from dflab.distributed import add_ray_argument
 from dflab.errors import CheckpointError
 from dflab.faces.detect import BACKENDS, DEFAULT_BACKEND
+from dflab.scan.journal import ScanJournal, fingerprint
 from dflab.scan.pipeline import FACES_PER_TRACK, WEIGHTS_DIR, ScanOptions, ScanResult, Scorer, load_scorer, scan_file
 
 MEDIA_SUFFIXES = {
@@ -72,10 +73,21 @@ def scan_task(path: Path, detectors: tuple[str | None, ...], opts: ScanOptions) 
     return res
 
 
-def _scan_on_ray(paths: Sequence[Path], detectors: Sequence[str | None], opts: ScanOptions, address: str) -> list:
+def _scan_on_ray(
+    paths: Sequence[Path],
+    detectors: Sequence[str | None],
+    opts: ScanOptions,
+    address: str,
+    on_result: Callable[[Path, ScanResult], None] | None = None,
+) -> list:
     from dflab.distributed import run_tasks
 
     results: list[ScanResult | None] = [None] * len(paths)
+
+    def got(i: int, res: ScanResult) -> None:
+        results[i] = res
+        if on_result is not None:
+            on_result(paths[i], res)
 
     def failed(i: int, exc: BaseException) -> None:
         # scan_file never raises for bad media: this is a lost worker (after Ray's retries) or a bug
@@ -89,7 +101,7 @@ def _scan_on_ray(paths: Sequence[Path], detectors: Sequence[str | None], opts: S
         scan_task,
         ((i, (p, tuple(detectors), opts)) for i, p in enumerate(paths)),
         address=address,
-        on_result=results.__setitem__,
+        on_result=got,
         on_failure=failed,
     )
     return results
@@ -104,14 +116,56 @@ def scan_paths(
     progress: bool = True,
     ray: str | None = None,
     detectors: Sequence[str | None] | None = None,
+    journal: ScanJournal | None = None,
 ) -> list[ScanResult]:
     """Scan files (``jobs`` threads; torch and the decoders release the GIL), keeping the input order.
 
     With ``ray`` (an address or ``"local"``), each file is a Ray task that loads ``detectors`` (checkpoint paths,
     ``None`` = default) in its worker; this process gathers the results and writes the report.
+
+    With a ``journal``, files it already holds are not scanned again (their results carry the record only), and each
+    new record is appended to it as soon as its file is done.
     """
+    if journal is None:
+        return _scan_todo(paths, scorers, opts, jobs=jobs, progress=progress, ray=ray, detectors=detectors)
+    results: list[ScanResult | None] = [None] * len(paths)
+    todo = []
+    for i, p in enumerate(paths):
+        record = journal.get(p)
+        if record is None:
+            todo.append(i)
+        else:
+            results[i] = ScanResult(record)
+    if len(todo) < len(paths):
+        print(f"dflab scan: resuming, {len(paths) - len(todo)} of {len(paths)} files already scanned", file=sys.stderr)
+    scanned = _scan_todo(
+        [paths[i] for i in todo],
+        scorers,
+        opts,
+        jobs=jobs,
+        progress=progress,
+        ray=ray,
+        detectors=detectors,
+        on_result=lambda p, res: journal.add(p, res.record),
+    )
+    for i, res in zip(todo, scanned, strict=True):
+        results[i] = res
+    return results  # type: ignore[return-value]
+
+
+def _scan_todo(
+    paths: Sequence[Path],
+    scorers: Sequence[Scorer],
+    opts: ScanOptions,
+    *,
+    jobs: int,
+    progress: bool,
+    ray: str | None,
+    detectors: Sequence[str | None] | None,
+    on_result: Callable[[Path, ScanResult], None] | None = None,
+) -> list[ScanResult]:
     if ray is not None:
-        return _scan_on_ray(paths, detectors or [None], opts, ray)
+        return _scan_on_ray(paths, detectors or [None], opts, ray, on_result)
     from tqdm import tqdm
 
     if jobs > 1 and any(not s.array_io for s in scorers):  # torch detectors share the cores between the jobs
@@ -130,6 +184,8 @@ def scan_paths(
 
         res = scan_file(p, scorers, opts, progress=cb)
         with lock:
+            if on_result is not None:
+                on_result(p, res)
             bar.update(1)
         return res
 
@@ -268,15 +324,33 @@ def run(args: argparse.Namespace) -> int:
         face_detector=args.face_detector,
         faces_per_track=args.faces_per_track,
     )
-    results = scan_paths(
-        paths, scorers, opts, jobs=args.jobs, progress=not args.no_progress, ray=args.ray, detectors=detectors
-    )
+    # a scan with a report folder journals each finished file there: killed, the same command resumes
+    journal = None
+    if args.out != "-":
+        journal = ScanJournal(Path(args.out), fingerprint(detectors, [s.name for s in scorers], opts))
+        if journal.discarded:
+            print("dflab scan: a journal of a scan with other settings was in --out; starting over", file=sys.stderr)
+    try:
+        results = scan_paths(
+            paths,
+            scorers,
+            opts,
+            jobs=args.jobs,
+            progress=not args.no_progress,
+            ray=args.ray,
+            detectors=detectors,
+            journal=journal,
+        )
+    finally:
+        if journal is not None:
+            journal.close()
     records = [r.record for r in results]
     meta = {"detector": ", ".join(s.name for s in scorers), "cards": [s.card for s in scorers]}
     if args.out == "-":
         print(json.dumps({"meta": meta, "files": records}, indent=2))
     else:
         written = write_outputs(results, Path(args.out), args.format or ["json", "csv", "html"], meta, scorers)
+        journal.finish()
         for r in records:
             print(summary_line(r))
         for fmt, p in written.items():
