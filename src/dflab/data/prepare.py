@@ -29,6 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from dflab.argtypes import crop_side, positive_float, positive_int
 from dflab.data.datasets import DATASETS, scan_dataset
 from dflab.data.landmark_server import MAX_CLIENTS as MAX_LANDMARK_CLIENTS
 from dflab.data.landmark_server import LandmarkClient, LandmarkServer, exit_with_parent, take_preloaded
@@ -352,7 +353,10 @@ def prepare_records(
     if frames is not None and stride is not None:
         raise ValueError("give frames or stride, not both")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file of that name, or no permission: the user's mistake, not a bug (exit 2)
+        raise ConfigError(f"cannot write the output folder {out}: {exc.strerror or exc}") from exc
     settings = PrepareSettings(frames, stride, size, margin, detector, upsample)
     by_id = {r.video_id: r for r in records}
     t0 = time.time()
@@ -490,18 +494,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", nargs="+", required=True, help="dataset root (several paths for --dataset media)")
     parser.add_argument("--out", required=True, help="output folder (crops/ and manifest.sqlite)")
     sampling = parser.add_mutually_exclusive_group()
-    sampling.add_argument("--frames", type=int, default=None, help=f"evenly spaced frames per video ({DEFAULT_FRAMES})")
-    sampling.add_argument("--stride", type=int, default=None, help="every K-th frame")
+    sampling.add_argument(
+        "--frames", type=positive_int, default=None, help=f"evenly spaced frames per video ({DEFAULT_FRAMES})"
+    )
+    sampling.add_argument("--stride", type=positive_int, default=None, help="every K-th frame")
     sampling.add_argument("--all", action="store_true", help="every frame")
-    parser.add_argument("--size", type=int, default=256, help="crop side in pixels")
-    parser.add_argument("--margin", type=float, default=1.3, help="crop box / detector box (FF++: 1.3)")
+    parser.add_argument("--size", type=crop_side, default=256, help="crop side in pixels")
+    parser.add_argument("--margin", type=positive_float, default=1.3, help="crop box / detector box (FF++: 1.3)")
     parser.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         default=None,
         help="worker processes (default: one per core and one more, at most one per video)",
     )
-    parser.add_argument("--limit", type=int, default=None, help="only the first N videos (sorted by id)")
+    parser.add_argument("--limit", type=positive_int, default=None, help="only the first N videos (sorted by id)")
     parser.add_argument("--compression", default=None, help="ffpp/dfd: raw|c23|c40; dftimit: LQ|HQ")
     parser.add_argument(
         "--face-detector",

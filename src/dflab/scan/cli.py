@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from dflab.argtypes import non_negative_float, non_negative_int, positive_float, positive_int, probability
 from dflab.distributed import add_ray_argument
 from dflab.errors import CheckpointError
 from dflab.faces.detect import BACKENDS, DEFAULT_BACKEND
@@ -268,23 +269,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="checkpoint (.safetensors + card); repeat for an ensemble (default: shipped)",
     )
     parser.add_argument("--ensemble", action="store_true", help="average every checkpoint shipped in dflab/weights")
-    parser.add_argument("--every", type=int, default=None, help="score every K-th frame (default: spread --max-frames)")
-    parser.add_argument("--max-frames", type=int, default=32)
+    parser.add_argument(
+        "--every", type=positive_int, default=None, help="score every K-th frame (default: spread --max-frames)"
+    )
+    parser.add_argument("--max-frames", type=positive_int, default=32)
     parser.add_argument(
         "--threshold",
-        type=float,
+        type=probability,
         default=None,
         help="P(fake) at or above which a file is fake (default: the detector card's verdict band, else 0.5)",
     )
     parser.add_argument(
-        "--margin", type=float, default=None, help="with --threshold: scores within threshold ± margin are uncertain"
-    )  # fmt: skip
+        "--margin",
+        type=non_negative_float,
+        default=None,
+        help="with --threshold: scores within threshold ± margin are uncertain",
+    )
     parser.add_argument("--out", default="scan_out", help="report folder, or - for JSON on stdout")
     parser.add_argument("--format", action="append", choices=["json", "csv", "html"], help="repeatable (default: all)")
-    parser.add_argument("--overlays", type=int, default=4, help="frames per file with heatmap overlays")
+    parser.add_argument("--overlays", type=non_negative_int, default=4, help="frames per file with heatmap overlays")
     parser.add_argument("--overlay-video", action="store_true", help="also write an H.264 overlay video per file")
-    parser.add_argument("--jobs", type=int, default=1, help="files scanned in parallel")
-    parser.add_argument("--max-duration", type=float, default=None, help="refuse videos longer than this (s)")
+    parser.add_argument("--jobs", type=positive_int, default=1, help="files scanned in parallel")
+    parser.add_argument("--max-duration", type=positive_float, default=None, help="refuse videos longer than this (s)")
     parser.add_argument(
         "--face-detector",
         default=None,
@@ -293,7 +299,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--faces-per-track",
-        type=int,
+        type=non_negative_int,
         default=FACES_PER_TRACK,
         help=f"score at most this many faces of each face track, evenly spaced (default {FACES_PER_TRACK}, the "
         "number per video the default detector was calibrated on; 0 = every face); every face is still detected",
@@ -327,7 +333,11 @@ def run(args: argparse.Namespace) -> int:
     # a scan with a report folder journals each finished file there: killed, the same command resumes
     journal = None
     if args.out != "-":
-        journal = ScanJournal(Path(args.out), fingerprint(detectors, [s.name for s in scorers], opts))
+        try:  # before any file is scanned: a report folder it cannot write must not cost the whole scan
+            journal = ScanJournal(Path(args.out), fingerprint(detectors, [s.name for s in scorers], opts))
+        except OSError as exc:
+            print(f"dflab scan: cannot write the report folder {args.out}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_USAGE
         if journal.discarded:
             print("dflab scan: a journal of a scan with other settings was in --out; starting over", file=sys.stderr)
     try:

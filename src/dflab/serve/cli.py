@@ -11,25 +11,31 @@ import argparse
 import sys
 from pathlib import Path
 
+from dflab.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--data", default="serve_data", help="folder for jobs.sqlite and uploads")
     parser.add_argument("--detector", default=None, help="checkpoint (.safetensors + card); default: shipped weights")
-    parser.add_argument("--workers", type=int, default=1, help="scanning threads")
-    parser.add_argument("--max-queue", type=int, default=8, help="waiting jobs before 503 + Retry-After")
-    parser.add_argument("--max-upload-mb", type=float, default=100.0)
-    parser.add_argument("--max-duration", type=float, default=120.0, help="longest video accepted (s)")
-    parser.add_argument("--job-timeout", type=float, default=300.0, help="per-job time limit (s)")
-    parser.add_argument("--max-frames", type=int, default=24, help="frames sampled per video")
+    parser.add_argument("--workers", type=positive_int, default=1, help="scanning threads")
+    parser.add_argument("--max-queue", type=non_negative_int, default=8, help="waiting jobs before 503 + Retry-After")
+    parser.add_argument("--max-upload-mb", type=positive_float, default=100.0)
+    parser.add_argument("--max-duration", type=positive_float, default=120.0, help="longest video accepted (s)")
+    parser.add_argument("--job-timeout", type=positive_float, default=300.0, help="per-job time limit (s)")
+    parser.add_argument("--max-frames", type=positive_int, default=24, help="frames sampled per video")
     parser.add_argument("--allow-host", action="append", default=[], help="extra Host name to answer (repeatable)")
     parser.add_argument(
         "--token", default=None, help="shared secret for every request (default beyond loopback: a new one)"
     )
-    parser.add_argument("--keep-days", type=float, default=7.0, help="delete finished jobs older than this")
-    parser.add_argument("--keep-jobs", type=int, default=500, help="keep at most this many finished jobs")
-    parser.add_argument("--keep-mb", type=float, default=256.0, help="keep at most this many MB of results")
+    parser.add_argument(
+        "--keep-days", type=non_negative_float, default=7.0, help="delete finished jobs older than this"
+    )
+    parser.add_argument("--keep-jobs", type=non_negative_int, default=500, help="keep at most this many finished jobs")
+    parser.add_argument(
+        "--keep-mb", type=non_negative_float, default=256.0, help="keep at most this many MB of results"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
