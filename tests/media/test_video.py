@@ -101,6 +101,21 @@ def test_bad_videos(tmp_path, counter_video):
         assert name in str(info.value)
 
 
+@pytest.mark.parametrize("count", [None, 24])
+def test_a_break_after_good_frames_is_truncated(tmp_path, count, astronaut):
+    from dflab.scan.corpus import _broken_midstream
+
+    path = tmp_path / "broken.mp4"
+    _broken_midstream(path, [np.roll(astronaut[::4, ::4], 2 * i, axis=1) for i in range(24)])  # second half noise
+    got = []
+    with pytest.raises(MediaError) as info:
+        for i, _rgb in iter_frames(path, count=count):
+            got.append(i)
+    # with sampled frames the cause read decode_error: the count of frames yielded was lost with the exception
+    assert got and info.value.cause == "truncated", info.value
+    assert f"after {len(got)} frames" in info.value.detail and "Errno" not in info.value.detail
+
+
 @pytest.mark.parametrize("name", ["photo.jpg", "photo.png", "notes.txt"])
 def test_text_under_any_name_is_not_media(tmp_path, name):
     # FFmpeg opens any bytes named *.jpg with its image2 demuxer, as a 0x0 "video": that was reported as

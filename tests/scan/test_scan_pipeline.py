@@ -375,7 +375,7 @@ def test_select_faces_scores_the_overlay_frames_faces_within_the_budget():
     assert picked == sorted(picked)
 
 
-def test_the_scan_scores_at_most_faces_per_track_and_says_so(tiny_scorer, media_dir):
+def test_the_scan_scores_at_most_faces_per_track_and_says_so(tiny_scorer, media_dir, tmp_path):
     from dflab.scan.cli import summary_line
     from dflab.scan.report import write_html
 
@@ -395,7 +395,7 @@ def test_the_scan_scores_at_most_faces_per_track_and_says_so(tiny_scorer, media_
     by_frame = {fr["frame_index"]: fr["faces"] for fr in rec["frames"]}
     assert all(f["score"] is not None for i in overlay_frames for f in by_frame[i]), "overlays show scored faces"
     assert f"({rec['n_scored']} scored)" in summary_line(rec)
-    page = write_html([rec], [{}], media_dir / "budget.html", {}).read_text()
+    page = write_html([rec], [{}], tmp_path / "budget.html", {}).read_text()  # not in media_dir: tests list it
     assert f"{rec['n_faces']} face(s), {rec['n_scored']} scored (at most 3 per track, evenly spaced)" in page
     every = scan_file(media_dir / "clip.mp4", tiny_scorer, ScanOptions(max_frames=12, faces_per_track=0)).record
     assert every["n_scored"] == every["n_faces"] == rec["n_faces"]

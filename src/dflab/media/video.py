@@ -327,9 +327,15 @@ def _iter_video(
                     produced += 1
                     yield idx, _to_rgb(frame)
             elif wanted:
-                produced = yield from _decode_wanted(container, stream, wanted, info.fps, start_pts, tb, can_seek)
+                # counted here, not taken from the generator's return value: an error mid-stream ends it with no
+                # return, and a break after good frames must read ``truncated``, not ``decode_error``
+                for item in _decode_wanted(container, stream, wanted, info.fps, start_pts, tb, can_seek):
+                    produced += 1
+                    yield item
         except av.error.FFmpegError as exc:
-            raise MediaError(path, "truncated" if produced else "decode_error", str(exc)) from exc
+            detail = f"FFmpeg: {exc.strerror or type(exc).__name__}"
+            detail += f", after {produced} frames" if produced else ""
+            raise MediaError(path, "truncated" if produced else "decode_error", detail) from exc
         if produced == 0 and (wanted is None or wanted):
             raise MediaError(path, "no_frames", "the decoder produced no frame")
     finally:
