@@ -249,6 +249,10 @@ def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
     """The frame as RGB uint8 (H, W, 3); with :func:`set_decode_threads`, swscale's conversion gets as many threads
     (its default of one per core took 4.9 instead of 3.5 CPU ms per 1280 × 720 4:4:4 frame of FF++; the pixels are the
     same)."""
+    return _upright(_convert(frame), frame)
+
+
+def _convert(frame: av.VideoFrame) -> np.ndarray:
     fmt = _RGB_VIA.get(frame.format.name, "rgb24")
     if _DECODE_THREADS:
         try:
@@ -256,6 +260,18 @@ def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
         except TypeError:  # PyAV < 14: no thread count for the converter
             pass
     return frame.to_ndarray(format=fmt)
+
+
+def _upright(rgb: np.ndarray, frame: av.VideoFrame) -> np.ndarray:
+    """The frame as a player shows it: a phone stores a portrait video's frames sideways with a display rotation
+    (FFmpeg's display matrix; PyAV's ``frame.rotation``, degrees counter-clockwise). Left sideways, faces lie at 90°:
+    in such a clip of 24 frames dlib's HOG found no face and YuNet 18 (verdict "uncertain"), against 24 upright.
+
+    Shape:
+        rgb (H, W, 3); returns (H, W, 3), or (W, H, 3) for a quarter turn.
+    """
+    turns = round(getattr(frame, "rotation", 0) / 90) % 4  # PyAV < 13 has no ``rotation``: frames as stored
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
 def iter_frames(
