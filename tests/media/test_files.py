@@ -39,6 +39,11 @@ def test_symlink_loops_broken_links_and_linked_folders_are_listed(tree):
     assert names == ["good.jpg", "linked/elsewhere.png", "loop/a.mp4", "loop/b.mp4", "loop/dangling.jpg"]
 
 
+def test_a_link_to_a_parent_folder_is_not_climbed(tree):
+    # loop/up → .. : scanning loop/ must not scan the folder above it through the link
+    assert [p.name for p in media_files(tree / "loop", SUFFIXES)] == ["a.mp4", "b.mp4", "dangling.jpg"]
+
+
 def test_broken_and_looping_links_say_why_they_are_missing(tree):
     for name, detail in [("loop/a.mp4", "symbolic link loop"), ("loop/dangling.jpg", "broken symbolic link")]:
         for read in (sniff, probe, read_image):

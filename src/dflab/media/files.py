@@ -22,7 +22,7 @@ def media_files(folder: str | Path, suffixes: Collection[str]) -> list[Path]:
 
     Also listed, so the caller records them instead of losing them: a symbolic link with such a suffix whose target
     is missing or loops, and a folder that cannot be read (the folder itself). Symlinked folders are walked, each
-    real folder once.
+    real folder once, except a link to the folder itself or to one above it (a loop).
     """
     found: list[Path] = []
     walked: set[tuple[int, int]] = set()
@@ -33,11 +33,15 @@ def media_files(folder: str | Path, suffixes: Collection[str]) -> list[Path]:
 
     for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable, followlinks=True):
         st = os.stat(dirpath)
-        if (st.st_dev, st.st_ino) in walked:  # reached again through a symlink (a loop, or two ways in)
+        if (st.st_dev, st.st_ino) in walked:  # reached again through a symlink (two ways into one folder)
             dirnames[:] = []
             continue
         walked.add((st.st_dev, st.st_ino))
-        dirnames.sort()  # the walk order decides which of two ways into a folder is listed: keep it stable
+        # a link to this folder or to one above it is a loop: never followed (it would climb out of the folder given)
+        here = os.path.realpath(dirpath) + os.sep
+        dirnames[:] = sorted(
+            d for d in dirnames if not here.startswith(os.path.realpath(os.path.join(dirpath, d)) + os.sep)
+        )
         for name in filenames:
             p = Path(dirpath, name)
             # a FIFO or socket is neither a file nor a broken link: never opened (reading a FIFO would block)
