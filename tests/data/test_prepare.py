@@ -131,6 +131,24 @@ def test_prepare_media_records_symlink_loops_and_unreadable_folders(tmp_path, as
     assert causes["case/locked"][:2] == ("error", "unreadable")
 
 
+def test_a_video_broken_mid_way_keeps_the_faces_before_the_break(tmp_path, astronaut):
+    # before, the whole video was an error (decode_error, or truncated) and its good frames were thrown away
+    from dflab.scan.corpus import _broken_midstream
+
+    path = tmp_path / "in" / "broken.mp4"
+    path.parent.mkdir()
+    face = cv2.resize(astronaut[:320, 60:380], (128, 128), interpolation=cv2.INTER_AREA)
+    _broken_midstream(path, [np.roll(face, i, axis=1) for i in range(24)])
+    summary = prepare_media([path], tmp_path / "out", frames=24, size=64, progress=False, workers=1)
+    assert summary["errors"] == {} and summary["videos_cut_short"] == 1 and summary["faces"] > 0
+    with Manifest(tmp_path / "out", readonly=True) as m:
+        (video,) = m.videos()
+        (event,) = m.events(kind="truncated")
+        faces = m.faces()
+    assert video["status"] == "done" and event["frame_index"] == -1 and "last frame kept" in event["detail"]
+    assert max(f.frame_index for f in faces) < 24 and len(faces) == summary["faces"]
+
+
 def _cli(root: Path, out: Path, workers: int) -> list[str]:
     return [
         sys.executable,

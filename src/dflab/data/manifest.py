@@ -285,6 +285,7 @@ class Manifest:
             "frames": q("SELECT COALESCE(SUM(n_frames),0) FROM videos").fetchone()[0],
             "faces": q("SELECT COUNT(*) FROM faces").fetchone()[0],
             "frames_without_face": q("SELECT COUNT(*) FROM events WHERE kind='no_face'").fetchone()[0],
+            "videos_cut_short": q("SELECT COUNT(*) FROM events WHERE kind='truncated'").fetchone()[0],
             "errors": causes,
         }
 

@@ -156,6 +156,7 @@ def process_video(video: VideoRecord, original_path: str, out: Path, settings: P
             size=settings.size,
             margin=settings.margin,
             schedule=True,
+            keep_partial=True,  # a video that breaks mid-way keeps the faces decoded before the break
         )
     except MediaError as exc:
         return VideoResult(video, [], [], 0, (exc.cause, exc.detail))
@@ -482,7 +483,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     return (
         f"videos {summary['videos']} (done {summary['videos_done']}, this run {summary['processed']}, "
         f"already done {summary['skipped_already_done']}) | frames {summary['frames']} | faces {summary['faces']} | "
-        f"frames without a face {summary['frames_without_face']} | errors by cause: {errors} | "
+        f"frames without a face {summary['frames_without_face']} | videos cut short {summary['videos_cut_short']} | "
+        f"errors by cause: {errors} | "
         f"{summary['seconds']} s | {summary['manifest']}"
     )
 
@@ -565,4 +567,6 @@ def run(args: argparse.Namespace) -> int:
     with Manifest(Path(args.out) / MANIFEST_NAME, readonly=True) as man:
         for v in man.videos(status="error"):
             print(f"  error {v['error_cause']}: {v['video_id']} ({v['path']})")
+        for e in man.events(kind="truncated"):
+            print(f"  cut short: {e['video_id']} (kept the frames before the break; {e['detail']})")
     return 0

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from dflab.errors import MediaError
 from dflab.faces.align import CropResult, crop_face, transform_points
 from dflab.faces.detect import DetectedFace, FaceDetector
 from dflab.faces.schedule import DetectionSchedule
@@ -142,8 +143,12 @@ def extract_faces(
     size: int = 256,
     margin: float = 1.3,
     schedule: bool = False,
+    keep_partial: bool = False,
 ) -> tuple[list[FaceCrop], list[Event]]:
     """Every face of the sampled frames of a video or image, tracked and cropped (:func:`find_faces` on a file).
+
+    With ``keep_partial``, a video that breaks after some frames decoded keeps the faces of those frames, and a
+    ``(-1, "truncated", detail)`` event says where it broke (a break before the first frame still raises).
 
     Raises:
         MediaError: when the file cannot be decoded (see :func:`dflab.media.iter_frames`).
@@ -152,5 +157,21 @@ def extract_faces(
         ``(faces, events)``: faces ordered by (frame_index, track_id); one ``no_face`` event per frame without a face.
     """
     frames = iter_frames(path, count=sampling.count, stride=sampling.stride)
+    broken: list[Event] = []
+    if keep_partial:
+        frames = _until_broken(frames, broken)
     found = find_faces(frames, detector, size=size, margin=margin, schedule=schedule)
-    return found.faces, found.events
+    return found.faces, found.events + broken
+
+
+def _until_broken(frames: Iterable[tuple[int, np.ndarray]], broken: list[Event]) -> Iterator[tuple[int, np.ndarray]]:
+    """``frames`` up to a decoding error after the first one, which is noted in ``broken`` instead of raised."""
+    last = None
+    try:
+        for index, rgb in frames:
+            last = index
+            yield index, rgb
+    except MediaError as exc:
+        if last is None:
+            raise
+        broken.append((-1, "truncated", f"{exc.cause}: {exc.detail}; last frame kept: {last}"))
