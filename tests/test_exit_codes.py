@@ -79,6 +79,7 @@ def test_user_mistakes_exit_2_with_one_clean_line(argv, tmp_path, capsys):
 )
 def test_numeric_options_out_of_range_are_refused_at_start(argv, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("uvicorn.run", lambda *a, **k: pytest.fail("the server started"))
+    monkeypatch.chdir(tmp_path)  # a server that does start writes serve_data/ here, not into the checkout
     args = [a.format(tmp=tmp_path) for a in argv]
     with pytest.raises(SystemExit) as info:
         main(args)
