@@ -103,3 +103,36 @@ def test_tiny_image_is_bad_dimensions(tmp_path):
     with pytest.raises(MediaError) as info:
         read_image(path)
     assert info.value.cause == "bad_dimensions"
+
+
+def test_jpeg_over_the_limit_is_decoded_reduced_not_refused(tmp_path, astronaut):
+    # phones' 50-200 MP modes were refused as too_large; libjpeg decodes them at 1/2, 1/4 or 1/8 within the limit
+    big = Image.fromarray(astronaut).resize((2048, 2048), Image.BICUBIC)
+    jpg = _save(big, tmp_path / "big.jpg", quality=95)
+    png = _save(big, tmp_path / "big.png")
+    full = read_image(jpg)
+    assert full.shape == (2048, 2048, 3)
+    half = read_image(jpg, max_pixels=1_100_000)  # 4.2 MP > 1.1 MP: 1/2 scale (1024² = 1.05 MP) fits
+    assert half.shape == (1024, 1024, 3)
+    quarter = read_image(jpg, max_pixels=300_000)
+    assert quarter.shape == (512, 512, 3)
+    # the same picture, not a crop or garbage: close to an area downscale of the full decode
+    ref = np.asarray(Image.fromarray(full).resize((512, 512), Image.BOX), np.float32)
+    assert np.abs(quarter.astype(np.float32) - ref).mean() < 4.0
+    with pytest.raises(MediaError) as info:  # even 1/8 (256² = 65 536 px) is over
+        read_image(jpg, max_pixels=50_000)
+    assert info.value.cause == "too_large" and "1/8" in info.value.detail
+    with pytest.raises(MediaError) as info:  # a PNG has no reduced decode: refused as before
+        read_image(png, max_pixels=1_100_000)
+    assert info.value.cause == "too_large"
+    assert probe(jpg).jpeg and not probe(png).jpeg
+
+
+def test_fit_scale():
+    from dflab.media.image import fit_scale
+
+    assert fit_scale(12000, 9000, 40_000_000, jpeg=True) == 2  # a 108 MP phone photo at 1/2: 27 MP
+    assert fit_scale(12000, 9000, 40_000_000, jpeg=False) == 0
+    assert fit_scale(4000, 3000, 40_000_000, jpeg=False) == 1
+    assert fit_scale(100_000, 100_000, 40_000_000, jpeg=True) == 0  # 10 GP: 1/8 is still 156 MP
+    assert fit_scale(1001, 1001, 251_001, jpeg=True) == 2  # sides round up: 501² = 251 001

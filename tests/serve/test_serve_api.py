@@ -142,3 +142,22 @@ def test_ui_pages_are_served(tmp_path, tiny_scorers):
         page = client.get("/")
         assert page.status_code == 200 and 'id="verdict"' in page.text
         assert client.get("/static/app.js").headers["content-type"].startswith("text/javascript")
+
+
+def test_phone_sized_jpeg_is_accepted_and_scanned_reduced(tmp_path, tiny_scorers, astronaut, wait):
+    # a 48 MP JPEG is over the scan's 40 MP limit; it was refused with 413, it is now decoded at 1/2 scale
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(astronaut).resize((8000, 6000), Image.NEAREST).save(buf, format="JPEG", quality=80)
+    png = io.BytesIO()
+    Image.new("RGB", (8000, 6000)).save(png, format="PNG")
+    with _client(tmp_path, tiny_scorers) as client:
+        r = client.post("/api/jobs", files={"file": ("phone.jpg", buf.getvalue())})
+        assert r.status_code == 202, r.text
+        job = wait(client, r.json()["id"])
+        assert job["status"] == "done", job
+        r = client.post("/api/jobs", files={"file": ("big.png", png.getvalue())})  # no reduced decode for PNG
+        assert r.status_code == 413 and r.json()["error"]["cause"] == "too_large"

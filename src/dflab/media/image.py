@@ -2,11 +2,15 @@
 
 Grey, grey+alpha, palette, RGBA (composited on white), 16-bit (scaled, not clipped), float and CMYK inputs all come
 out as ``(H, W, 3) uint8`` RGB. The header's dimensions are checked against :data:`MAX_PIXELS` *before* any pixel is
-decoded, so a decompression bomb is refused cheaply with :class:`~dflab.errors.MediaError` (cause ``too_large``).
+decoded, so a decompression bomb is refused cheaply with :class:`~dflab.errors.MediaError` (cause ``too_large``). A
+JPEG over the limit is not refused while libjpeg can decode it at 1/2, 1/4 or 1/8 of its size within the limit
+(:func:`fit_scale`): phones' 50-200 MP modes are common in what an analyst is sent, and their faces are still
+hundreds of pixels wide at that scale.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,11 +32,25 @@ MAX_PIXELS = 80_000_000
 MIN_SIDE = 8
 
 
-def _check_dims(path: Path, width: int, height: int, max_pixels: int) -> None:
+#: the reductions libjpeg decodes a JPEG at directly from its DCT coefficients (no full-size pixel buffer is made)
+JPEG_SCALES = (2, 4, 8)
+
+
+def fit_scale(width: int, height: int, max_pixels: int, jpeg: bool) -> int:
+    """The divisor at which an image is decoded within ``max_pixels``: 1 if it fits as it is; for a JPEG the smallest
+    of :data:`JPEG_SCALES` that fits (each side rounded up, as libjpeg does); 0 if nothing fits (``too_large``)."""
+    for s in (1, *JPEG_SCALES) if jpeg else (1,):
+        if math.ceil(width / s) * math.ceil(height / s) <= max_pixels:
+            return s
+    return 0
+
+
+def _check_dims(path: Path, width: int, height: int, max_pixels: int, jpeg: bool = False) -> None:
     if width < MIN_SIDE or height < MIN_SIDE:
         raise MediaError(path, "bad_dimensions", f"{width}x{height} is smaller than {MIN_SIDE} px")
-    if width * height > max_pixels:
-        raise MediaError(path, "too_large", f"{width}x{height} = {width * height} px exceeds the {max_pixels} px limit")
+    if not fit_scale(width, height, max_pixels, jpeg):
+        limit = f"the {max_pixels} px limit" + (f", even at 1/{JPEG_SCALES[-1]} scale" if jpeg else "")
+        raise MediaError(path, "too_large", f"{width}x{height} = {width * height} px exceeds {limit}")
 
 
 def to_rgb_uint8(img: Image.Image) -> np.ndarray:
@@ -69,7 +87,8 @@ def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
 
     Args:
         path: image file.
-        max_pixels: refuse images with more pixels than this (checked from the header, before decoding).
+        max_pixels: refuse images with more pixels than this (checked from the header, before decoding); a larger
+            JPEG is decoded at the smallest reduction (1/2, 1/4, 1/8) that fits, see :func:`fit_scale`.
 
     Returns:
         The image, ``(H, W, 3) uint8`` RGB.
@@ -100,7 +119,12 @@ def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             except PermissionError as exc:
                 raise unreadable_error(path, exc) from exc
             with img:
-                _check_dims(path, img.width, img.height, max_pixels)
+                jpeg = img.format == "JPEG"
+                _check_dims(path, img.width, img.height, max_pixels, jpeg)
+                scale = fit_scale(img.width, img.height, max_pixels, jpeg)
+                if scale > 1:  # libjpeg's DCT scaling: the full-size image is never in memory
+                    img.draft("RGB", (math.ceil(img.width / scale), math.ceil(img.height / scale)))
+                    _check_dims(path, img.width, img.height, max_pixels)
                 try:
                     img.load()
                 except OSError as exc:
@@ -120,6 +144,16 @@ def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
 
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) after EXIF orientation, read from the header only."""
+    w, h, _ = image_header(path)
+    return w, h
+
+
+def image_header(path: str | Path) -> tuple[int, int, bool]:
+    """(width, height, is_jpeg) after EXIF orientation, read from the header only (a JPEG can be decoded reduced).
+
+    Raises:
+        MediaError: ``too_large`` when not even :func:`fit_scale` brings it within :data:`MAX_PIXELS`; ``not_media``.
+    """
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
@@ -128,11 +162,12 @@ def image_size(path: str | Path) -> tuple[int, int]:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides, below
             with Image.open(path) as img:
                 w, h = img.size
-                if w * h > MAX_PIXELS:
+                jpeg = img.format == "JPEG"
+                if not fit_scale(w, h, MAX_PIXELS, jpeg):
                     raise MediaError(path, "too_large", f"{w}x{h} exceeds the {MAX_PIXELS} px limit")
                 orientation = img.getexif().get(0x0112, 1)
     except Image.DecompressionBombError as exc:  # PIL refuses > 2×its own limit before we can look
         raise MediaError(path, "too_large", str(exc)) from exc
     except (UnidentifiedImageError, OSError) as exc:
         raise MediaError(path, "not_media", str(exc)) from exc
-    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+    return (h, w, jpeg) if orientation in (5, 6, 7, 8) else (w, h, jpeg)

@@ -60,6 +60,8 @@ class MediaInfo:
         width: frame width in pixels.
         height: frame height in pixels.
         duration: seconds (0.0 for an image).
+        jpeg: a JPEG still, which :func:`~dflab.media.image.read_image` can decode at a reduced scale when it is
+            over a pixel limit (:func:`~dflab.media.image.fit_scale`).
     """
 
     kind: str
@@ -68,6 +70,7 @@ class MediaInfo:
     width: int
     height: int
     duration: float
+    jpeg: bool = False
 
 
 def _looks_like_video_container(head: bytes) -> bool:
@@ -173,10 +176,10 @@ def probe(path: str | Path) -> MediaInfo:
         rgb = read_image(files[0])
         return MediaInfo("frames", len(files), 0.0, rgb.shape[1], rgb.shape[0], 0.0)
     if kind == "image":
-        from dflab.media.image import image_size
+        from dflab.media.image import image_header
 
-        w, h = image_size(path)
-        return MediaInfo("image", 1, 0.0, w, h, 0.0)
+        w, h, jpeg = image_header(path)
+        return MediaInfo("image", 1, 0.0, w, h, 0.0, jpeg)
     with _open_video(path) as container:
         return _video_info(path, container)
 

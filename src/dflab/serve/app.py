@@ -37,6 +37,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dflab.errors import MediaError
+from dflab.media.image import fit_scale
 from dflab.scan.pipeline import ScanOptions, Scorer, scan_file
 from dflab.scan.report import picture_type
 from dflab.serve.jobs import JobStore, PoolConfig, Retention, WorkerPool, scrub
@@ -178,7 +179,7 @@ def create_app(
             if size == 0:
                 raise MediaError(name, "zero_bytes")
             info = media.probe(dest)
-            if info.width * info.height > scan_opts.max_pixels:
+            if not fit_scale(info.width, info.height, scan_opts.max_pixels, info.jpeg):
                 raise MediaError(name, "too_large", f"{info.width}x{info.height} pixels")
             if info.kind == "video" and info.duration > cfg.max_duration_s:
                 raise MediaError(name, "too_large", f"{info.duration:.1f} s > limit {cfg.max_duration_s:.0f} s")
