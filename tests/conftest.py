@@ -6,6 +6,7 @@ import builtins
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -50,3 +51,28 @@ def deny_read(monkeypatch):
     for owner, name in [(builtins, "open"), (os, "scandir"), (os, "listdir")]:
         monkeypatch.setattr(owner, name, refusing(getattr(owner, name)))
     return lambda p: denied.add(os.fspath(p))
+
+
+@pytest.fixture()
+def phone_video(tmp_path, astronaut):
+    """Factory: ``(path, upright)`` of a 3-frame H.264 clip of the astronaut stored sideways with a display rotation
+    (degrees), as a phone writes a portrait clip; ``upright`` is the 160 × 224 frame a player shows."""
+    import av
+
+    def make(rotation: int) -> tuple[Path, np.ndarray]:
+        upright = np.ascontiguousarray(astronaut[:320:2, :448:2])  # not square, so a turn shows in the shape
+        stored = np.ascontiguousarray(np.rot90(upright, -rotation // 90))
+        path = tmp_path / f"phone{rotation}.mp4"
+        with av.open(str(path), "w") as out:
+            stream = out.add_stream("libx264", rate=10)
+            stream.height, stream.width = stored.shape[:2]
+            stream.pix_fmt = "yuv420p"
+            stream.set_display_rotation(rotation)
+            for _ in range(3):
+                for packet in stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")):
+                    out.mux(packet)
+            for packet in stream.encode():
+                out.mux(packet)
+        return path, upright
+
+    return make

@@ -102,22 +102,8 @@ def test_bad_videos(tmp_path, counter_video):
 
 
 @pytest.mark.parametrize("rotation", [90, -90, 180])
-def test_a_phone_video_stored_sideways_is_decoded_upright(tmp_path, astronaut, rotation):
-    import av
-
-    upright = np.ascontiguousarray(astronaut[:320:2, :448:2])  # 160 × 224: not square, so a turn shows in the shape
-    stored = np.ascontiguousarray(np.rot90(upright, -rotation // 90))
-    path = tmp_path / "phone.mp4"
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=10)
-        stream.height, stream.width = stored.shape[:2]
-        stream.pix_fmt = "yuv420p"
-        stream.set_display_rotation(rotation)  # what a phone writes for a portrait clip
-        for _ in range(3):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+def test_a_phone_video_stored_sideways_is_decoded_upright(phone_video, rotation):
+    path, upright = phone_video(rotation)
     for frames in (list(iter_frames(path)), list(iter_frames(path, count=2))):
         rgb = frames[0][1]
         assert rgb.shape == upright.shape, (rotation, rgb.shape)  # was the stored, sideways frame

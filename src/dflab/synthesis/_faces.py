@@ -140,16 +140,27 @@ def self_donors(rgb: np.ndarray, *, size: int = 256, identity: str = "input") ->
 
 
 def read_frame(path: str | Path, index: int = 0) -> np.ndarray:
-    """One RGB frame of a video (or the image itself). Shape: -> (H, W, 3) uint8."""
-    path = Path(path)
-    if path.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp"):
-        from dflab.synthesis.donors import read_rgb
+    """One RGB frame of a video (or the image itself, for any ``index``), read as ``dflab prepare`` reads it (:func:`dflab.media.
+    iter_frames`: EXIF orientation, a phone video's display rotation, frame folders, specific errors), so that a
+    frame's landmarks from a manifest fit the pixels read here.
 
-        return read_rgb(path)
-    import av
+    Raises:
+        IndexError: the video has no frame ``index``.
+        MediaError: the file cannot be read.
 
-    with av.open(str(path)) as c:
-        for i, frame in enumerate(c.decode(video=0)):
+    Shape:
+        -> (H, W, 3) uint8.
+    """
+    from dflab.errors import MediaError
+    from dflab.media import iter_frames, read_image, sniff
+
+    if sniff(path) == "image":  # an image is its own only frame, whatever ``index`` says
+        return read_image(path)
+    try:
+        for i, rgb in iter_frames(path, indices=[index]):
             if i == index:
-                return frame.to_ndarray(format="rgb24")
+                return rgb
+    except MediaError as exc:
+        if exc.cause != "no_frames":  # a frame past the end decodes nothing; any other failure is the file's
+            raise
     raise IndexError(f"{path} has no frame {index}")
