@@ -140,9 +140,9 @@ def self_donors(rgb: np.ndarray, *, size: int = 256, identity: str = "input") ->
 
 
 def read_frame(path: str | Path, index: int = 0) -> np.ndarray:
-    """One RGB frame of a video (or the image itself, for any ``index``), read as ``dflab prepare`` reads it (:func:`dflab.media.
-    iter_frames`: EXIF orientation, a phone video's display rotation, frame folders, specific errors), so that a
-    frame's landmarks from a manifest fit the pixels read here.
+    """One RGB frame of a video (or the image itself, for any ``index``), read as ``dflab prepare`` reads it
+    (:func:`dflab.media.iter_frames`: EXIF orientation, a phone video's display rotation, frame folders, specific
+    errors), so that a frame's landmarks from a manifest fit the pixels read here.
 
     Raises:
         IndexError: the video has no frame ``index``.
