@@ -136,3 +136,28 @@ def test_fit_scale():
     assert fit_scale(4000, 3000, 40_000_000, jpeg=False) == 1
     assert fit_scale(100_000, 100_000, 40_000_000, jpeg=True) == 0  # 10 GP: 1/8 is still 156 MP
     assert fit_scale(1001, 1001, 251_001, jpeg=True) == 2  # sides round up: 501² = 251 001
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_phone_photo_formats_are_images(tmp_path, astronaut, fmt):
+    # an iPhone's photos are HEIC: they were skipped by folder scans and read as "truncated" video containers
+    pillow_heif = pytest.importorskip("pillow_heif")
+    path = tmp_path / f"photo.{'heic' if fmt == 'HEIF' else 'avif'}"
+    if fmt == "HEIF":  # written without registering the Pillow plugin: dflab must register it itself
+        pillow_heif.from_pillow(Image.fromarray(astronaut)).save(path, quality=95)
+    else:
+        Image.fromarray(astronaut).save(path, format=fmt, quality=95)
+    assert sniff(path) == "image"
+    info = probe(path)
+    assert (info.kind, info.width, info.height) == ("image", 512, 512)
+    rgb = read_image(path)
+    assert rgb.shape == (512, 512, 3)
+    assert np.abs(rgb.astype(int) - astronaut).mean() < 6  # the photo, lossy-coded
+
+
+def test_heif_header_without_image_is_not_media(tmp_path):
+    path = tmp_path / "broken.heic"
+    path.write_bytes(b"\x00\x00\x00\x1cftypheic\x00\x00\x00\x00mif1heic" + b"\0" * 64)
+    with pytest.raises(MediaError) as info:
+        read_image(path)
+    assert info.value.cause in ("not_media", "truncated", "decode_error")

@@ -214,3 +214,18 @@ def test_scan_imports_only_what_it_uses(media_dir, tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "LOADED []" in out, out
+
+
+def test_scan_folder_reads_an_iphone_heic_photo(ckpt, tmp_path, astronaut):
+    # .heic was not a scanned suffix (a folder of iPhone photos gave an empty report) nor a readable image
+    pillow_heif = pytest.importorskip("pillow_heif")
+    from PIL import Image
+
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    pillow_heif.from_pillow(Image.fromarray(astronaut)).save(folder / "IMG_0001.HEIC", quality=95)
+    out = tmp_path / "rep"
+    main(["scan", str(folder), "--detector", str(ckpt), "--out", str(out), "--no-progress"])
+    (record,) = json.loads((out / "scan.json").read_text())["files"]
+    assert record["path"].endswith("IMG_0001.HEIC") and record["status"] == "ok", record
+    assert record["n_faces"] >= 1 and record["verdict"] in ("real", "fake", "uncertain")

@@ -161,3 +161,16 @@ def test_phone_sized_jpeg_is_accepted_and_scanned_reduced(tmp_path, tiny_scorers
         assert job["status"] == "done", job
         r = client.post("/api/jobs", files={"file": ("big.png", png.getvalue())})  # no reduced decode for PNG
         assert r.status_code == 413 and r.json()["error"]["cause"] == "too_large"
+
+
+def test_a_one_pixel_image_is_refused_at_upload(tmp_path, tiny_scorers):
+    # it was admitted (202) and only failed later as a job
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buf, format="PNG")
+    with _client(tmp_path, tiny_scorers) as client:
+        r = client.post("/api/jobs", files={"file": ("dot.png", buf.getvalue())})
+        assert r.status_code == 422 and r.json()["error"]["cause"] == "bad_dimensions", r.text

@@ -32,6 +32,44 @@ MAX_PIXELS = 80_000_000
 MIN_SIDE = 8
 
 
+#: ISO-BMFF brands (bytes 8-12) of HEIF and AVIF still images: an iPhone's photos are HEIC
+HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"mif1", b"avif")
+
+
+def is_heif_head(head: bytes) -> bool:
+    """Whether a file's first 12 bytes are those of a HEIF/AVIF still image."""
+    return head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS
+
+
+def _open(path: Path) -> Image.Image:
+    """``PIL.Image.open``, with pillow-heif's HEIC plugin registered (once, ≈ 40 ms) when a file needs it; Pillow reads
+    AVIF itself.
+
+    Raises:
+        MediaError: ``not_media`` (not an image), ``unsupported_codec`` (HEIC without pillow-heif).
+        PermissionError: from opening the file.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return Image.open(path)
+    except UnidentifiedImageError as exc:
+        with open(path, "rb") as fh:
+            heif = is_heif_head(fh.read(12))
+        if not heif:
+            raise MediaError(path, "not_media", "not an image PIL can identify") from exc
+        try:
+            import pillow_heif
+        except ImportError:
+            hint = "a HEIC photo needs pillow-heif: pip install pillow-heif"
+            raise MediaError(path, "unsupported_codec", hint) from exc
+        pillow_heif.register_heif_opener()
+        try:
+            return Image.open(path)
+        except UnidentifiedImageError as exc2:
+            raise MediaError(path, "not_media", "a HEIF header without a readable image") from exc2
+
+
 #: the reductions libjpeg decodes a JPEG at directly from its DCT coefficients (no full-size pixel buffer is made)
 JPEG_SCALES = (2, 4, 8)
 
@@ -100,7 +138,7 @@ def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     Shape:
         returns (H, W, 3) uint8.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps
 
     path = Path(path)
     if not path.exists():
@@ -113,9 +151,7 @@ def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         Image.MAX_IMAGE_PIXELS = None  # our own limit below, checked from the header
         try:
             try:
-                img = Image.open(path)
-            except UnidentifiedImageError as exc:
-                raise MediaError(path, "not_media", "not an image PIL can identify") from exc
+                img = _open(path)
             except PermissionError as exc:
                 raise unreadable_error(path, exc) from exc
             with img:
@@ -152,7 +188,8 @@ def image_header(path: str | Path) -> tuple[int, int, bool]:
     """(width, height, is_jpeg) after EXIF orientation, read from the header only (a JPEG can be decoded reduced).
 
     Raises:
-        MediaError: ``too_large`` when not even :func:`fit_scale` brings it within :data:`MAX_PIXELS`; ``not_media``.
+        MediaError: ``too_large`` when not even :func:`fit_scale` brings it within :data:`MAX_PIXELS`;
+            ``bad_dimensions`` under :data:`MIN_SIDE`; ``not_media``.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -160,11 +197,10 @@ def image_header(path: str | Path) -> tuple[int, int, bool]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides, below
-            with Image.open(path) as img:
+            with _open(path) as img:
                 w, h = img.size
                 jpeg = img.format == "JPEG"
-                if not fit_scale(w, h, MAX_PIXELS, jpeg):
-                    raise MediaError(path, "too_large", f"{w}x{h} exceeds the {MAX_PIXELS} px limit")
+                _check_dims(path, w, h, MAX_PIXELS, jpeg)
                 orientation = img.getexif().get(0x0112, 1)
     except Image.DecompressionBombError as exc:  # PIL refuses > 2×its own limit before we can look
         raise MediaError(path, "too_large", str(exc)) from exc

@@ -22,7 +22,7 @@ import numpy as np
 
 from dflab.errors import MediaError
 from dflab.media.files import missing_error, unreadable_error
-from dflab.media.image import MAX_PIXELS, read_image
+from dflab.media.image import MAX_PIXELS, is_heif_head, read_image
 
 #: Seek instead of decoding forward when the next wanted frame is more than this many frames ahead.
 SEEK_GAP = 64
@@ -30,7 +30,10 @@ SEEK_GAP = 64
 #: :func:`set_decode_threads`.
 _DECODE_THREADS = 0
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif"}
+IMAGE_EXTS = {
+    *(".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif"),
+    *(".heic", ".heif", ".avif"),  # phone photos (iPhone: HEIC), read through pillow-heif / Pillow's AVIF plugin
+}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts"}
 
 #: FFmpeg demuxers that open plain text as a video (``tty``: ANSI art, picked for ``.txt``, ``.nfo``, ``.asc`` …)
@@ -86,7 +89,9 @@ def _looks_like_video_container(head: bytes) -> bool:
 
 
 def _is_image_head(head: bytes) -> bool:
-    return head.startswith(_IMAGE_MAGIC) or (head.startswith(b"RIFF") and head[8:12] == b"WEBP")
+    return (  # a HEIF/AVIF still is an ISO-BMFF file like an MP4: its brand tells it apart
+        head.startswith(_IMAGE_MAGIC) or (head.startswith(b"RIFF") and head[8:12] == b"WEBP") or is_heif_head(head)
+    )
 
 
 def _is_frame_file(p: Path) -> bool:

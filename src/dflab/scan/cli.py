@@ -20,13 +20,12 @@ from dflab.argtypes import non_negative_float, non_negative_int, positive_float,
 from dflab.distributed import add_ray_argument
 from dflab.errors import CheckpointError
 from dflab.faces.detect import BACKENDS, DEFAULT_BACKEND
+from dflab.media.video import IMAGE_EXTS, VIDEO_EXTS
 from dflab.scan.journal import ScanJournal, fingerprint
 from dflab.scan.pipeline import FACES_PER_TRACK, WEIGHTS_DIR, ScanOptions, ScanResult, Scorer, load_scorer, scan_file
 
-MEDIA_SUFFIXES = {
-    ".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif",
-    ".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
-}  # fmt: skip
+#: what a folder scan picks up: every suffix dflab.media reads (HEIC/AVIF phone photos, MPEG-TS captures …)
+MEDIA_SUFFIXES = IMAGE_EXTS | VIDEO_EXTS
 EXIT_FAKE, EXIT_ERROR, EXIT_USAGE = 1, 4, 2
 
 
