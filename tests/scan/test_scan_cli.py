@@ -162,9 +162,10 @@ def test_unusable_detector_is_exit_2(tmp_path, media_dir, capsys):
 def test_demo_writes_report_with_real_and_forgery(ckpt, tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--detector", str(ckpt)]) == 0
     printed = capsys.readouterr().out
-    assert "astronaut.png:" in printed and "astronaut_forgery.png:" in printed
+    for name in ("astronaut.png:", "astronaut_forgery.png:", "astronaut_selfblend.png:"):
+        assert name in printed
     records = json.loads((tmp_path / "demo" / "scan.json").read_text())["files"]
-    assert [r["status"] for r in records] == ["ok", "ok"]
+    assert [r["status"] for r in records] == ["ok", "ok", "ok"]
     assert (tmp_path / "demo" / "report.html").exists()
 
 
@@ -178,6 +179,24 @@ def test_self_blend_changes_only_the_face(astronaut):
     changed = np.abs(fake.astype(int) - astronaut.astype(int)).sum(axis=2) > 0
     assert changed.any() and not (changed & (mask == 0)).any(), "only the blended face may change"
     assert 0 < mask.max() <= 1.0 and mask[:, 300:].max() == 0 and mask[260:].max() == 0  # inside the 1.3x box
+
+
+def test_face_swap_puts_the_donors_face_inside_the_mask_only(astronaut):
+    import numpy as np
+
+    from dflab.faces import FaceDetector
+    from dflab.scan.demo import donor_photo, face_swap
+
+    det = FaceDetector(backend="dlib")
+    lm = np.asarray(det.detect(astronaut)[0].landmarks, np.float32)
+    donor = donor_photo()
+    dlm = np.asarray(max(det.detect(donor), key=lambda f: f.box[2] - f.box[0]).landmarks, np.float32)
+    fake, mask = face_swap(astronaut, lm, donor, dlm, np.random.default_rng(0))
+    changed = np.abs(fake.astype(int) - astronaut.astype(int)).sum(axis=2) > 0
+    assert not (changed & (mask == 0)).any(), "only the blended face may change"
+    inner = mask > 0.99  # a swap, not a tint: the face's own pixels are replaced by another face's
+    assert inner.sum() > 2000 and np.abs(fake[inner].astype(int) - astronaut[inner]).mean() > 15
+    assert fake.shape == astronaut.shape and fake.dtype == np.uint8
 
 
 def test_a_pickled_checkpoint_is_never_unpickled(tmp_path, media_dir, capsys):
