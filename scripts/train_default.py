@@ -234,15 +234,26 @@ MIRROR68 = np.array(
 )
 
 
+def item_crop(key: str, item: dict, row) -> tuple[np.ndarray, dict]:
+    """A planned item's RGB crop: the prepared face, or its twin replayed from a seed derived from the face's place
+    (file, frame, track, twin number); returns (crop, the twin's parameters or {})."""
+    import hashlib
+
+    import cv2
+
+    img = cv2.imread(str(RUN / "faces" / row.crop_path))[:, :, ::-1]
+    if item["variant"] == "orig":
+        return img, {}
+    twin = f"/{item['twin']}" if item.get("twin") else ""
+    seed = int(hashlib.sha1(f"{key}/{row.frame_index}/{row.track_id}{twin}".encode()).hexdigest()[:8], 16)
+    return synth_twin(img, row.landmarks_array(), item["variant"], seed)
+
+
 def cmd_features(args: argparse.Namespace) -> None:
     """Encode every planned face with CLIP (all 12 blocks, class + mean patch token), one cache file per media file.
 
     Only files whose preparation is done are encoded, so this can run beside ``prepare`` and again after it.
     """
-    import hashlib
-
-    import cv2
-
     from dflab.data.manifest import Manifest
     from dflab.models.clip import ClipOnnxEncoder, preprocess, token_features
 
@@ -264,12 +275,7 @@ def cmd_features(args: argparse.Namespace) -> None:
         crops, meta = [], []
         for it in items:
             r = rows[it["row"]]
-            img = cv2.imread(str(RUN / "faces" / r.crop_path))[:, :, ::-1]
-            info: dict = {}
-            if it["variant"] != "orig":
-                twin = f"/{it['twin']}" if it.get("twin") else ""
-                seed = int(hashlib.sha1(f"{key}/{r.frame_index}/{r.track_id}{twin}".encode()).hexdigest()[:8], 16)
-                img, info = synth_twin(img, r.landmarks_array(), it["variant"], seed)
+            img, info = item_crop(key, it, r)
             crops.append(img)
             meta.append(
                 {
@@ -304,7 +310,6 @@ def cmd_views(args: argparse.Namespace) -> None:
     still as the scanner does (the mean P(fake) of its six views), so the image band is fitted on the scanner's
     own scores. The probe is still trained on the single crops."""
     from dflab.data.manifest import Manifest
-    from dflab.faces.align import crop_face
     from dflab.media import read_image
     from dflab.models.clip import ClipOnnxEncoder, preprocess, token_features
 
@@ -325,10 +330,7 @@ def cmd_views(args: argparse.Namespace) -> None:
         rgb = read_image(paths[meta[0]["file"]])
         crops, faces = [], []
         for m in meta:
-            r = index[(m["file"], m["frame"], m["track"])]
-            for dm in VIEW_MARGINS:
-                crop = crop_face(rgb, tuple(r.det_box), size=CROP_SIZE, margin=1.3 + dm).image
-                crops += [crop, np.ascontiguousarray(crop[:, ::-1])]
+            crops += view_crops(rgb, index[(m["file"], m["frame"], m["track"])])
             faces.append([m["frame"], m["track"]])
         enc = enc or ClipOnnxEncoder(ALL_BLOCKS, threads=args.threads)
         batches = [crops[s : s + 12] for s in range(0, len(crops), 12)]
@@ -337,6 +339,18 @@ def cmd_views(args: argparse.Namespace) -> None:
         np.savez(tmp, feats=feats, faces=np.array(faces), media=meta[0]["file"])
         tmp.rename(out / p.name)
         print(f"{meta[0]['file']}: {len(faces)} faces x {2 * len(VIEW_MARGINS)} views", flush=True)
+
+
+def view_crops(rgb: np.ndarray, row) -> list[np.ndarray]:
+    """The scanner's test-time views of one face of a still (margin 1.3 ± 0.1, each also flipped), cut as the
+    prepared crops were (:data:`CROP_SIZE`)."""
+    from dflab.faces.align import crop_face
+
+    crops = []
+    for dm in VIEW_MARGINS:
+        crop = crop_face(rgb, tuple(row.det_box), size=CROP_SIZE, margin=1.3 + dm).image
+        crops += [crop, np.ascontiguousarray(crop[:, ::-1])]
+    return crops
 
 
 def load_views() -> dict[tuple[str, int, int], np.ndarray]:

@@ -150,3 +150,25 @@ def test_min_face_px_is_where_small_real_faces_stop_being_called_fake(td, monkey
     row = got["table"]["56"]
     assert row["real_called_fake_below"] == 1.0 and row["real_called_fake_above"] == 0.0
     assert row["reals_below"] == int(((px < 56) & (y == 0)).sum())
+
+
+def test_view_crops_are_the_scanners_six_views(td, astronaut):
+    row = SimpleNamespace(det_box=(170, 60, 300, 220))
+    crops = td.view_crops(astronaut, row)
+    assert len(crops) == 2 * len(td.VIEW_MARGINS) and all(c.shape == (td.CROP_SIZE, td.CROP_SIZE, 3) for c in crops)
+    assert np.array_equal(crops[1], crops[0][:, ::-1])  # each margin, then its mirror image
+    assert not np.array_equal(crops[0], crops[2])  # margins differ
+
+
+def test_tune_tail_halves_follow_the_loso_folds(td):
+    # the tuning experiment scores a half's files with a tail tuned on the other half: a source must never be split
+    spec = importlib.util.spec_from_file_location("tune_tail", SCRIPT.parent / "experiments" / "tune_tail.py")
+    tt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tt)
+    rng = np.random.default_rng(0)
+    meta = [{"source": f"s{int(s)}", "label": int(rng.random() < 0.3)} for s in rng.integers(0, 12, 400)]
+    half = tt._halves(meta)
+    by_source: dict = {}
+    for m, h in zip(meta, half, strict=True):
+        by_source.setdefault(m["source"], set()).add(int(h))
+    assert all(len(v) == 1 for v in by_source.values()) and set(half) == {0, 1}
