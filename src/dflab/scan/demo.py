@@ -33,15 +33,16 @@ import numpy as np
 from dflab.errors import CheckpointError
 
 
-def _face_window(rgb: np.ndarray, landmarks: np.ndarray):
-    """The face's 1.3× square window cut at the photo's own resolution: (box, side, FaceSample of the crop)."""
+def _face_window(rgb: np.ndarray, landmarks: np.ndarray, size: int | None = None):
+    """The face's 1.3× square window, cut at the photo's own resolution (or at ``size`` px): (box, side, FaceSample
+    of the crop)."""
     from dflab.faces.align import crop_box, square_box, transform_points
     from dflab.synthesis import FaceSample
 
     lm = np.asarray(landmarks, np.float32)
     box = square_box((*lm.min(0), *lm.max(0)), margin=1.3)
     side = int(box[2] - box[0])
-    crop = crop_box(rgb, box, size=side)
+    crop = crop_box(rgb, box, size=size or side)
     return box, side, FaceSample(image=crop.image, landmarks=transform_points(lm, crop.matrix))
 
 
@@ -72,22 +73,16 @@ def face_swap(
         rng: the only source of randomness.
 
     Returns:
-        (forgery, mask) with mask the blending weight in [0, 1].
-
-    Shape:
-        rgb (H, W, 3) uint8 → forgery (H, W, 3) uint8, mask (H, W) float32.
+        (forgery, mask) as :func:`self_blend`.
     """
     import dataclasses
 
-    from dflab.faces.align import crop_box, square_box, transform_points
-    from dflab.synthesis import SYNTHESIZERS, FaceSample
+    from dflab.synthesis import SYNTHESIZERS
     from dflab.synthesis.donors import DonorPool
 
     box, side, face = _face_window(rgb, landmarks)
     face = dataclasses.replace(face, identity="target")
-    dlm = np.asarray(donor_landmarks, np.float32)
-    dcrop = crop_box(donor, square_box((*dlm.min(0), *dlm.max(0)), margin=1.3), size=side)
-    other = FaceSample(image=dcrop.image, landmarks=transform_points(dlm, dcrop.matrix), identity="donor")
+    other = dataclasses.replace(_face_window(donor, donor_landmarks, size=side)[2], identity="donor")
     pool = DonorPool(["donor"], ["donor"], other.landmarks[None], lambda _key: other)
     bi = SYNTHESIZERS.get("bi")
     result = bi.apply(face, bi.sample_params(rng, face, pool, k=1, donor_align="similarity"), pool)
