@@ -83,12 +83,15 @@ def fit_scale(width: int, height: int, max_pixels: int, jpeg: bool) -> int:
     return 0
 
 
-def _check_dims(path: Path, width: int, height: int, max_pixels: int, jpeg: bool = False) -> None:
+def _check_dims(path: Path, width: int, height: int, max_pixels: int, jpeg: bool = False) -> int:
+    """Refuse an image too small or too large (``bad_dimensions``/``too_large``); else its :func:`fit_scale`."""
     if width < MIN_SIDE or height < MIN_SIDE:
         raise MediaError(path, "bad_dimensions", f"{width}x{height} is smaller than {MIN_SIDE} px")
-    if not fit_scale(width, height, max_pixels, jpeg):
+    scale = fit_scale(width, height, max_pixels, jpeg)
+    if not scale:
         limit = f"the {max_pixels} px limit" + (f", even at 1/{JPEG_SCALES[-1]} scale" if jpeg else "")
         raise MediaError(path, "too_large", f"{width}x{height} = {width * height} px exceeds {limit}")
+    return scale
 
 
 def to_rgb_uint8(img: Image.Image) -> np.ndarray:
@@ -155,9 +158,7 @@ def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             except PermissionError as exc:
                 raise unreadable_error(path, exc) from exc
             with img:
-                jpeg = img.format == "JPEG"
-                _check_dims(path, img.width, img.height, max_pixels, jpeg)
-                scale = fit_scale(img.width, img.height, max_pixels, jpeg)
+                scale = _check_dims(path, img.width, img.height, max_pixels, img.format == "JPEG")
                 if scale > 1:  # libjpeg's DCT scaling: the full-size image is never in memory
                     img.draft("RGB", (math.ceil(img.width / scale), math.ceil(img.height / scale)))
                     _check_dims(path, img.width, img.height, max_pixels)
@@ -176,12 +177,6 @@ def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
                 return np.ascontiguousarray(to_rgb_uint8(img))
         finally:
             Image.MAX_IMAGE_PIXELS = saved_limit
-
-
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) after EXIF orientation, read from the header only."""
-    w, h, _ = image_header(path)
-    return w, h
 
 
 def image_header(path: str | Path) -> tuple[int, int, bool]:
