@@ -204,6 +204,25 @@ def cmd_tune(k: int, epochs: float, lr: float, mode: str, labelled: bool, tag: s
         np.savez(out / f"half{h}.npz", pooled=pf, head=hl, vpooled=pv, vhead=hv)
 
 
+def summary(name: str, meta: list[dict], orig: np.ndarray, oof: np.ndarray, voof: dict) -> None:
+    """One line: calibrated file AUC (the scanner's per-kind Platt), videos, stills, the per-kind bands' uncertain
+    share and decisive accuracy (chosen and judged as ``train_default`` does), families with >= 5 files."""
+    files = td.file_scores(meta, oof, orig, voof)
+    names = sorted(files)
+    fy = np.array([files[n]["label"] for n in names])
+    platts = td.platt_by_kind(files, names)
+    per_file: dict = {}
+    for kind, (a, b) in platts.items():
+        sub = {n: files[n] for n in names if td.kind_of(n) == kind}
+        td.band_check(sub, td.choose_band(sub, sorted(sub), a, b)[2], per_file=per_file)
+    ver = [v for n in names for v in per_file.get(n, [])]
+    rep = td.report(files)
+    fams = {f: v["auc"] for f, v in rep["family_auc"].items() if v["files"] >= 5}
+    print(f"{name:24s} calibrated {td.auc(fy, td.scanner_probs(files, names, platts))} videos {rep['video_auc']} "
+          f"stills {rep['image_auc']} uncertain {np.mean([u for u, _ in ver]):.2f} "
+          f"right {np.mean([r for u, r in ver if not u]):.2f} families {fams}", flush=True)  # fmt: skip
+
+
 def cmd_eval(tag: str) -> None:
     """Calibrated file AUC, per kind, verdicts and families: the frozen probe, the probe on tuned features, and the
     tuned head alone (each half's files scored by the tail tuned on the other half)."""
@@ -218,24 +237,8 @@ def cmd_eval(tag: str) -> None:
     blocks, tokens = td.FEATURE_SETS[PROBE_SET]
     tuned = [b - 1 for b in range(13 - k, 13)]
 
-    def summary(name: str, oof: np.ndarray, voof: dict) -> None:
-        files = td.file_scores(meta, oof, orig, voof)
-        names = sorted(files)
-        fy = np.array([files[n]["label"] for n in names])
-        platts = td.platt_by_kind(files, names)
-        per_file: dict = {}
-        for kind, (a, b) in platts.items():
-            sub = {n: files[n] for n in names if td.kind_of(n) == kind}
-            td.band_check(sub, td.choose_band(sub, sorted(sub), a, b)[2], per_file=per_file)
-        ver = [v for n in names for v in per_file.get(n, [])]
-        rep = td.report(files)
-        fams = {f: v["auc"] for f, v in rep["family_auc"].items() if v["files"] >= 5}
-        print(f"{name:24s} calibrated {td.auc(fy, td.scanner_probs(files, names, platts))} videos {rep['video_auc']} "
-              f"stills {rep['image_auc']} uncertain {np.mean([u for u, _ in ver]):.2f} "
-              f"right {np.mean([r for u, r in ver if not u]):.2f} families {fams}", flush=True)  # fmt: skip
-
     oofs, voofs = td.loso(feats, meta, blocks, tokens, [PROBE_C], labelled=True, views=views)
-    summary("frozen probe", oofs[PROBE_C], voofs[PROBE_C])
+    summary("frozen probe", meta, orig, oofs[PROBE_C], voofs[PROBE_C])
     oof, hoof = np.full(len(meta), np.nan, np.float32), np.full(len(meta), np.nan, np.float32)
     voof: dict = {}
     hvoof: dict = {}
@@ -257,8 +260,8 @@ def cmd_eval(tag: str) -> None:
             j = vindex.get((meta[i]["file"], meta[i]["frame"], meta[i]["track"]))
             if j is not None:
                 hvoof[i] = vh[j]
-    summary("probe, tuned features", oof, voof)
-    summary("tuned head alone", hoof, hvoof)
+    summary("probe, tuned features", meta, orig, oof, voof)
+    summary("tuned head alone", meta, orig, hoof, hvoof)
 
 
 def main() -> None:

