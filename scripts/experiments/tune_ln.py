@@ -231,7 +231,7 @@ def cmd_encode(h: int) -> None:
     and GenD's head logit (post-LN class token, tuned post-LN, L2-normalised) of each."""
     from safetensors.numpy import load_file
 
-    from dflab.models.clip import ClipOnnxEncoder, token_features
+    from dflab.models.clip import ClipOnnxEncoder, preprocess, token_features
 
     out = OUT / f"half{h}.npz"
     if out.exists():
@@ -259,7 +259,7 @@ def cmd_encode(h: int) -> None:
     def run(arr, idx) -> tuple[np.ndarray, np.ndarray]:
         feats, logits = [], []
         for s in range(0, len(idx), 16):
-            hidden = enc(td_preprocess(np.array(arr[idx[s : s + 16]])))
+            hidden = enc(preprocess(list(arr[idx[s : s + 16]])))
             feats.append(token_features(hidden, td.ALL_BLOCKS).astype(np.float16))
             logits.append(head(hidden[12][:, 0]))
             if s % 320 == 0:
@@ -270,12 +270,6 @@ def cmd_encode(h: int) -> None:
     vidx = np.concatenate([np.arange(6 * j, 6 * j + 6) for j in vsel])
     vf, vh = run(views, vidx)
     np.savez(out, feats=f, head=hl, vfeats=vf, vhead=vh, vkeys=json.dumps([vkeys[j] for j in vsel]))
-
-
-def td_preprocess(batch: np.ndarray) -> np.ndarray:
-    from dflab.models.clip import preprocess
-
-    return preprocess(list(batch))
 
 
 def cmd_eval() -> None:
