@@ -206,7 +206,8 @@ def cmd_tune(k: int, epochs: float, lr: float, mode: str, labelled: bool, tag: s
 
 def summary(name: str, meta: list[dict], orig: np.ndarray, oof: np.ndarray, voof: dict) -> None:
     """One line: calibrated file AUC (the scanner's per-kind Platt), videos, stills, the per-kind bands' uncertain
-    share and decisive accuracy (chosen and judged as ``train_default`` does), families with >= 5 files."""
+    share and decisive accuracy (chosen and judged as ``train_default`` does), and the file AUC of each family with
+    >= 5 files against all real files (calibrated, as the README's table)."""
     files = td.file_scores(meta, oof, orig, voof)
     names = sorted(files)
     fy = np.array([files[n]["label"] for n in names])
@@ -217,8 +218,16 @@ def summary(name: str, meta: list[dict], orig: np.ndarray, oof: np.ndarray, voof
         td.band_check(sub, td.choose_band(sub, sorted(sub), a, b)[2], per_file=per_file)
     ver = [v for n in names for v in per_file.get(n, [])]
     rep = td.report(files)
-    fams = {f: v["auc"] for f, v in rep["family_auc"].items() if v["files"] >= 5}
-    print(f"{name:24s} calibrated {td.auc(fy, td.scanner_probs(files, names, platts))} videos {rep['video_auc']} "
+    p = td.scanner_probs(files, names, platts)
+    fam = np.array([files[n]["family"] for n in names])
+    fams = {  # each family's fakes against all real files, on the scanner's calibrated score (as cmd_report)
+        str(f): round(
+            td.auc(np.r_[np.ones((fam == f).sum()), np.zeros((fy == 0).sum())], np.r_[p[fam == f], p[fy == 0]]), 3
+        )
+        for f in sorted(set(fam) - {"real"})
+        if (fam == f).sum() >= 5
+    }
+    print(f"{name:24s} calibrated {td.auc(fy, p)} videos {rep['video_auc']} "
           f"stills {rep['image_auc']} uncertain {np.mean([u for u, _ in ver]):.2f} "
           f"right {np.mean([r for u, r in ver if not u]):.2f} families {fams}", flush=True)  # fmt: skip
 
