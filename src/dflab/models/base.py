@@ -9,6 +9,8 @@
 * ``input_spec``: the preprocessing contract written into the checkpoint card.
 * ``config()``: constructor kwargs, so a checkpoint rebuilds its own model.
 * ``frozen_prefixes``: parameters the engine must never train (a frozen encoder).
+* ``prepare_batch(batch, **phase) -> batch``: a training-time transform of the batch that needs the current model
+  (RFM's attention-guided erasing); the engine calls it before the training forward. Default: the batch unchanged.
 
 Detectors are registered with :data:`DETECTORS` by name; each registers a ``<name>_tiny`` variant for tests.
 """
@@ -62,6 +64,13 @@ class Detector(nn.Module):
     def config(self) -> dict[str, Any]:
         """Constructor kwargs (JSON-serialisable) that rebuild this detector."""
         return dict(self._config)
+
+    def prepare_batch(self, batch: dict[str, Any], **phase: Any) -> dict[str, Any]:
+        """Transform a training batch with the current model before the training forward (e.g. RFM erases what the
+        model attends to most). Called by the engine once per step, in train mode, after ``zero_grad`` and outside
+        autocast; it must leave parameters, their gradients and every module's train/eval mode as it found them.
+        ``phase`` is the same as for :meth:`compute_loss`. Default: the batch unchanged."""
+        return batch
 
     def explain_maps(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Detector-specific localisation maps in [0,1], each (B,1,h,w) (predicted masks, CAM). Default: none."""

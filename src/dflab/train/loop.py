@@ -5,7 +5,8 @@ the detector (``compute_loss``, ``targets``) and the schedule object (:class:`~d
 Per step: ``phase = schedule.phase(step, total)`` → draw a batch from ``streams[phase.stream]`` (or, when
 ``phase.stream`` names a ``data.mixes`` entry, the mix's fixed number of items from each of its streams,
 concatenated — :class:`_MixIter`) → set
-``requires_grad`` from ``phase.trainable`` → forward → ``compute_loss(batch, out, **phase.loss_kwargs)`` → backward
+``requires_grad`` from ``phase.trainable`` → ``model.prepare_batch(batch)`` (identity unless the detector transforms
+its training batch, e.g. RFM's erasing) → forward → ``compute_loss(batch, out, **phase.loss_kwargs)`` → backward
 → optimiser step at ``lr(epoch) · phase.lr_scale``. Per epoch: ``schedule.on_epoch_end(trainer, epoch)``, validation
 on the ``data.val`` stream (never ``test``), ``best/`` when the selection metric improves, ``last/`` always.
 
@@ -619,6 +620,7 @@ class Trainer:
         if phase.freeze_norm:
             freeze_norm_stats(self.model, phase.trainable)
         self.optimizer.zero_grad(set_to_none=True)
+        batch = self.model.prepare_batch(batch, **phase.loss_kwargs)  # e.g. RFM's erasing; identity by default
         with self._autocast():
             out = self.net(batch["image"])
             losses = self.model.compute_loss(batch, out, **phase.loss_kwargs)

@@ -11,4 +11,5 @@ from dflab.models.detectors import (
     lisiam,  # noqa: F401  (LiSiam + Table VI variants)
     meso,  # noqa: F401
     mml,  # noqa: F401
+    rfm,  # noqa: F401  (RFM: Xception + FAM-guided erasing)
 )
