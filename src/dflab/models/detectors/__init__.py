@@ -9,6 +9,7 @@ from dflab.models.detectors import (
     gend,  # noqa: F401  (CLIP ViT, LayerNorm-only tuning)
     lae,  # noqa: F401
     lisiam,  # noqa: F401  (LiSiam + Table VI variants)
+    capsule,  # noqa: F401  (Capsule-Forensics v2, VGG-19 + capsules)
     meso,  # noqa: F401
     mml,  # noqa: F401
 )
