@@ -104,7 +104,8 @@ def test_tiny_outputs_scores_and_loss_follow_v2():
     torch.manual_seed(0)
     model = build_detector("capsule_tiny").train()
     x = _separable_batch(4)["image"]  # iid-noise images would all have the same statistics
-    for bn in model.modules():  # BN running statistics = this batch's (their init var 1 would dwarf the N(0, 0.02) convs)
+    # BN running statistics = this batch's: their initial var 1 would dwarf the N(0, 0.02)-initialised convs
+    for bn in model.modules():
         if isinstance(bn, torch.nn.modules.batchnorm._BatchNorm):
             bn.momentum = None
     with torch.no_grad():
@@ -116,7 +117,8 @@ def test_tiny_outputs_scores_and_loss_follow_v2():
     v = out["capsules"]
     assert out["logits"].shape == (4, 2) and v.shape == (4, 2, 4) and out["coupling"].shape == (4, 3, 2)
     assert out["features"].shape == (4, 3 * 4)
-    assert (v.norm(dim=-1) < 1).all() and v.norm(dim=-1).max() > 0.1 and (out["features"].view(4, 3, 4).norm(dim=-1) < 1).all()
+    assert (v.norm(dim=-1) < 1).all() and v.norm(dim=-1).max() > 0.1
+    assert (out["features"].view(4, 3, 4).norm(dim=-1) < 1).all()
     torch.testing.assert_close(out["coupling"].sum(-1), torch.ones(4, 3))
     # ŷ = 1/m Σ_d softmax(v_real,d, v_fake,d): the contract's softmax(logits) is exactly that
     y_hat = torch.stack([v[:, :, d].softmax(dim=1) for d in range(4)]).mean(0)
@@ -239,3 +241,14 @@ def test_paper_recipe_loads_a_local_vgg19_file_into_the_frozen_extractor(manifes
     report = tr.pretrained_report["backbone."]
     assert report["loaded"] == 16 and report["missing"] == 0  # the 8 convs of blocks 1-3, weight + bias
     torch.testing.assert_close(tr.model.backbone.features[16].weight, full.features[16].weight, rtol=0, atol=0)
+
+
+def test_v1_variant_and_recipe_are_the_icassp_release():
+    model = build_detector("capsule_v1")
+    assert len(model.primary) == 3 and model.routing.dropout == 0.0 and model.routing.noise_std == 0.01
+    assert model.input_spec.size == 128 and model.routing.weight.shape == (2, 3, 4, 8)
+    cfg = load_recipe("capsule_v1")
+    assert (cfg.model.name, cfg.model.pretrained, cfg.data.size, cfg.data.batch_size) == (
+        "capsule_v1", "timm:vgg19.tv_in1k", 128, 100,
+    )  # fmt: skip
+    assert (cfg.train.epochs, cfg.optim.lr) == (100, 5e-4)

@@ -2,6 +2,7 @@
 
 from dflab.models.detectors import (
     big_arts,  # noqa: F401  (BiG-Arts + Table 6 variants + big_arts_xray)
+    capsule,  # noqa: F401  (Capsule-Forensics v2, VGG-19 + capsules)
     classifier,  # noqa: F401
     clip_probe,  # noqa: F401  (frozen CLIP ViT-B/16 + head: the default detector)
     dadd,  # noqa: F401
@@ -9,7 +10,6 @@ from dflab.models.detectors import (
     gend,  # noqa: F401  (CLIP ViT, LayerNorm-only tuning)
     lae,  # noqa: F401
     lisiam,  # noqa: F401  (LiSiam + Table VI variants)
-    capsule,  # noqa: F401  (Capsule-Forensics v2, VGG-19 + capsules)
     meso,  # noqa: F401
     mml,  # noqa: F401
 )

@@ -1,8 +1,10 @@
 """Capsule-Forensics (Nguyen, Yamagishi, Echizen: "Capsule-Forensics: Using capsule networks to detect forged images
 and videos", ICASSP 2019; improved v2: "Use of a Capsule Network to Detect Fake Images and Videos", arXiv:1910.12467).
 
-"Capsule [22]" of BiG-Arts Tables 1-4, which retrains it "using their released codes" (§4.2): the v2 release
-(nii-yamagishilab/Capsule-Forensics-v2), so this file follows v2.
+"Capsule [22]" of BiG-Arts Tables 1-4, which cites the ICASSP paper and retrains it "using their released codes"
+(§4.2) without saying which release. ``capsule`` is v2 (nii-yamagishilab/Capsule-Forensics-v2); ``capsule_v1`` is
+the ICASSP release (nii-yamagishilab/Capsule-Forensics): the same blocks with 3 primary capsules, no dropout on the
+routing predictions, 128 px input.
 
 Architecture (v2 §3, Fig. 2):
 
@@ -49,7 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dflab.models.backbones import create_backbone
-from dflab.models.base import Detector, InputSpec, register_detector
+from dflab.models.base import Detector, InputSpec, register_detector, register_variant
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -242,3 +244,7 @@ class CapsuleForensics(Detector):
         per_dim = v.softmax(dim=1) if self.official_loss else v
         ce = sum(F.cross_entropy(per_dim[:, :, d], labels) for d in range(v.shape[2]))
         return {"loss": ce, "ce": ce.detach()}
+
+
+# the ICASSP 2019 release: 3 primary capsules, noise on W but no dropout on û, 128 px (its train.py defaults)
+register_variant("capsule_v1", "capsule", n_primary=3, routing_dropout=0.0, size=128)
