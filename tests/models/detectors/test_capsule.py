@@ -252,3 +252,13 @@ def test_v1_variant_and_recipe_are_the_icassp_release():
         "capsule_v1", "timm:vgg19.tv_in1k", 128, 100,
     )  # fmt: skip
     assert (cfg.train.epochs, cfg.optim.lr) == (100, 5e-4)
+
+
+def test_gradcam_reads_the_map_shared_by_all_primary_capsules():
+    from dflab.explain.gradcam import cam_layer_of, gradcam
+
+    model = build_detector("capsule_tiny")
+    x = _separable_batch(2)["image"]
+    assert cam_layer_of(model, x[:1]) is model.pool
+    cam = gradcam(model, x)
+    assert cam.shape == (2, 64, 64) and cam.min() >= 0 and cam.max() <= 1 and cam.max() > 0

@@ -188,6 +188,9 @@ class CapsuleForensics(Detector):
     """
 
     frozen_prefixes = ("backbone.",)
+    #: Grad-CAM hooks the pooled VGG map that all primary capsules read (the default, the last spatial map before
+    #: the logits, would be one capsule's own conv only)
+    cam_layer = "pool"
 
     def __init__(
         self,
