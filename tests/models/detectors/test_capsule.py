@@ -1,6 +1,6 @@
-"""Capsule-Forensics v2: squash and routing as Sabour et al. / v2 Algorithm 1 define them, the output and loss of v2
-§3.3, the frozen VGG-19 extractor, and the recipes through the real training loop (the shared contract test covers
-forward/backward/save/load of ``capsule_tiny``)."""
+"""Capsule-Forensics v2: squash and routing as Sabour et al. define them, v2's output and loss, the frozen VGG-19
+extractor, and the recipes through the real training loop (the shared contract test covers forward/backward/save/load
+of ``capsule_tiny``)."""
 
 from __future__ import annotations
 

@@ -6,37 +6,42 @@ and videos", ICASSP 2019; improved v2: "Use of a Capsule Network to Detect Fake 
 the ICASSP release (nii-yamagishilab/Capsule-Forensics): the same blocks with 3 primary capsules, no dropout on the
 routing predictions, 128 px input.
 
-Architecture (v2 §3, Fig. 2):
+Sources: the paper's text was not at hand while writing this file, so the numbers below (layer sizes, capsule
+counts, iterations, noise, dropout, output and loss) are read from the authors' v2 release (``model_big.py``,
+``train_binary_ffpp.py``); the paper's own description (v2 §3: VGG-19, statistical pooling of mean and variance,
+primary and output capsules, dynamic routing with random noise) agrees with them. Where the release departs from
+the capsule definitions the paper builds on (Sabour et al. 2017), this file follows Sabour et al.; each such point
+is listed below.
+
+Architecture (v2 §3):
 
 * **Feature extractor**: VGG-19 pre-trained on ImageNet, from the input up to the third max-pooling layer (torchvision
   ``features[0:19]``: blocks 1-3, 256 channels, stride 8). It is *frozen*: v2 trains only the capsule network
   (the release's optimiser holds the capsule parameters and detaches the VGG output). Here the VGG is timm's
   ``vgg19`` pruned after its third block (weights through ``model.pretrained: timm:vgg19.tv_in1k``) plus the pool.
-* **Primary capsules** (v2 §3.2): ``n_primary = 10`` identical capsules, each conv 3×3 (256→64) + BN + ReLU,
-  conv 3×3 (64→16) + BN + ReLU, the *statistical pooling* layer (mean and variance of each of the 16 filters over
-  the spatial grid, which makes the network input-size independent), then conv1d (2→8, kernel 5, stride 2) + BN
-  and conv1d (8→1, kernel 3) + BN: an 8-d vector per capsule, squashed (Sabour et al. 2017, Eq. 1).
-* **Dynamic routing** (v2 Algorithm 1; Sabour et al. Eq. 2-3) from the 10 primary capsules to 2 output capsules
+* **Primary capsules**: ``n_primary = 10`` identical capsules, each conv 3×3 (256→64) + BN + ReLU, conv 3×3
+  (64→16) + BN + ReLU, the *statistical pooling* layer (mean and variance of each of the 16 filters over the
+  spatial grid, which makes the network input-size independent), then conv1d (2→8, kernel 5, stride 2) + BN and
+  conv1d (8→1, kernel 3) + BN: an 8-d vector per capsule, squashed (Sabour et al. Eq. 1).
+* **Dynamic routing** (Sabour et al. Procedure 1, Eq. 2-3) from the 10 primary capsules to 2 output capsules
   (real, fake) of dimension ``m = 4`` with ``r = 2`` iterations. During training only, Gaussian noise (std 0.01) is
-  added to the transformation matrices W and dropout (p = 0.05) to the predictions û, which v2 introduces to
-  counter over-fitting and to make the routing less deterministic.
-* **Output** (v2 §3.3): the class scores are the softmax over the two output capsules of each of the m components,
-  averaged: ŷ = 1/m Σ_d softmax(v_real,d, v_fake,d); the loss is the cross-entropy of each component's scores
-  with the label, summed over the m components.
+  added to the transformation matrices W and dropout (p = 0.05) to the predictions û: v2's randomness in the
+  routing, against over-fitting.
+* **Output**: the class scores are the softmax over the two output capsules of each of the m components, averaged:
+  ŷ = 1/m Σ_d softmax(v_real,d, v_fake,d); the loss is the cross-entropy of each component's scores with the
+  label, summed over the m components.
 
-Choices where the paper is silent (and differences from the official code):
+Choices and differences from the release:
 
-* ``logits`` = log ŷ, so the contract's ``softmax(logits)`` is exactly the paper's averaged class scores.
-* The release's ``nn.CrossEntropyLoss`` receives scores that are *already* softmaxed (a second softmax); the paper
-  says cross-entropy, so by default the loss is the cross-entropy of softmax(v_d) itself.
-  ``official_loss=True`` reproduces the release's double softmax.
-* Primary capsules are squashed per capsule (each 8-d vector, as the paper and Sabour et al. define squash);
-  the release squashes across the 10 capsules (its ``dim=-1`` is the capsule axis).
+* ``logits`` = log ŷ, so the contract's ``softmax(logits)`` is exactly the averaged class scores.
+* The release's ``nn.CrossEntropyLoss`` receives scores that are *already* softmaxed (a second softmax); by default
+  the loss here is the plain cross-entropy of softmax(v_d). ``official_loss=True`` reproduces the double softmax.
+* Primary capsules are squashed per capsule (each 8-d vector, Sabour et al.'s squash); the release squashes across
+  the 10 capsules (its ``dim=-1`` is the capsule axis).
 * Routing coefficients c_ij = softmax_j(b_ij) over the *output* capsules with one scalar logit per (i, j)
-  (Sabour et al. Eq. 3, as v2 Algorithm 1 writes it); the release normalises over the input capsules with one
-  logit per output component.
-* Statistical pooling uses the population variance (the paper says variance; the release uses the unbiased standard
-  deviation), so a 1×1 grid stays finite.
+  (Sabour et al. Eq. 3); the release normalises over the input capsules with one logit per output component.
+* Statistical pooling uses the population variance (the paper speaks of variance; the release uses the unbiased
+  standard deviation), so a 1×1 grid stays finite.
 * Dropout on û is the usual inverted dropout (the release multiplies by a Bernoulli mask without rescaling).
 * Squash divides by sqrt(‖s‖² + 1e-8) so a zero vector does not give NaN.
 * Initialisation as the release: primary-capsule convs N(0, 0.02), BN weights N(1, 0.02), W ~ N(0, 1).
@@ -68,7 +73,7 @@ def squash(s: torch.Tensor, dim: int = -1, eps: float = 1e-8) -> torch.Tensor:
 
 
 class StatsPool(nn.Module):
-    """v2 §3.2 statistical pooling: mean and variance of each filter over the spatial grid.
+    """v2's statistical pooling: mean and variance of each filter over the spatial grid.
 
     Shape:
         (B, C, H, W) -> (B, 2, C) (row 0 mean, row 1 variance).
@@ -80,7 +85,7 @@ class StatsPool(nn.Module):
 
 
 class PrimaryCapsule(nn.Module):
-    """One primary capsule: two conv-BN-ReLU, statistical pooling, two conv1d-BN (v2 §3.2, Fig. 2).
+    """One primary capsule: two conv-BN-ReLU, statistical pooling, two conv1d-BN (v2 release layout).
 
     Args:
         in_ch: channels of the VGG features (256).
@@ -115,7 +120,7 @@ class PrimaryCapsule(nn.Module):
 
 
 class DynamicRouting(nn.Module):
-    """Routing by agreement (Sabour et al. Eq. 2-3, v2 Algorithm 1) with v2's training-time noise and dropout.
+    """Routing by agreement (Sabour et al. Procedure 1, Eq. 2-3) with v2's training-time noise and dropout.
 
     Args:
         n_in: number of input capsules.
