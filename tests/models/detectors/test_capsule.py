@@ -262,3 +262,17 @@ def test_gradcam_reads_the_map_shared_by_all_primary_capsules():
     assert cam_layer_of(model, x[:1]) is model.pool
     cam = gradcam(model, x)
     assert cam.shape == (2, 64, 64) and cam.min() >= 0 and cam.max() <= 1 and cam.max() > 0
+
+
+def test_scores_stay_inside_the_bound_squashed_capsules_allow():
+    """Each output capsule has length < 1, so a component gap v_fake,d - v_real,d is below 2 and Σ_d gap² < 4; the
+    mean of m = 4 sigmoids is largest for equal gaps of 1: ŷ_fake < sigmoid(1) ≈ 0.731 even when saturated."""
+    torch.manual_seed(0)
+    model = build_detector("capsule_tiny").eval()
+    with torch.no_grad():
+        model.routing.weight.mul_(1e3)  # saturate the capsules
+        out = model(_separable_batch(8)["image"])
+        score = model.score(out)
+    assert (out["capsules"].norm(dim=-1) > 0.99).all()
+    bound = torch.sigmoid(torch.tensor(1.0))
+    assert ((score < bound) & (score > 1 - bound)).all()
