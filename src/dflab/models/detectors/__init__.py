@@ -2,6 +2,7 @@
 
 from dflab.models.detectors import (
     big_arts,  # noqa: F401  (BiG-Arts + Table 6 variants + big_arts_xray)
+    capsule,  # noqa: F401  (Capsule-Forensics v2, VGG-19 + capsules)
     classifier,  # noqa: F401
     clip_probe,  # noqa: F401  (frozen CLIP ViT-B/16 + head: the default detector)
     dadd,  # noqa: F401
