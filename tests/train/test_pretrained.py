@@ -26,6 +26,8 @@ PAPER_WEIGHTS = {
     "vgg16": "timm:vgg16.tv_in1k",
     "densenet121": "timm:densenet121.tv_in1k",
     "alexnet": "torchvision:alexnet.imagenet1k_v1",  # timm has no AlexNet
+    "capsule": "timm:vgg19.tv_in1k",  # BiG-Arts' other baselines: Capsule-Forensics' VGG-19, RFM's Xception
+    "rfm": "timm:legacy_xception.tf_in1k",
 }
 TINY = ["data.size=32", "train.progress=false", "data.batch_size=4", "train.epochs=1", "train.steps_per_epoch=1"]
 
