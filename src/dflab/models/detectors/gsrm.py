@@ -30,7 +30,7 @@ Architecture (Fig. 2 of the paper: an RGB stream and a high-frequency stream, bo
 * **Fusion and classifier**: the two exit-flow outputs (2048 ch each, before their last ReLU) are concatenated,
   1×1 conv → 2048 + BN + ReLU, re-weighted by CBAM channel attention (average- and max-pooled, shared MLP, ratio
   16) as ``f + f·CA(f)``, then ReLU, global average pool, dropout 0.5 and a linear layer to 2 logits.
-  ``compute_loss`` is cross-entropy.
+  ``compute_loss`` is cross-entropy. Grad-CAM (``dflab explain``) hooks the fused map (``cam_layer``).
 
 Choices where the paper is silent or unreadable here (taken from the released model code unless said otherwise):
 
@@ -328,6 +328,9 @@ class GSRM(Detector):
     Shape:
         images (B, 3, H, W) -> {"logits": (B, 2), "features": (B, C), "attention": (B, 1, h, w)}
     """
+
+    #: Grad-CAM on the fused map of both streams (what the classifier reads), not on one stream's exit flow
+    cam_layer = "head.reduce"
 
     def __init__(
         self,
