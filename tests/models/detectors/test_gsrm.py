@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 
+from dflab.losses.margin import am_softmax_loss
 from dflab.models.base import build_detector
 from dflab.models.detectors.gsrm import (
     GSRM,
@@ -226,6 +227,22 @@ def test_loss_decreases_on_a_separable_batch() -> None:
         opt.step()
         losses.append(float(out["ce"]))
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_am_softmax_option_uses_a_cosine_head() -> None:
+    model = _tiny(loss="am_softmax").train()
+    assert model.head.fc.bias is None
+    batch = {"image": torch.randn(4, 3, SIZE, SIZE), "label": torch.tensor([0, 1, 0, 1])}
+    out = model(batch["image"])
+    assert out["logits"].abs().max() <= 30.0 + 1e-4  # s · cos θ
+    parts = model.compute_loss(batch, out)
+    assert set(parts) == {"loss", "am_softmax"}
+    ref = am_softmax_loss(out["logits"] / 30.0, batch["label"], margin=0.35, scale=30.0)
+    torch.testing.assert_close(parts["loss"], ref)
+    parts["loss"].backward()
+    assert model.head.fc.weight.grad is not None and model.rgb.conv1.weight.grad is not None
+    with pytest.raises(ValueError, match="am_softmax"):
+        _tiny(loss="focal")
 
 
 @pytest.fixture

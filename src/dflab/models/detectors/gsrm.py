@@ -48,8 +48,11 @@ Choices where the paper is silent or unreadable here (taken from the released mo
 * **Input**: mean = std = 0.5 (the statistics of the ImageNet Xception weights, timm ``legacy_xception.tf_in1k``)
   and 256 px (the released DCMA's ``N = 16·16`` is Xception's stride-16 map of a 256 px crop). The SRM filters act
   on this normalised input, as in the released code (the truncation at ±3 then rarely bites).
-* **Loss**: cross-entropy on the 2 logits (BiG-Arts retrained GSRM as a binary classifier; DeepfakeBench's
-  re-implementation trains the same model with an AM-Softmax loss, which this file does not implement).
+* **Loss**: cross-entropy on the 2 logits by default (BiG-Arts compares every baseline as a binary classifier).
+  ``loss="am_softmax"`` switches to a cosine head (``logits = s·cos θ``, so ``score`` stays a softmax) trained
+  with AM-Softmax (Wang et al. 2018, m = 0.35, s = 30), the loss DeepfakeBench's re-implementation uses (on an
+  unnormalised linear head there); whether the paper itself trains with AM-Softmax, and with which m and s, could
+  not be checked here.
 * **Initialisation**: both streams start from ImageNet Xception. The RGB stream loads ``model.pretrained`` with
   ``model.pretrained_prefix: rgb.`` (the same mechanism and timm key layout as the ``xception`` detector); the
   high-frequency stream loads ``hf_pretrained`` through :meth:`GSRM.pretrained_parts` (``timm:…``, a local file,
@@ -68,6 +71,7 @@ from timm.models.xception import Block, SeparableConv2d
 from torch import nn
 
 from dflab.losses import classification_loss
+from dflab.losses.margin import am_softmax_loss
 from dflab.models.base import Detector, InputSpec, register_detector
 
 #: the three SRM kernels (Fridrich & Kodovský 2012) with the normalisation of the released code
@@ -289,19 +293,23 @@ class FusionHead(nn.Module):
         x (B, C, h, w), y (B, C, h, w) -> (logits (B, 2), pooled features (B, C))
     """
 
-    def __init__(self, channels: int, dropout: float = 0.5, reduction: int = 16) -> None:
+    def __init__(self, channels: int, dropout: float = 0.5, reduction: int = 16, cosine_scale: float = 0.0) -> None:
         super().__init__()
+        self.cosine_scale = cosine_scale  # > 0: logits = scale · cos(feature, class weight) (AM-Softmax head)
         self.reduce = nn.Sequential(
             nn.Conv2d(2 * channels, channels, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True)
         )
         self.ca = ChannelAttention(channels, reduction)
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(channels, 2)
+        self.fc = nn.Linear(channels, 2, bias=cosine_scale <= 0)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = self.reduce(torch.cat([x, y], dim=1))
         f = F.relu(f + f * self.ca(f))
         feats = f.mean(dim=(2, 3))
+        if self.cosine_scale > 0:
+            cos = F.linear(F.normalize(self.dropout(feats), dim=1), F.normalize(self.fc.weight, dim=1))
+            return self.cosine_scale * cos, feats
         return self.fc(self.dropout(feats)), feats
 
 
@@ -319,6 +327,10 @@ class GSRM(Detector):
         rsa_hidden: widths of RSA's two convolutions (32, 64 in the released code).
         dcma_reduction: key width divisor of DCMA (8).
         dropout: dropout before the linear classifier (0.5 in the released code).
+        loss: ``"ce"`` (cross-entropy on a linear head) or ``"am_softmax"`` (cosine head, logits = ``am_scale``·cos θ,
+            trained with :func:`dflab.losses.margin.am_softmax_loss`).
+        am_margin: AM-Softmax margin m (0.35, Wang et al. 2018's recommendation; GSRM's own value was not checked).
+        am_scale: AM-Softmax scale s (30).
         hf_pretrained: weights spec of the high-frequency stream the *trainer* loads (``timm:legacy_xception.
             tf_in1k``, a local file in timm's key layout, or ``"none"``); never loaded here.
         size: input side (256).
@@ -339,6 +351,9 @@ class GSRM(Detector):
         rsa_hidden: tuple[int, int] = (32, 64),
         dcma_reduction: int = 8,
         dropout: float = 0.5,
+        loss: str = "ce",
+        am_margin: float = 0.35,
+        am_scale: float = 30.0,
         hf_pretrained: str | None = None,
         size: int = 256,
         margin: float = 1.3,
@@ -355,7 +370,10 @@ class GSRM(Detector):
         self.rsa_post = nn.Sequential(nn.BatchNorm2d(widths[1]), nn.ReLU(inplace=True))
         self.dcma_entry = DualCrossModalityAttention(widths[4], dcma_reduction)
         self.dcma_middle = DualCrossModalityAttention(widths[4], dcma_reduction)
-        self.head = FusionHead(widths[7], dropout)
+        if loss not in ("ce", "am_softmax"):
+            raise ValueError(f"loss must be 'ce' or 'am_softmax', got {loss!r}")
+        self.loss_name, self.am_margin, self.am_scale = loss, am_margin, am_scale
+        self.head = FusionHead(widths[7], dropout, cosine_scale=am_scale if loss == "am_softmax" else 0.0)
         self.hf_pretrained = hf_pretrained
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -377,6 +395,10 @@ class GSRM(Detector):
         return {"logits": logits, "features": feats, "attention": attn}
 
     def compute_loss(self, batch: dict[str, Any], outputs: dict[str, torch.Tensor], **phase: Any) -> dict[str, Any]:
+        if self.loss_name == "am_softmax":
+            am = am_softmax_loss(outputs["logits"] / self.am_scale, batch["label"], margin=self.am_margin,
+                                 scale=self.am_scale)  # fmt: skip
+            return {"loss": am, "am_softmax": am.detach()}
         ce = classification_loss(outputs["logits"], batch["label"])
         return {"loss": ce, "ce": ce.detach()}
 
