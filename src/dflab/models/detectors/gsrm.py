@@ -1,5 +1,5 @@
 """GSRM: two-stream high-frequency detector (Luo, Zhang, Yan, Liu, "Generalizing Face Forgery Detection with
-High-frequency Features", CVPR 2021; cited by BiG-Arts as "GSRM [27]", the baseline that "targets the
+High-frequency Features", CVPR 2021, pp. 16317–16326; cited by BiG-Arts as "GSRM [27]", the baseline that "targets the
 high-frequency features extracted by SRM filters", Tables 1–4).
 
 Sources: the paper's abstract and method description (its three modules, named below), and the authors' released
@@ -7,7 +7,7 @@ Sources: the paper's abstract and method description (its three modules, named b
 no training code was released). The paper's full text with section and equation numbers could not be read offline
 here, so modules are cited by the paper's own names and every fact taken from the released code says so.
 
-Architecture (Fig. 2 of the paper: an RGB stream and a high-frequency stream, both ImageNet Xception):
+Architecture (the paper's overview figure: an RGB stream and a high-frequency stream, both ImageNet Xception):
 
 * **SRM filters** (:class:`SRMFilter`): three fixed 5×5 kernels of Fridrich & Kodovský's rich model — KB (3×3
   second-order "square", /4), KV (5×5 "square", /12) and the horizontal second-order edge ``[1, −2, 1]`` (/2) —
@@ -37,7 +37,7 @@ Choices where the paper is silent or unreadable here (taken from the released mo
 * **Where the modules sit**: feature-level SRM after Xception's ``conv1`` (32 ch, stride 2) and ``conv2`` (64 ch);
   RSA on the stem output (after ``conv2``); DCMA twice — after the entry flow (``block3``, 728 ch, stride 16) and
   after the first half of the middle flow (``block7``); fusion after the exit flow. The paper names the modules and
-  draws them in Fig. 2; the block indices are the released code's.
+  draws them in its overview figure; the block indices are the released code's.
 * **Fixed kernels on features**: the released code builds the depthwise kernel with ``np.repeat(filters, C,
   axis=0)``, which hands channel ``c`` the kernels at positions ``3c, 3c+1, 3c+2`` of ``[KB]*C + [KV]*C + [H]*C``
   — most channels get one kernel three times. We give *every* channel all three kernels, which is what the
