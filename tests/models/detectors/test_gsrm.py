@@ -95,6 +95,7 @@ def test_tiny_shapes_through_both_streams() -> None:
     # 64 -> conv1 (3x3 /2, no pad) 31 -> conv2 29 -> 15 -> 8 -> 4 (entry) -> 2 (exit)
     assert out["attention"].shape == (2, 1, 29, 29)
     assert bool(((out["attention"] > 0) & (out["attention"] < 1)).all())
+    assert float((out["attention"] - 0.5).abs().max()) < 0.05  # released code's init: near-uniform at the start
     assert seen == {"rgb.entry": (2, 32, 4, 4), "hf.entry": (2, 32, 4, 4), "rgb.exit": (2, 64, 2, 2),
                     "hf.exit": (2, 64, 2, 2)}  # fmt: skip
     assert model.explain_maps(out)["rsa"] is out["attention"]

@@ -57,6 +57,8 @@ Choices where the paper is silent or unreadable here (taken from the released mo
   ``model.pretrained_prefix: rgb.`` (the same mechanism and timm key layout as the ``xception`` detector); the
   high-frequency stream loads ``hf_pretrained`` through :meth:`GSRM.pretrained_parts` (``timm:…``, a local file,
   or ``"none"``; unset, training stops and names the ways out). The constructor never fetches anything.
+* New layers are initialised as in the released code: attention convolutions (RSA's and the fusion's CBAM, DCMA)
+  Xavier-normal with gain 0.02, so the attention maps start near-uniform; other new convolutions Kaiming-normal.
 * The tiny variant keeps every module and Xception's layout (stem, entry blocks, two middle halves, exit) at
   narrow widths with two middle blocks.
 """
@@ -83,6 +85,19 @@ SRM_SCALES = (4.0, 12.0, 2.0)
 SRM_TRUNCATION = 3.0
 #: Xception widths (stem conv1, stem conv2, block1, block2, entry/middle, block12, conv3, conv4) of legacy_xception
 XCEPTION_WIDTHS = (32, 64, 128, 256, 728, 1024, 1536, 2048)
+
+
+def _init_convs(module: nn.Module, attention: bool) -> None:
+    """Initialisation of the released code: attention convs (and DCMA's) Xavier-normal with gain 0.02, so the maps
+    start near-uniform (sigmoid ≈ 0.5); the other new convs Kaiming-normal with ``a = 1``."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            if attention:
+                nn.init.xavier_normal_(m.weight, gain=0.02)
+            else:
+                nn.init.kaiming_normal_(m.weight, a=1)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 def srm_kernels() -> torch.Tensor:
@@ -122,6 +137,7 @@ class FeatureSRM(nn.Module):
         self.proj = nn.Sequential(
             nn.Conv2d(3 * channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)
         )
+        _init_convs(self.proj, attention=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         res = F.conv2d(x, self.weight, padding=2, groups=self.channels).clamp(-SRM_TRUNCATION, SRM_TRUNCATION)
@@ -138,6 +154,7 @@ class SpatialAttention(nn.Module):
     def __init__(self, kernel_size: int = 7) -> None:
         super().__init__()
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
+        _init_convs(self, attention=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
@@ -159,6 +176,7 @@ class ChannelAttention(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(hidden, channels, 1, bias=False),
         )
+        _init_convs(self, attention=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.mlp(x.mean(dim=(2, 3), keepdim=True)) + self.mlp(x.amax(dim=(2, 3), keepdim=True)))
@@ -184,6 +202,7 @@ class ResidualGuidedAttention(nn.Module):
             nn.BatchNorm2d(hidden[1]),
             nn.ReLU(inplace=True),
         )
+        _init_convs(self.conv, attention=False)
         self.attention = SpatialAttention()
 
     def forward(self, srm: torch.Tensor) -> torch.Tensor:
@@ -207,6 +226,7 @@ class DualCrossModalityAttention(nn.Module):
         self.value_y = nn.Conv2d(channels, channels, 1)
         self.gamma_x = nn.Parameter(torch.zeros(1))
         self.gamma_y = nn.Parameter(torch.zeros(1))
+        _init_convs(self, attention=True)
 
     def attention(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Row-stochastic maps (B, N, N): ``a_yx[i, j]`` = weight of y's position j for x's position i, and the
@@ -299,6 +319,7 @@ class FusionHead(nn.Module):
         self.reduce = nn.Sequential(
             nn.Conv2d(2 * channels, channels, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True)
         )
+        _init_convs(self.reduce, attention=False)
         self.ca = ChannelAttention(channels, reduction)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(channels, 2, bias=cosine_scale <= 0)
