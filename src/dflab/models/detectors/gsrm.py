@@ -69,7 +69,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from timm.models.xception import Block, SeparableConv2d
 from torch import nn
 
 from dflab.losses import classification_loss
@@ -261,6 +260,10 @@ class XceptionStream(nn.Module):
         super().__init__()
         if len(widths) != 8 or middle_blocks < 2 or middle_blocks % 2:
             raise ValueError(f"need 8 widths and an even middle_blocks >= 2, got {widths}, {middle_blocks}")
+        # timm's own Xception blocks (parameter names and all); imported here, after dflab.models.base made
+        # torchvision importable (dflab.compat), as every timm import in dflab is
+        from timm.models.xception import Block, SeparableConv2d
+
         c1, c2, b1, b2, mid, b12, c3, c4 = widths
         self.conv1 = nn.Conv2d(3, c1, 3, 2, 0, bias=False)
         self.bn1 = nn.BatchNorm2d(c1)
