@@ -8,6 +8,7 @@ from dflab.models.detectors import (
     dadd,  # noqa: F401
     face_xray,  # noqa: F401  (Face X-ray, HRNet)
     gend,  # noqa: F401  (CLIP ViT, LayerNorm-only tuning)
+    gsrm,  # noqa: F401  (GSRM: two-stream Xception + SRM residuals)
     lae,  # noqa: F401
     lisiam,  # noqa: F401  (LiSiam + Table VI variants)
     meso,  # noqa: F401
