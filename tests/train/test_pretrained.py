@@ -28,6 +28,7 @@ PAPER_WEIGHTS = {
     "alexnet": "torchvision:alexnet.imagenet1k_v1",  # timm has no AlexNet
     "capsule": "timm:vgg19.tv_in1k",  # BiG-Arts' other baselines: Capsule-Forensics' VGG-19, RFM's Xception
     "rfm": "timm:legacy_xception.tf_in1k",
+    "gsrm": "timm:legacy_xception.tf_in1k",  # its RGB stream; the SRM stream's spec is model.kwargs.hf_pretrained
 }
 TINY = ["data.size=32", "train.progress=false", "data.batch_size=4", "train.epochs=1", "train.steps_per_epoch=1"]
 
