@@ -20,11 +20,13 @@ from tests.train.conftest import build_manifest
 
 
 def test_squash_keeps_direction_and_maps_lengths_into_unit_interval():
-    s = torch.randn(6, 8) * torch.tensor([0.0, 1e-3, 0.5, 1.0, 10.0, 1e4])[:, None]
+    gen = torch.Generator().manual_seed(0)
+    s = torch.randn(6, 8, generator=gen) * torch.tensor([0.0, 1e-3, 0.5, 1.0, 10.0, 1e4])[:, None]
     v = squash(s)
     n_s, n_v = s.norm(dim=-1), v.norm(dim=-1)
     assert torch.isfinite(v).all() and (n_v >= 0).all() and (n_v[:5] < 1).all()
-    assert n_v[5] <= 1  # 1 - 1e-8 rounds to 1 in float32
+    # 1 - 1e-8 rounds to 1 in float32, and the norm of the rescaled vector can land one ulp above it
+    assert n_v[5] <= 1 + 1e-6
     torch.testing.assert_close(n_v, n_s**2 / (1 + n_s**2), rtol=1e-4, atol=1e-7)  # Sabour et al. Eq. 1
     cos = F.cosine_similarity(v[1:], s[1:], dim=-1)
     torch.testing.assert_close(cos, torch.ones_like(cos))
