@@ -4,15 +4,13 @@ the engine."""
 
 from __future__ import annotations
 
-import csv
-
 import pytest
 import torch
 from torch import nn
 
 from dflab.models.base import build_detector
 from dflab.models.detectors.forensic_transfer import ForensicTransfer, FTDecoder, select_half
-from tests.train.conftest import build_manifest
+from tests.models.detectors.conftest import fit_and_read_metrics, fit_batch, tiny_recipe_trainer
 
 SIZE = 64
 
@@ -141,42 +139,19 @@ def test_loss_decreases_and_separates_on_a_separable_batch() -> None:
     label = torch.tensor([0, 1] * 4)
     img = torch.rand(8, 3, 32, 32, generator=g) * 0.4 - 0.2
     img[label == 1, :, 8:24, 8:24] = 0.9  # fakes carry a bright patch
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(30):
-        parts = model.compute_loss({"image": img, "label": label}, model(img))
-        opt.zero_grad()
-        parts["loss"].backward()
-        opt.step()
-        losses.append(float(parts["loss"].detach()))
+    losses = fit_batch(model, {"image": img, "label": label}, steps=30, lr=1e-2)
     assert losses[-1] < 0.5 * losses[0], losses
     model.eval()
     with torch.no_grad():
         assert model(img)["logits"].argmax(1).tolist() == label.tolist()
 
 
-@pytest.fixture
-def manifest(tmp_path):
-    vids = {f"r{i}": (0, "train") for i in range(3)} | {f"f{i}": (1, "train") for i in range(3)}
-    vids |= {"rv0": (0, "val"), "fv0": (1, "val")}
-    return build_manifest(tmp_path / "prep", videos=vids, frames=2, size=SIZE)
-
-
-def test_tiny_recipe_trains_through_the_engine(manifest, tmp_path) -> None:
-    from dflab.train.loop import Trainer
-    from dflab.train.recipes import load_recipe
-
-    cfg = load_recipe("forensic_transfer_tiny", [f"data.manifest={manifest}", "train.progress=false",
-                                                 "data.batch_size=4", "train.epochs=1", "train.steps_per_epoch=2",
-                                                 "train.log_every=1"])  # fmt: skip
-    tr = Trainer(cfg, tmp_path / "run")
+def test_tiny_recipe_trains_through_the_engine(tiny_manifest, tmp_path) -> None:
+    tr = tiny_recipe_trainer("forensic_transfer_tiny", tiny_manifest, tmp_path / "run")
     before = tr.model.encoder.net[0].weight.detach().clone()
-    summary = tr.fit()
-    tr.close()
+    summary, rows = fit_and_read_metrics(tr)
     assert summary["steps"] == 2
     assert not torch.equal(before, tr.model.encoder.net[0].weight)
-    with open(tmp_path / "run" / "metrics.csv") as fh:
-        rows = list(csv.DictReader(fh))
     assert rows and {"act", "rec"} <= set(rows[0])
 
 

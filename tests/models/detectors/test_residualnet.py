@@ -4,7 +4,6 @@ separable batch, and the tiny recipe through the engine."""
 
 from __future__ import annotations
 
-import csv
 import itertools
 
 import pytest
@@ -12,7 +11,7 @@ import torch
 
 from dflab.models.base import build_detector
 from dflab.models.detectors.residualnet import CooccurrenceConv, ResidualFilter, ResidualNet, SoftQuantizer
-from tests.train.conftest import build_manifest
+from tests.models.detectors.conftest import fit_and_read_metrics, fit_batch, tiny_recipe_trainer
 
 SIZE = 64
 
@@ -115,42 +114,20 @@ def test_loss_decreases_on_a_separable_batch() -> None:
     base = torch.linspace(0.2, 0.8, 32)
     img = (base[None, :] + base[:, None]).div(2).expand(8, 3, 32, 32).clone()  # smooth: zero residual
     img[label == 1] += torch.rand(4, 1, 32, 32, generator=g) * 8 / 255  # fakes: a few grey levels of noise
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(15):
-        parts = model.compute_loss({"image": img, "label": label}, model(img))
-        assert set(parts) == {"loss", "ce"}
-        opt.zero_grad()
-        parts["loss"].backward()
-        opt.step()
-        losses.append(float(parts["ce"]))
+    batch = {"image": img, "label": label}
+    assert set(model.compute_loss(batch, model(img))) == {"loss", "ce"}
+    losses = fit_batch(model, batch, steps=15, lr=1e-2, part="ce")
     assert losses[-1] < 0.5 * losses[0], losses
 
 
-@pytest.fixture
-def manifest(tmp_path):
-    vids = {f"r{i}": (0, "train") for i in range(3)} | {f"f{i}": (1, "train") for i in range(3)}
-    vids |= {"rv0": (0, "val"), "fv0": (1, "val")}
-    return build_manifest(tmp_path / "prep", videos=vids, frames=2, size=SIZE)
-
-
-def test_tiny_recipe_trains_through_the_engine(manifest, tmp_path) -> None:
-    from dflab.train.loop import Trainer
-    from dflab.train.recipes import load_recipe
-
-    cfg = load_recipe("residualnet_tiny", [f"data.manifest={manifest}", "train.progress=false", "data.batch_size=4",
-                                           "train.epochs=1", "train.steps_per_epoch=2", "train.log_every=1",
-                                           "optim.lr=1e-2"])  # fmt: skip
-    tr = Trainer(cfg, tmp_path / "run")
+def test_tiny_recipe_trains_through_the_engine(tiny_manifest, tmp_path) -> None:
+    tr = tiny_recipe_trainer("residualnet_tiny", tiny_manifest, tmp_path / "run", "optim.lr=1e-2")
     before = tr.model.fc.weight.detach().clone()
     fixed = tr.model.residual.weight.clone()
-    summary = tr.fit()
-    tr.close()
+    summary, rows = fit_and_read_metrics(tr)
     assert summary["steps"] == 2
     assert not torch.equal(before, tr.model.fc.weight)
     torch.testing.assert_close(tr.model.residual.weight, fixed)
-    with open(tmp_path / "run" / "metrics.csv") as fh:
-        rows = list(csv.DictReader(fh))
     assert rows and "ce" in rows[0]
 
 
