@@ -83,20 +83,22 @@ def test_decoder_reads_only_the_half_of_the_label_in_training() -> None:
 
 
 def test_compute_loss_decodes_the_labels_half_when_the_prediction_differs() -> None:
+    """The engine's forward has no labels: ``compute_loss`` re-decodes with the label's half when a prediction is
+    wrong, and reuses the forward's reconstruction when all are right."""
     model = _tiny().train()
     x = torch.randn(4, 3, SIZE, SIZE)
     label = torch.tensor([0, 1, 0, 1])
-    out = model(x)  # the engine's forward: no labels, selection by the prediction
-    predicted = (out["activations"][:, 1] > out["activations"][:, 0]).long()
+    out = model(x)
     seen: list[torch.Tensor] = []
     model.decoder.register_forward_pre_hook(lambda m, i: seen.append(i[0].detach().clone()))
-    model.compute_loss({"image": x, "label": label}, out)
     half = out["latent"].shape[1] // 2
-    if bool((predicted != label).any()):
-        assert len(seen) == 1
-        assert torch.all(seen[0][label == 0, half:] == 0) and torch.all(seen[0][label == 1, :half] == 0)
-    else:  # pragma: no cover - depends on the random init
-        assert not seen
+    right = torch.nn.functional.one_hot(label, 2).float()
+    model.compute_loss({"image": x, "label": label}, {**out, "activations": right})
+    assert not seen
+    model.compute_loss({"image": x, "label": label}, {**out, "activations": right.flip(1)})
+    assert len(seen) == 1
+    assert torch.all(seen[0][label == 0, half:] == 0) and torch.all(seen[0][label == 1, :half] == 0)
+    torch.testing.assert_close(seen[0][label == 1, half:], out["latent"][label == 1, half:].detach())
 
 
 # ------------------------------------------------------------------------------------------- architecture
