@@ -7,11 +7,13 @@ from dflab.models.detectors import (
     clip_probe,  # noqa: F401  (frozen CLIP ViT-B/16 + head: the default detector)
     dadd,  # noqa: F401
     face_xray,  # noqa: F401  (Face X-ray, HRNet)
+    forensic_transfer,  # noqa: F401  (ForensicTransfer: autoencoder, activation loss; LAE Table 3)
     gend,  # noqa: F401  (CLIP ViT, LayerNorm-only tuning)
     gsrm,  # noqa: F401  (GSRM: two-stream Xception + SRM residuals)
     lae,  # noqa: F401
     lisiam,  # noqa: F401  (LiSiam + Table VI variants)
     meso,  # noqa: F401
     mml,  # noqa: F401
+    residualnet,  # noqa: F401  (residual co-occurrence descriptor as a CNN; LAE Table 3)
     rfm,  # noqa: F401  (RFM: Xception + FAM-guided erasing)
 )
