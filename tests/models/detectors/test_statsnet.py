@@ -12,7 +12,7 @@ import torch
 
 from dflab.models.base import build_detector
 from dflab.models.detectors.statsnet import StatsNet, statistical_pooling
-from tests.train.conftest import build_manifest
+from tests.train.conftest import supervised_manifest  # noqa: F401  (the engine tests' synthetic manifest)
 
 TINY = ["train.progress=false", "data.num_workers=0", "train.log_every=1", "data.unsplit_val_fraction=0"]
 
@@ -121,18 +121,11 @@ def test_loss_decreases_on_a_separable_batch() -> None:
 
 
 # ---------------------------------------------------------------------------------------- the normal engine
-@pytest.fixture
-def manifest(tmp_path):
-    vids = {f"r{i}": (0, "train") for i in range(3)} | {f"f{i}": (1, "train") for i in range(3)}
-    vids |= {"rv0": (0, "val"), "fv0": (1, "val")}
-    return build_manifest(tmp_path / "prep", videos=vids, frames=2, size=64)
-
-
-def test_tiny_recipe_trains_through_the_engine(manifest, tmp_path) -> None:
+def test_tiny_recipe_trains_through_the_engine(supervised_manifest, tmp_path) -> None:  # noqa: F811
     from dflab.train.loop import Trainer
     from dflab.train.recipes import load_recipe
 
-    cfg = load_recipe("statsnet_tiny", [f"data.manifest={manifest}", *TINY, "train.epochs=1",
+    cfg = load_recipe("statsnet_tiny", [f"data.manifest={supervised_manifest}", *TINY, "train.epochs=1",
                                         "train.steps_per_epoch=2", "data.batch_size=4"])  # fmt: skip
     assert cfg.model.pretrained == "none"
     tr = Trainer(cfg, tmp_path / "run")
