@@ -11,6 +11,9 @@
 * ``frozen_prefixes``: parameters the engine must never train (a frozen encoder).
 * ``prepare_batch(batch, **phase) -> batch``: a training-time transform of the batch that needs the current model
   (RFM's attention-guided erasing); the engine calls it before the training forward. Default: the batch unchanged.
+* ``after_optimizer_step()``: called by the engine right after every ``optimizer.step()`` (outside autocast, under
+  ``torch.no_grad``), to project parameters back onto a constraint set (Bayar & Stamm's constrained convolution).
+  Default: nothing.
 
 Detectors are registered with :data:`DETECTORS` by name; each registers a ``<name>_tiny`` variant for tests.
 """
@@ -71,6 +74,11 @@ class Detector(nn.Module):
         autocast; it must leave parameters, their gradients and every module's train/eval mode as it found them.
         ``phase`` is the same as for :meth:`compute_loss`. Default: the batch unchanged."""
         return batch
+
+    def after_optimizer_step(self) -> None:
+        """Act on the parameters right after each optimiser step, e.g. re-project constrained weights (SuppressNet's
+        first layer: centre −1, the rest summing to 1). The engine calls it under ``torch.no_grad`` after every
+        ``optimizer.step()``; it must change parameters in place only (the optimiser holds them). Default: nothing."""
 
     def explain_maps(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Detector-specific localisation maps in [0,1], each (B,1,h,w) (predicted masks, CAM). Default: none."""

@@ -7,8 +7,10 @@ Per step: ``phase = schedule.phase(step, total)`` → draw a batch from ``stream
 concatenated — :class:`_MixIter`) → set
 ``requires_grad`` from ``phase.trainable`` → ``model.prepare_batch(batch)`` (identity unless the detector transforms
 its training batch, e.g. RFM's erasing) → forward → ``compute_loss(batch, out, **phase.loss_kwargs)`` → backward
-→ optimiser step at ``lr(epoch) · phase.lr_scale``. Per epoch: ``schedule.on_epoch_end(trainer, epoch)``, validation
-on the ``data.val`` stream (never ``test``), ``best/`` when the selection metric improves, ``last/`` always.
+→ optimiser step at ``lr(epoch) · phase.lr_scale`` → ``model.after_optimizer_step()`` (identity unless the detector
+constrains its weights, e.g. SuppressNet's constrained convolution). Per epoch: ``schedule.on_epoch_end(trainer,
+epoch)``, validation on the ``data.val`` stream (never ``test``), ``best/`` when the selection metric improves,
+``last/`` always.
 
 Run directory::
 
@@ -641,6 +643,8 @@ class Trainer:
             scaler.update()
         else:
             self.optimizer.step()
+        with torch.no_grad():
+            self.model.after_optimizer_step()  # e.g. SuppressNet's constrained-conv re-projection; no-op by default
         parts = {k: float(v.detach().float().mean()) for k, v in losses.items() if isinstance(v, torch.Tensor)}
         parts["lr"] = lr
         parts["n"] = int(batch["image"].shape[0])
