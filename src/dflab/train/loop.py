@@ -370,7 +370,8 @@ class Trainer:
                 if self.is_main:
                     print(
                         f"[train] {key}={NO_PRETRAINED}: {name} starts from random weights "
-                        "(explicit opt-out; the paper initialises it from pretrained weights)",
+                        "(said explicitly; from-scratch recipes say it, and a recipe whose paper starts from "
+                        "pretrained weights is then no longer the paper's)",
                         file=sys.stderr,
                     )
                 continue
