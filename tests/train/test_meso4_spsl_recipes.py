@@ -18,7 +18,7 @@ TINY = ["train.progress=false", "data.num_workers=0", "train.log_every=1", "data
 ANY_ROWS = ["data.streams.default.datasets=null", "data.val.datasets=null"]
 
 
-@pytest.mark.parametrize(("recipe", "detector"), [("meso4_tiny", "meso4")])
+@pytest.mark.parametrize(("recipe", "detector"), [("meso4_tiny", "meso4"), ("spsl_tiny", "spsl")])
 def test_tiny_recipe_trains_through_the_engine(recipe, detector, supervised_manifest, tmp_path):
     cfg = load_recipe(recipe, [f"data.manifest={supervised_manifest}", *TINY, *ANY_ROWS])
     tr = Trainer(cfg, tmp_path / "run")

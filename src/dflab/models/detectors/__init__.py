@@ -14,4 +14,5 @@ from dflab.models.detectors import (
     meso,  # noqa: F401
     mml,  # noqa: F401
     rfm,  # noqa: F401  (RFM: Xception + FAM-guided erasing)
+    spsl,  # noqa: F401  (SPSL: RGB + phase-only image, shallow Xception)
 )
