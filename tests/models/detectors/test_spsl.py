@@ -15,6 +15,7 @@ from dflab.models.backbones import create_backbone
 from dflab.models.base import build_detector
 from dflab.models.detectors.spsl import SPSL, phase_only_image
 from dflab.train.recipes import load_recipe
+from tests.models.detectors.separable import fit_steps, patch_batch
 
 
 def _numpy_phase_only(grey: np.ndarray) -> np.ndarray:
@@ -122,16 +123,5 @@ def test_recipe_asks_for_imagenet_xception_and_the_tiny_one_for_none():
 
 def test_training_steps_fit_a_separable_batch():
     torch.manual_seed(0)
-    model = build_detector("spsl_tiny").train()
-    label = torch.tensor([0, 1] * 4)
-    images = torch.rand(8, 3, 64, 64) * 0.6 - 0.8
-    images[label == 1, :, 16:48, 16:48] += 1.2  # a fake carries a bright patch
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    losses = []
-    for _ in range(12):
-        opt.zero_grad()
-        loss = model.compute_loss({"label": label}, model(images))
-        loss["loss"].backward()
-        opt.step()
-        losses.append(float(loss["ce"]))
+    losses = fit_steps(build_detector("spsl_tiny"), patch_batch(-0.8, -0.2, 1.2), steps=12, lr=2e-3)
     assert losses[-1] < 0.5 * losses[0], losses
