@@ -14,8 +14,11 @@ Training (§4 of the paper, both networks; the recipes ``meso4`` / ``meso_incept
 10 periodically (the paper does not say how often: every 10 epochs here), batch 75, from scratch, RGB in [0, 1].
 
 Deviations (both networks): the output is a 2-way logit (softmax) rather than one sigmoid unit (equivalent up to
-parameterisation, and the detector contract wants ``(B, 2)`` logits); an adaptive average pool before the flatten
-makes the FC input size independent of the input size (it is the identity at the native size).
+parameterisation, and the detector contract wants ``(B, 2)`` logits), trained with cross-entropy where the official
+Keras code fits the sigmoid with mean squared error; an adaptive average pool before the flatten makes the FC input
+size independent of the input size (it is the identity at the native size); batch norm keeps PyTorch's defaults
+(momentum 0.1, eps 1e-5) rather than Keras' (0.99 ≙ 0.01, 1e-3). Meso-4 has the paper's 27,977 trainable
+parameters plus the second output unit (17).
 """
 
 from __future__ import annotations
