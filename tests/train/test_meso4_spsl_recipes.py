@@ -1,5 +1,6 @@
 """Meso-4 and SPSL through the normal training engine: each tiny recipe trains a couple of steps on the synthetic
-manifest, moves the weights and writes a checkpoint whose card names the detector."""
+manifest, moves the weights and writes a checkpoint whose card names the detector; SPSL's backbone weights load
+through the trainer into its 4-channel stem, and unset weights stop the run with the ways out."""
 
 from __future__ import annotations
 
