@@ -16,6 +16,7 @@ from dflab.models.detectors import (
     mml,  # noqa: F401
     residualnet,  # noqa: F401  (residual co-occurrence descriptor as a CNN; LAE Table 3)
     rfm,  # noqa: F401  (RFM: Xception + FAM-guided erasing)
+    spsl,  # noqa: F401  (SPSL: RGB + phase-only image, shallow Xception)
     statsnet,  # noqa: F401  (StatsNet: Rahmouni et al.'s Stats-2L, LAE Table 3)
     suppressnet,  # noqa: F401  (SuppressNet: Bayar & Stamm's constrained CNN, LAE Table 3)
 )
