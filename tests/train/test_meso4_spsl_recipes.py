@@ -42,11 +42,11 @@ def test_spsl_backbone_weights_load_through_the_trainer(supervised_manifest, tmp
     into the shallow 4-channel backbone; the run records what was dropped."""
     from safetensors.torch import save_file
 
-    from dflab.models.detectors.spsl import ShallowXception
+    from dflab.models.xception import XceptionTrunk
 
     torch.manual_seed(0)
     widths = build_detector("spsl_tiny").config()["kwargs"]["widths"]
-    src = ShallowXception(in_chans=3, widths=widths, middle_blocks=8).state_dict()
+    src = XceptionTrunk(in_chans=3, widths=widths, middle_blocks=8).state_dict()
     src |= {"fc.weight": torch.randn(1000, widths[-1]), "fc.bias": torch.randn(1000)}
     save_file({k: v.contiguous() for k, v in src.items()}, str(tmp_path / "x.safetensors"))
     cfg = load_recipe("spsl_tiny", [f"data.manifest={supervised_manifest}", *TINY, *ANY_ROWS,

@@ -17,9 +17,9 @@ from dflab.models.detectors.gsrm import (
     FeatureSRM,
     ResidualGuidedAttention,
     SRMFilter,
-    XceptionStream,
     srm_kernels,
 )
+from dflab.models.xception import XceptionTrunk
 from tests.train.conftest import build_manifest
 
 SIZE = 64
@@ -106,13 +106,13 @@ def test_full_streams_have_timm_legacy_xception_layout() -> None:
     from dflab.models.backbones import create_backbone
 
     ref = {k: v.shape for k, v in create_backbone("xception").state_dict().items()}
-    own = {k: v.shape for k, v in XceptionStream().state_dict().items()}
+    own = {k: v.shape for k, v in XceptionTrunk().state_dict().items()}
     assert own == ref
 
 
 @pytest.mark.parametrize("side", [48, 64, 77])
 def test_rsa_map_matches_the_stem_output(side: int) -> None:
-    stream = XceptionStream((8, 16, 16, 24, 32, 48, 48, 64), 2)
+    stream = XceptionTrunk(3, (8, 16, 16, 24, 32, 48, 48, 64), 2)
     img = torch.randn(1, 3, side, side)
     stem = stream.stem_b(stream.stem_a(img))
     att = ResidualGuidedAttention((8, 16))(SRMFilter()(img))
@@ -260,7 +260,7 @@ def test_tiny_recipe_trains_through_the_engine_with_both_streams_loaded(manifest
     from dflab.train.loop import Trainer
     from dflab.train.recipes import load_recipe
 
-    src = XceptionStream((8, 16, 16, 24, 32, 48, 48, 64), 2)
+    src = XceptionTrunk(3, (8, 16, 16, 24, 32, 48, 48, 64), 2)
     torch.nn.init.constant_(src.conv1.weight, 0.125)
     state = {**src.state_dict(), "fc.weight": torch.zeros(1000, 64), "fc.bias": torch.zeros(1000)}  # ImageNet head
     asked: list[str] = []

@@ -4,17 +4,13 @@ through the normal engine."""
 
 from __future__ import annotations
 
-import csv
-
 import numpy as np
 import pytest
 import torch
 
 from dflab.models.base import build_detector
 from dflab.models.detectors.statsnet import StatsNet, statistical_pooling
-from tests.train.conftest import supervised_manifest  # noqa: F401  (the engine tests' synthetic manifest)
-
-TINY = ["train.progress=false", "data.num_workers=0", "train.log_every=1", "data.unsplit_val_fraction=0"]
+from tests.models.detectors.conftest import fit_and_read_metrics, tiny_recipe_trainer
 
 
 def _tiny(**kw) -> StatsNet:
@@ -121,21 +117,13 @@ def test_loss_decreases_on_a_separable_batch() -> None:
 
 
 # ---------------------------------------------------------------------------------------- the normal engine
-def test_tiny_recipe_trains_through_the_engine(supervised_manifest, tmp_path) -> None:  # noqa: F811
-    from dflab.train.loop import Trainer
-    from dflab.train.recipes import load_recipe
-
-    cfg = load_recipe("statsnet_tiny", [f"data.manifest={supervised_manifest}", *TINY, "train.epochs=1",
-                                        "train.steps_per_epoch=2", "data.batch_size=4"])  # fmt: skip
-    assert cfg.model.pretrained == "none"
-    tr = Trainer(cfg, tmp_path / "run")
+def test_tiny_recipe_trains_through_the_engine(tiny_manifest, tmp_path) -> None:
+    tr = tiny_recipe_trainer("statsnet_tiny", tiny_manifest, tmp_path / "run")
+    assert tr.cfg.model.pretrained == "none"
     before = {n: p.detach().clone() for n, p in tr.model.named_parameters()}
-    summary = tr.fit()
-    tr.close()
+    summary, rows = fit_and_read_metrics(tr)
     assert summary["steps"] == 2
     assert all(not torch.equal(p.detach(), before[n]) for n, p in tr.model.named_parameters())
-    with open(tmp_path / "run" / "metrics.csv") as fh:
-        rows = list(csv.DictReader(fh))
     assert len(rows) == 2 and {"loss", "ce"} <= set(rows[0])
     assert (tmp_path / "run" / "best" / "card.json").exists()
 

@@ -4,16 +4,12 @@ a separable batch, and the tiny recipe through the normal engine."""
 
 from __future__ import annotations
 
-import csv
-
 import pytest
 import torch
 
 from dflab.models.base import Detector, build_detector
 from dflab.models.detectors.suppressnet import ConstrainedConv2d, SuppressNet
-from tests.train.conftest import supervised_manifest  # noqa: F401  (the engine tests' synthetic manifest)
-
-TINY = ["train.progress=false", "data.num_workers=0", "train.log_every=1", "data.unsplit_val_fraction=0"]
+from tests.models.detectors.conftest import fit_and_read_metrics, tiny_recipe_trainer
 
 
 def _tiny(**kw) -> SuppressNet:
@@ -149,26 +145,19 @@ def test_loss_decreases_on_a_separable_batch() -> None:
 
 
 # ---------------------------------------------------------------------------------------- the normal engine
-def test_tiny_recipe_keeps_the_constraint_in_the_engine(supervised_manifest, tmp_path) -> None:  # noqa: F811
-    from dflab.train.loop import Trainer
-    from dflab.train.recipes import load_recipe
-
+def test_tiny_recipe_keeps_the_constraint_in_the_engine(tiny_manifest, tmp_path) -> None:
     # a large lr so an unprojected step would visibly leave the constraint set
-    cfg = load_recipe("suppressnet_tiny", [f"data.manifest={supervised_manifest}", *TINY, "train.epochs=1",
-                                           "train.steps_per_epoch=3", "data.batch_size=4", "optim.lr=0.5"])  # fmt: skip
-    assert cfg.model.pretrained == "none"
-    tr = Trainer(cfg, tmp_path / "run")
+    tr = tiny_recipe_trainer("suppressnet_tiny", tiny_manifest, tmp_path / "run", "train.steps_per_epoch=3",
+                             "optim.lr=0.5")  # fmt: skip
+    assert tr.cfg.model.pretrained == "none"
     before = tr.model.constrained.weight.detach().clone()
     calls: list[int] = []
     real = tr.model.after_optimizer_step
     tr.model.after_optimizer_step = lambda: (calls.append(1), real())[1]  # instance attribute: the loop calls it
-    summary = tr.fit()
-    tr.close()
+    summary, rows = fit_and_read_metrics(tr)
     assert summary["steps"] == 3 and len(calls) == 3
     assert not torch.equal(tr.model.constrained.weight, before)  # trained ...
     assert_constrained(tr.model.constrained.weight)  # ... and still constrained
-    with open(tmp_path / "run" / "metrics.csv") as fh:
-        rows = list(csv.DictReader(fh))
     assert len(rows) == 3 and {"loss", "ce"} <= set(rows[0])
     assert (tmp_path / "run" / "best" / "card.json").exists()
 

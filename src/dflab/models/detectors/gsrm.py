@@ -74,6 +74,7 @@ from torch import nn
 from dflab.losses import classification_loss
 from dflab.losses.margin import am_softmax_loss
 from dflab.models.base import Detector, InputSpec, register_detector
+from dflab.models.xception import XCEPTION_WIDTHS, XceptionTrunk
 
 #: the three SRM kernels (Fridrich & Kodovský 2012) with the normalisation of the released code
 SRM_KB = [[0, 0, 0, 0, 0], [0, -1, 2, -1, 0], [0, 2, -4, 2, 0], [0, -1, 2, -1, 0], [0, 0, 0, 0, 0]]
@@ -82,8 +83,6 @@ SRM_H2 = [[0, 0, 0, 0, 0], [0, 0, 0, 0, 0], [0, 1, -2, 1, 0], [0, 0, 0, 0, 0], [
 SRM_SCALES = (4.0, 12.0, 2.0)
 #: truncation threshold of the residuals
 SRM_TRUNCATION = 3.0
-#: Xception widths (stem conv1, stem conv2, block1, block2, entry/middle, block12, conv3, conv4) of legacy_xception
-XCEPTION_WIDTHS = (32, 64, 128, 256, 728, 1024, 1536, 2048)
 
 
 def _init_convs(module: nn.Module, attention: bool) -> None:
@@ -245,70 +244,6 @@ class DualCrossModalityAttention(nn.Module):
         return x + self.gamma_x * from_y, y + self.gamma_y * from_x
 
 
-class XceptionStream(nn.Module):
-    """One stream: timm ``legacy_xception``'s layout and parameter names (``conv1 … block12, conv3, bn3, conv4,
-    bn4``), with configurable widths and middle-flow depth so a tiny variant keeps the structure.
-
-    Run in stages so the other stream and the attention modules can step in between.
-
-    Shape:
-        (B, 3, 256, 256) -> stem_a (B, 32, 127, 127) -> stem_b (B, 64, 125, 125) -> entry (B, 728, 16, 16)
-        -> middle halves (B, 728, 16, 16) -> exit (B, 2048, 8, 8)
-    """
-
-    def __init__(self, widths: tuple[int, ...] = XCEPTION_WIDTHS, middle_blocks: int = 8) -> None:
-        super().__init__()
-        if len(widths) != 8 or middle_blocks < 2 or middle_blocks % 2:
-            raise ValueError(f"need 8 widths and an even middle_blocks >= 2, got {widths}, {middle_blocks}")
-        # timm's own Xception blocks (parameter names and all); imported here, after dflab.models.base made
-        # torchvision importable (dflab.compat), as every timm import in dflab is
-        from timm.models.xception import Block, SeparableConv2d
-
-        c1, c2, b1, b2, mid, b12, c3, c4 = widths
-        self.conv1 = nn.Conv2d(3, c1, 3, 2, 0, bias=False)
-        self.bn1 = nn.BatchNorm2d(c1)
-        self.act1 = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(c1, c2, 3, bias=False)
-        self.bn2 = nn.BatchNorm2d(c2)
-        self.act2 = nn.ReLU(inplace=True)
-        self.block1 = Block(c2, b1, 2, 2, start_with_relu=False)
-        self.block2 = Block(b1, b2, 2, 2)
-        self.block3 = Block(b2, mid, 2, 2)
-        for i in range(4, 4 + middle_blocks):
-            setattr(self, f"block{i}", Block(mid, mid, 3, 1))
-        self.n_middle = middle_blocks
-        setattr(self, f"block{4 + middle_blocks}", Block(mid, b12, 2, 2, grow_first=False))
-        self.conv3 = SeparableConv2d(b12, c3, 3, 1, 1)
-        self.bn3 = nn.BatchNorm2d(c3)
-        self.act3 = nn.ReLU(inplace=True)
-        self.conv4 = SeparableConv2d(c3, c4, 3, 1, 1)
-        self.bn4 = nn.BatchNorm2d(c4)
-        self.widths = tuple(widths)
-
-    def stem_a(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act1(self.bn1(self.conv1(x)))
-
-    def stem_b(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act2(self.bn2(self.conv2(x)))
-
-    def _blocks(self, x: torch.Tensor, first: int, last: int) -> torch.Tensor:
-        for i in range(first, last + 1):
-            x = getattr(self, f"block{i}")(x)
-        return x
-
-    def entry(self, x: torch.Tensor) -> torch.Tensor:
-        return self._blocks(x, 1, 3)
-
-    def middle(self, x: torch.Tensor, half: int) -> torch.Tensor:
-        n = self.n_middle // 2
-        return self._blocks(x, 4 + half * n, 3 + (half + 1) * n)
-
-    def exit(self, x: torch.Tensor) -> torch.Tensor:
-        """Last block, conv3 + BN + ReLU, conv4 + BN (no final ReLU: the fusion reads the BN output)."""
-        x = getattr(self, f"block{4 + self.n_middle}")(x)
-        return self.bn4(self.conv4(self.act3(self.bn3(self.conv3(x)))))
-
-
 class FusionHead(nn.Module):
     """Concatenate the streams, 1×1 conv + BN + ReLU, ``f + f·CA(f)``, ReLU, pool, dropout, linear(2).
 
@@ -385,8 +320,10 @@ class GSRM(Detector):
     ) -> None:
         super().__init__(InputSpec(size=size, margin=margin, align=align, mean=(0.5,) * 3, std=(0.5,) * 3))
         widths = tuple(widths)
-        self.rgb = XceptionStream(widths, middle_blocks)
-        self.hf = XceptionStream(widths, middle_blocks)
+        if middle_blocks < 2 or middle_blocks % 2:
+            raise ValueError(f"GSRM needs an even middle_blocks >= 2 (DCMA follows half of them), got {middle_blocks}")
+        self.rgb = XceptionTrunk(3, widths, middle_blocks)
+        self.hf = XceptionTrunk(3, widths, middle_blocks)
         self.srm = SRMFilter(3)
         self.srm_stem_a = FeatureSRM(widths[0], widths[0])
         self.srm_stem_b = FeatureSRM(widths[1], widths[1])
@@ -413,8 +350,9 @@ class GSRM(Detector):
         attn = self.rsa(srm)
         x = self.rsa_post(x * attn + x)
         x, y = self.dcma_entry(self.rgb.entry(x), self.hf.entry(y))
-        x, y = self.dcma_middle(self.rgb.middle(x, 0), self.hf.middle(y, 0))
-        x, y = self.rgb.exit(self.rgb.middle(x, 1)), self.hf.exit(self.hf.middle(y, 1))
+        half = self.rgb.n_middle // 2
+        x, y = self.dcma_middle(self.rgb.middle(x, 0, half), self.hf.middle(y, 0, half))
+        x, y = self.rgb.exit(self.rgb.middle(x, half)), self.hf.exit(self.hf.middle(y, half))
         logits, feats = self.head(x, y)
         return {"logits": logits, "features": feats, "attention": attn}
 

@@ -9,8 +9,9 @@ The method, as the paper describes it:
 * **Spatial-phase input**: the phase-only image is concatenated to the RGB image as a 4th input channel
   (``[R, G, B, phase]``), so the network sees the spatial image and its phase image pixel-aligned.
 * **Shallow learning**: the artefacts are local textures, so the receptive field is kept small: an Xception with
-  its middle flow removed (:class:`ShallowXception`: stem, entry blocks 1–3, exit block 12, conv3/conv4 — 4 of
-  Xception's 12 residual blocks), trained with cross-entropy on two logits.
+  its middle flow removed (:class:`~dflab.models.xception.XceptionTrunk` with ``middle_blocks=0``: stem, entry
+  blocks 1–3, exit block 12, conv3/conv4 — 4 of Xception's 12 residual blocks), trained with cross-entropy on two
+  logits.
 
 Sources: the paper's method as summarised above (its full text with section and equation numbers could not be read
 offline here, so nothing is cited by number), and DeepfakeBench's re-implementation (``training/detectors/
@@ -57,11 +58,7 @@ from torch import nn
 
 from dflab.losses import classification_loss
 from dflab.models.base import Detector, InputSpec, register_detector
-
-#: Xception widths (conv1, conv2, block1, block2, entry/middle, block12, conv3, conv4) of timm's legacy_xception
-XCEPTION_WIDTHS = (32, 64, 128, 256, 728, 1024, 1536, 2048)
-#: Xception's middle flow: blocks 4..11
-FULL_MIDDLE = 8
+from dflab.models.xception import XCEPTION_WIDTHS, XceptionTrunk
 
 
 def phase_only_image(images: torch.Tensor) -> torch.Tensor:
@@ -82,53 +79,6 @@ def phase_only_image(images: torch.Tensor) -> torch.Tensor:
         unit = torch.polar(torch.ones_like(phase), phase)
         # the spectrum of a real image is Hermitian, and so is exp(iφ): the inverse is real up to rounding
         return torch.fft.ifft2(unit, norm="ortho").real.to(images.dtype)
-
-
-class ShallowXception(nn.Module):
-    """Xception (timm ``legacy_xception`` layout and parameter names) with ``middle_blocks`` of its 8 middle blocks.
-
-    Shape:
-        (B, in_chans, 256, 256) -> (B, widths[7], 8, 8) after the last BN + ReLU (output stride 32 at any depth)
-    """
-
-    def __init__(self, in_chans: int = 4, widths: tuple[int, ...] = XCEPTION_WIDTHS, middle_blocks: int = 0) -> None:
-        super().__init__()
-        if len(widths) != 8 or not 0 <= middle_blocks <= FULL_MIDDLE:
-            raise ValueError(f"need 8 widths and 0 <= middle_blocks <= 8, got {tuple(widths)}, {middle_blocks}")
-        # timm's own Xception blocks; imported here, after dflab.models.base made torchvision importable
-        from timm.models.xception import Block, SeparableConv2d
-
-        c1, c2, b1, b2, mid, b12, c3, c4 = widths
-        self.in_chans, self.n_middle, self.num_features = in_chans, middle_blocks, c4
-        self.conv1 = nn.Conv2d(in_chans, c1, 3, 2, 0, bias=False)
-        self.bn1 = nn.BatchNorm2d(c1)
-        self.act1 = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(c1, c2, 3, bias=False)
-        self.bn2 = nn.BatchNorm2d(c2)
-        self.act2 = nn.ReLU(inplace=True)
-        self.block1 = Block(c2, b1, 2, 2, start_with_relu=False)
-        self.block2 = Block(b1, b2, 2, 2)
-        self.block3 = Block(b2, mid, 2, 2)
-        for i in range(4, 4 + middle_blocks):
-            setattr(self, f"block{i}", Block(mid, mid, 3, 1))
-        self.block12 = Block(mid, b12, 2, 2, grow_first=False)  # the exit block keeps its ImageNet name
-        self.conv3 = SeparableConv2d(b12, c3, 3, 1, 1)
-        self.bn3 = nn.BatchNorm2d(c3)
-        self.act3 = nn.ReLU(inplace=True)
-        self.conv4 = SeparableConv2d(c3, c4, 3, 1, 1)
-        self.bn4 = nn.BatchNorm2d(c4)
-        self.act4 = nn.ReLU(inplace=True)
-
-    def block_names(self) -> list[str]:
-        """The residual blocks run, in order."""
-        return ["block1", "block2", "block3", *(f"block{i}" for i in range(4, 4 + self.n_middle)), "block12"]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act2(self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x))))))
-        for name in self.block_names():
-            x = getattr(self, name)(x)
-        x = self.act3(self.bn3(self.conv3(x)))
-        return self.act4(self.bn4(self.conv4(x)))
 
 
 @register_detector(
@@ -163,7 +113,7 @@ class SPSL(Detector):
         align: str = "box",
     ) -> None:
         super().__init__(InputSpec(size=size, margin=margin, align=align, mean=(0.5,) * 3, std=(0.5,) * 3))
-        self.backbone = ShallowXception(4, tuple(widths), middle_blocks)
+        self.backbone = XceptionTrunk(4, tuple(widths), middle_blocks)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.backbone.num_features, 2)
         self.backbone_pretrained = backbone_pretrained
@@ -172,7 +122,7 @@ class SPSL(Detector):
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
         phase = phase_only_image(images)
-        feats = self.backbone(torch.cat([images, phase], dim=1)).mean(dim=(2, 3))
+        feats = torch.relu(self.backbone(torch.cat([images, phase], dim=1))).mean(dim=(2, 3))
         return {"logits": self.head(self.dropout(feats)), "features": feats, "phase": phase}
 
     def compute_loss(self, batch: dict[str, Any], outputs: dict[str, torch.Tensor], **phase: Any) -> dict[str, Any]:
@@ -194,5 +144,5 @@ class SPSL(Detector):
         w = sd.get("conv1.weight")
         if w is not None and w.shape[1] == 3 and self.backbone.in_chans == 4:
             sd["conv1.weight"] = torch.cat([w, w.mean(dim=1, keepdim=True)], dim=1)
-        skipped = tuple(f"block{i}." for i in range(4 + self.backbone.n_middle, 4 + FULL_MIDDLE))
+        skipped = self.backbone.skipped_prefixes()
         return load_pretrained(self.backbone, sd, allow_unexpected=("fc.", "classifier.", "head.", *skipped))
