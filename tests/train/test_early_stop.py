@@ -143,3 +143,13 @@ def test_ddp_ranks_stop_at_the_same_epoch(supervised_manifest, tmp_path):
     assert [h["n_val"] for h in summary["history"]] == [16, 16]  # every val item once, from both ranks
     assert summary["early_stop"]["epoch"] == 2 and summary["best"]["epoch"] == 1 and summary["steps"] == 2
     assert proc.stderr.count("[train] early stop after epoch 2/5") == 1  # rank 0 only
+
+
+@pytest.mark.parametrize(
+    "recipe, patience",
+    [("suppressnet", 10), ("statsnet", 10), ("forensic_transfer", 10), ("residualnet", 10), ("xception", None)],
+)
+def test_lae_table3_baselines_stop_early_as_lae_does(recipe, patience):
+    """LAE §3.1.2 trains its Table 3 baselines "for a maximum of 40 epochs with early stopping (patience=10)"; the
+    BiG-Arts baselines (``xception``) say nothing of it."""
+    assert load_recipe(recipe).train.early_stop_patience == patience
