@@ -243,6 +243,9 @@ class TrainConfig(_Strict):
         val_every: validate every N epochs (and after the last).
         ckpt_every_steps: write the resumable ``last`` checkpoint every N steps (and at each epoch end).
         select_metric: validation metric that picks ``best`` (``auc``, ``video_auc``, ``acc`` or ``-loss``).
+        early_stop_patience: stop once ``patience`` epochs have passed since ``select_metric`` last improved
+            (checked after each validation; LAE §3.1.2: "early stopping (patience=10)" on the validation loss).
+            ``None`` = always run ``epochs``. Needs ``data.val``.
         amp: autocast (bf16 on CPU only when set explicitly to ``bf16``; fp16 on CUDA).
         channels_last: use channels-last memory format (faster on CPU).
         threads: torch intra-op threads (``None`` = torch default).
@@ -258,6 +261,7 @@ class TrainConfig(_Strict):
     ckpt_every_steps: int = Field(200, ge=1)
     log_every: int = Field(10, ge=1)
     select_metric: str = "auc"
+    early_stop_patience: int | None = Field(None, ge=1)
     max_val_items: int | None = None
     threads: int | None = None
     progress: bool = True
@@ -277,6 +281,12 @@ class Recipe(_Strict):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     out: str = "runs"
+
+    @model_validator(mode="after")
+    def _check(self) -> Recipe:
+        if self.train.early_stop_patience is not None and self.data.val is None:
+            raise ValueError("train.early_stop_patience needs a validation stream (data.val) to watch")
+        return self
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

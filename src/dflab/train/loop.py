@@ -10,7 +10,7 @@ its training batch, e.g. RFM's erasing) → forward → ``compute_loss(batch, ou
 → optimiser step at ``lr(epoch) · phase.lr_scale`` → ``model.after_optimizer_step()`` (identity unless the detector
 constrains its weights, e.g. SuppressNet's constrained convolution). Per epoch: ``schedule.on_epoch_end(trainer,
 epoch)``, validation on the ``data.val`` stream (never ``test``), ``best/`` when the selection metric improves,
-``last/`` always.
+``last/`` always; with ``train.early_stop_patience`` the run ends once that many epochs pass without a new ``best``.
 
 Run directory::
 
@@ -324,6 +324,7 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self.best: dict[str, Any] = {"metric": None, "epoch": None}
+        self.early_stop: dict[str, Any] | None = None  # set by fit when train.early_stop_patience ends the run
         self.history: list[dict[str, Any]] = []
         self._writer = None
         self._argv = argv or sys.argv
@@ -652,11 +653,15 @@ class Trainer:
         return parts
 
     def fit(self) -> dict[str, Any]:
-        """Train to ``train.epochs`` (continuing a resumed run); returns the final summary."""
+        """Train to ``train.epochs`` or an early stop (continuing a resumed run); returns the final summary."""
         t = self.cfg.train
         scaler = torch.amp.GradScaler("cuda") if self.device.type == "cuda" and t.amp in ("auto", "fp16") else None
         kill_at = int(os.environ.get("DFLAB_TEST_SIGKILL_AT_STEP", "0"))  # tests: a real SIGKILL mid-run
         while self.epoch < t.epochs:
+            # checked at the top so a run killed after saving its stopping epoch stops on resume, too
+            if (stop := self._early_stop_due()) is not None:
+                self._record_early_stop(stop)
+                break
             bar = None
             first = self.step - self.epoch * self.steps_per_epoch
             if self.is_main and t.progress:
@@ -696,7 +701,13 @@ class Trainer:
                     print(f"[train] validation {shown}", file=sys.stderr)
             self.save_last()
             ddp.barrier(self.dist)
-        summary = {"run_dir": str(self.run_dir), "steps": self.step, "best": self.best, "history": self.history}
+        summary = {
+            "run_dir": str(self.run_dir),
+            "steps": self.step,
+            "best": self.best,
+            "early_stop": self.early_stop,
+            "history": self.history,
+        }
         if self.is_main:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
             if self._writer is not None:
@@ -714,6 +725,44 @@ class Trainer:
             self.best = {"metric": score, "name": key, "value": float(value), "epoch": self.epoch}
             if self.is_main:
                 save_detector(self.model, self.run_dir / "best", self.card(metrics))
+
+    def _early_stop_due(self) -> dict[str, Any] | None:
+        """The early stop owed now, or ``None``: ``train.early_stop_patience`` epochs since ``best`` last improved.
+
+        A pure function of the state ``last/`` restores (epoch, ``best``, validation history), so a resumed run
+        stops at the epoch an uninterrupted one does; ``best`` (set by :meth:`_maybe_best`) is the one comparison
+        of the selection metric. Only decided right after a validation, and ``best`` is computed from metrics
+        gathered over all ranks, so every DDP rank stops at the same epoch.
+        """
+        patience = self.cfg.train.early_stop_patience
+        if patience is None or not self.history or int(self.history[-1]["epoch"]) != self.epoch:
+            return None
+        best_epoch = self.best.get("epoch")
+        since = self.epoch - int(best_epoch or 0)  # never a finite metric: count from the start
+        if since < patience:
+            return None
+        key = self.cfg.train.select_metric
+        return {
+            "epoch": self.epoch,
+            "best_epoch": best_epoch,
+            "patience": patience,
+            "metric": key,
+            "reason": f"no improvement of {key} in the {since} epochs since epoch {best_epoch or 0} "
+            f"(patience {patience})",
+        }
+
+    def _record_early_stop(self, stop: dict[str, Any]) -> None:
+        """Keep the early stop for the summary, note it in ``run.json`` and say so on stderr (rank 0)."""
+        self.early_stop = stop
+        if not self.is_main:
+            return
+        info_path = self.run_dir / "run.json"
+        info = json.loads(info_path.read_text()) if info_path.exists() else {}
+        info["early_stop"] = stop
+        info_path.write_text(json.dumps(info, indent=2))
+        print(
+            f"[train] early stop after epoch {stop['epoch']}/{self.cfg.train.epochs}: {stop['reason']}", file=sys.stderr
+        )
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:

@@ -41,7 +41,7 @@ Readings of Algorithm 1 chosen here (the paper leaves them open):
   the stages.
 * **Stage-1 length** (``max_iter1``) is not given. Sec. 3.1.2 trains "the models for a maximum of 40 epochs with
   early stopping (patience=10)" on the validation loss; the ``lae`` recipe fixes 20 stage-1 epochs and keeps the
-  ``best/`` checkpoint by validation AUC (the loop has no early stopping).
+  ``best/`` checkpoint by validation AUC (the loop's ``train.early_stop_patience`` ends the whole run, not stage 1).
 * **One Adam.** Stage 2 continues the stage-1 Adam (its moments for the encoder's parameters carry over) at the
   learning rate ÷10 (Algorithm 1, line 7); the paper does not say whether its stage-2 Adam is a fresh one.
 
