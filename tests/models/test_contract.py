@@ -89,3 +89,15 @@ def test_detector_contract(name, tmp_path):
         logits_again = loaded.model(batch["image"])["logits"]
     torch.testing.assert_close(again, ref, rtol=0, atol=0)
     torch.testing.assert_close(logits_again, ref_out["logits"], rtol=0, atol=0)
+
+
+def test_building_a_variant_leaves_its_registered_kwargs_and_the_card_untouched():
+    # timm's xception edits its nested block_cfg dicts in place (adds drop_path / dilation); before the copy in
+    # build_detector, the first build changed xception_tiny's registered kwargs and every later card's
+    import copy
+
+    registered = copy.deepcopy(VARIANTS.get("xception_tiny")[1])
+    first = build_detector("xception_tiny")
+    second = build_detector("xception_tiny")
+    assert VARIANTS.get("xception_tiny")[1] == registered
+    assert first.config()["kwargs"] == second.config()["kwargs"] == registered

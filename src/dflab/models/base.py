@@ -20,6 +20,7 @@ Detectors are registered with :data:`DETECTORS` by name; each registers a ``<nam
 
 from __future__ import annotations
 
+import copy
 from typing import Any, ClassVar
 
 import torch
@@ -136,7 +137,9 @@ def build_detector(name: str, **overrides: Any) -> Detector:
 
     det_name, kwargs = VARIANTS.get(name)
     cls = DETECTORS.get(det_name)
-    kw = {**kwargs, **overrides}
-    model = cls(**kw)
+    kw = copy.deepcopy({**kwargs, **overrides})
+    # the class gets its own copy: timm edits nested config dicts in place (xception's block_cfg gains drop_path and
+    # dilation keys), which must reach neither the registry's variant nor the card's kwargs
+    model = cls(**copy.deepcopy(kw))
     model._config = {"detector": det_name, "kwargs": kw, "variant": name}
     return model

@@ -169,7 +169,7 @@ def apply_erasing(images: torch.Tensor, params: ErasingParams, fill: torch.Tenso
     return torch.where(mask, fill.to(images.dtype), images)
 
 
-# the xception_tiny backbone (timm edits its block_cfg dicts in place when building: a copy, not the shared object)
+# the xception_tiny backbone (a copy: a registry entry is its own; build_detector never lets timm edit it)
 @register_detector("rfm", tiny=copy.deepcopy(VARIANTS.get("xception_tiny")[1]))
 class RFM(XceptionClassifier):
     """XceptionNet trained with FAM-guided Suspicious Forgery Erasing (see the module docstring).
