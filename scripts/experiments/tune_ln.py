@@ -280,6 +280,7 @@ def cmd_eval() -> None:
     half = tt._halves(meta)
     done = [h for h in (0, 1) if (OUT / f"half{h}.npz").exists()]
     judged = np.array([m["variant"] == "orig" for m in meta]) & np.isin(half, done)
+    y = np.array([m["label"] for m in meta])
     blocks, tokens = td.FEATURE_SETS[tt.PROBE_SET]
     oofs, voofs = td.loso(feats, meta, blocks, tokens, [tt.PROBE_C], labelled=True, views=views)
     print(f"halves {done}: {len({m['file'] for m, j in zip(meta, judged, strict=True) if j})} files", flush=True)
@@ -307,6 +308,11 @@ def cmd_eval() -> None:
         mix = (1 - w) * oof / sp + w * hoof / sh
         vmix = {i: (1 - w) * voof[i] / sp + w * hvoof[i] / sh for i in voof if i in hvoof}
         tt.summary(f"probe + {w} GenD head", meta, judged, mix, vmix)
+    # "fake if either says fake": the larger of the two standardised logits (each centred on its real faces' median)
+    cp, ch = np.nanmedian(oof[judged & (y == 0)]), np.nanmedian(hoof[judged & (y == 0)])
+    both = np.maximum((oof - cp) / sp, (hoof - ch) / sh)
+    vboth = {i: np.maximum((voof[i] - cp) / sp, (hvoof[i] - ch) / sh) for i in voof if i in hvoof}
+    tt.summary("max(probe, GenD head)", meta, judged, both, vboth)
     fmix = {i: 0.5 * voofs[tt.PROBE_C][i] / np.nanstd(oofs[tt.PROBE_C][judged]) + 0.5 * hvoof[i] / sh
             for i in voofs[tt.PROBE_C] if i in hvoof}  # fmt: skip
     tt.summary("frozen probe + 0.5 head", meta, judged,
