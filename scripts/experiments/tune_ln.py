@@ -23,7 +23,8 @@ Stages (same ``DFLAB_DEFAULT_RUN`` as ``train_default``, whose ``features`` and 
     python scripts/experiments/tune_ln.py tune 1; python scripts/experiments/tune_ln.py encode 1
     python scripts/experiments/tune_ln.py eval
 
-Environment: ``EPOCHS`` (2), ``LR`` (3e-4, GenD's), ``TAG``. Results are in docs/default-weights.md.
+Environment: ``EPOCHS`` (2), ``LR`` (3e-4, GenD's), ``WARM`` (1: LP-FT head), ``LABELLED=1`` (the tuning half's
+labelled fakes too), ``TAG``. Results are in docs/default-weights.md.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ RUN = td.RUN
 EPOCHS = float(os.environ.get("EPOCHS", 2))
 LR = float(os.environ.get("LR", 3e-4))
 WARM = os.environ.get("WARM", "1") == "1"  # start the head from a linear probe (LP-FT), see cmd_tune
-OUT = RUN / "ln" / os.environ.get("TAG", f"{'lpft_' if WARM else ''}e{EPOCHS:g}_lr{LR:g}")
+LABELLED = os.environ.get("LABELLED") == "1"  # the tuning half's labelled fakes too (GenD tunes on labelled pairs)
+OUT = RUN / "ln" / os.environ.get("TAG", f"{'lpft_' if WARM else ''}e{EPOCHS:g}_lr{LR:g}{'_lab' if LABELLED else ''}")
 
 
 def _resized(crop: np.ndarray) -> np.ndarray:
@@ -129,7 +131,7 @@ def cmd_tune(h: int) -> None:
     y = np.array([m["label"] for m in meta])
     orig = np.array([m["variant"] == "orig" for m in meta])
     half = tt._halves(meta)
-    train = np.flatnonzero((half != h) & (~orig | (y == 0)))
+    train = np.flatnonzero((half != h) & (~orig | (y == 0) | LABELLED))
     crops = np.load(RUN / "ln" / "crops.npy", mmap_mode="r")
     model = GenD(backbone="clip_vitb16", tune="ln")
     sd = {k: v for k, v in clip_vitb16_state_dict().items() if not k.startswith("head.")}
