@@ -89,8 +89,10 @@ def train_sampling_warnings(
 
     Args:
         sampling: the recipe's ``data.sampling`` as a dict (``None``: the recipe states none, nothing to check).
-        train_rows, val_rows: the default (training) and validation streams' rows.
-        train_frames_per_video, val_frames_per_video: those streams' ``frames_per_video``.
+        train_rows: the default (training) stream's rows.
+        val_rows: the validation stream's rows.
+        train_frames_per_video: the training stream's ``frames_per_video``.
+        val_frames_per_video: the validation stream's ``frames_per_video``.
         settings: the training manifest's ``prepare`` settings.
     """
     if not sampling:

@@ -30,6 +30,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -192,7 +193,7 @@ def clip_vitb16_state_dict(
     return sd
 
 
-def create_clip_vitb16(*, pretrained: bool = True, num_classes: int = EMBED_DIM, **kwargs) -> nn.Module:
+def create_clip_vitb16(*, pretrained: bool = True, num_classes: int = EMBED_DIM, **kwargs: Any) -> nn.Module:
     """timm ``vit_base_patch16_clip_quickgelu_224``, strictly filled with the float CLIP weights if ``pretrained``.
 
     Args:

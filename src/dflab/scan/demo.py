@@ -68,8 +68,10 @@ def face_swap(
     are BI's own draw from ``rng``.
 
     Args:
-        rgb, landmarks: the target photo and its face's (68, 2) iBUG points in image px.
-        donor, donor_landmarks: the photo whose face is put in, and its face's points.
+        rgb: the target photo.
+        landmarks: its face's (68, 2) iBUG points in image px.
+        donor: the photo whose face is put in.
+        donor_landmarks: the donor face's (68, 2) points.
         rng: the only source of randomness.
 
     Returns:

@@ -727,7 +727,7 @@ class EarlyScoring:
         """Wait for every queued face; their (P(fake), map) by ``(frame index, detection box)``.
 
         Raises:
-            the error a detector raised in the background thread.
+            Exception: the error a detector raised in the background thread, re-raised here.
         """
         self._queue.put(None)
         self._thread.join()

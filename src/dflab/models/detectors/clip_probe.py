@@ -92,7 +92,9 @@ class ClipProbe(Detector):
         encoder: ``"clip_onnx"`` (CLIP ViT-B/16 via ONNX Runtime) or ``"tiny_vit"`` (tests).
         threads: ONNX Runtime threads (``None`` = its default).
         cache_size: crops whose features are kept per run during training (0 = no cache).
-        size, margin, align: the crop contract (CLIP reads 224 px).
+        size: input side of the crop contract (CLIP reads 224 px).
+        margin: face-box margin of the crop contract.
+        align: crop alignment of the crop contract.
 
     Shape:
         images (B, 3, S, S) normalised with CLIP's mean/std -> {"logits": (B, 2), "features": (B, D),

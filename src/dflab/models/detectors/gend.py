@@ -71,10 +71,16 @@ class GenD(Detector):
         backbone: backbone name (``clip_vitb16`` = timm ``vit_base_patch16_clip_quickgelu_224``) or a timm ViT.
         backbone_kwargs: passed to timm (the tiny variant shrinks the ViT here).
         tune: which encoder parameters train: ``ln`` (GenD), ``none`` or ``last_blocks:K``; the head always trains.
-        w_unif, w_align: weights of the uniformity and alignment terms (GenD: 0.5, 0.1; 0 turns a term off).
-        unif_t, align_alpha: t of the uniformity and α of the alignment loss (Wang & Isola: 2, 2).
+        w_unif: weight of the uniformity term (GenD: 0.5; 0 turns it off).
+        w_align: weight of the alignment term (GenD: 0.1; 0 turns it off).
+        unif_t: t of the uniformity loss (Wang & Isola: 2).
+        align_alpha: α of the alignment loss (Wang & Isola: 2).
         label_smoothing: of the cross-entropy (GenD: 0).
-        size, margin, align, mean, std: the input contract (CLIP: 224 px, CLIP mean/std).
+        size: input side (CLIP: 224 px).
+        margin: face-box margin of the input contract.
+        align: crop alignment of the input contract.
+        mean: input normalisation mean (CLIP's).
+        std: input normalisation std (CLIP's).
 
     Shape:
         images (B, 3, S, S) -> {"logits": (B, 2), "features": (B, D) unit-norm class token}.
