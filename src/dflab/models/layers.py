@@ -192,3 +192,16 @@ class ObjectContext(nn.Module):
         sim = F.softmax(torch.bmm(q, k) * self.transform**-0.5, dim=-1)  # (B, HW, K)
         out = torch.bmm(sim, v).transpose(1, 2).reshape(b, self.transform, h, w)
         return self.fuse(torch.cat([self.up(out), feats], dim=1))
+
+
+#: ITU-R BT.601 luma weights (R, G, B)
+LUMA_BT601 = (0.299, 0.587, 0.114)
+
+
+def luma(images: torch.Tensor) -> torch.Tensor:
+    """The BT.601 grey level of RGB images (the grey input of the hand-crafted-feature baselines).
+
+    Shape:
+        (B, 3, H, W) -> (B, 1, H, W), same dtype and device.
+    """
+    return (images * images.new_tensor(LUMA_BT601).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)

@@ -43,11 +43,10 @@ from torch import nn
 
 from dflab.losses import classification_loss
 from dflab.models.base import Detector, InputSpec, register_detector
+from dflab.models.layers import luma
 
 #: third-order derivative ``−x[j−1] + 3x[j] − 3x[j+1] + x[j+2]`` (the residual of the descriptor)
 THIRD_ORDER = (-1.0, 3.0, -3.0, 1.0)
-#: BT.601 luminance weights
-_LUMA = (0.299, 0.587, 0.114)
 
 
 class ResidualFilter(nn.Module):
@@ -68,10 +67,9 @@ class ResidualFilter(nn.Module):
             self.weight = nn.Parameter(weight)
         else:
             self.register_buffer("weight", weight, persistent=False)
-        self.register_buffer("luma", torch.tensor(_LUMA).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        grey = 255.0 * (x * self.luma).sum(1, keepdim=True)
+        grey = 255.0 * luma(x)
         return F.conv2d(grey, self.weight)
 
 

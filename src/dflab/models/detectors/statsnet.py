@@ -37,8 +37,7 @@ from torch import nn
 
 from dflab.losses import classification_loss
 from dflab.models.base import Detector, InputSpec, register_detector
-
-_LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601
+from dflab.models.layers import luma
 
 
 def statistical_pooling(x: torch.Tensor) -> torch.Tensor:
@@ -115,7 +114,7 @@ class StatsNet(Detector):
         if self.channels == "green":
             return images[:, 1:2]
         if self.channels == "gray":
-            return (images * images.new_tensor(_LUMA).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+            return luma(images)
         return images
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:

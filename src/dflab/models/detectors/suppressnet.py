@@ -40,9 +40,8 @@ from torch import nn
 
 from dflab.losses import classification_loss
 from dflab.models.base import Detector, InputSpec, register_detector
+from dflab.models.layers import luma
 
-#: ITU-R BT.601 luma weights (R, G, B): the grey level the paper's patches are in
-_LUMA = (0.299, 0.587, 0.114)
 _EPS = 1e-6
 
 
@@ -152,7 +151,7 @@ class SuppressNet(Detector):
             raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
         x = images
         if self.channels == "gray":
-            x = (images * images.new_tensor(_LUMA).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+            x = luma(images)
         residual = self.constrained(x)
         feats = self.fc(self.pool(self.features(residual)))
         return {"logits": self.head(feats), "residual": residual, "features": feats}
