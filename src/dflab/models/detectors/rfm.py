@@ -49,7 +49,6 @@ Deviations:
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -169,8 +168,8 @@ def apply_erasing(images: torch.Tensor, params: ErasingParams, fill: torch.Tenso
     return torch.where(mask, fill.to(images.dtype), images)
 
 
-# the xception_tiny backbone (a copy: a registry entry is its own; build_detector never lets timm edit it)
-@register_detector("rfm", tiny=copy.deepcopy(VARIANTS.get("xception_tiny")[1]))
+# the xception_tiny backbone (build_detector hands each build its own copy of these kwargs)
+@register_detector("rfm", tiny=VARIANTS.get("xception_tiny")[1])
 class RFM(XceptionClassifier):
     """XceptionNet trained with FAM-guided Suspicious Forgery Erasing (see the module docstring).
 
