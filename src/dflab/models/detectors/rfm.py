@@ -31,6 +31,17 @@ retrained with:
 * Input 224 px, mean 0.5, std 0.25 (the code's ``Normalize([0.5]*3, [0.25]*3)``); Adam lr 2e-4, no weight decay,
   batch 16 (8 real + 8 fake) — the recipe ``rfm``.
 
+Source check (2026-11-30). The paper is stored only as its opening (vdocuments.us/representative-forgery-mining-
+for-fake-face-detection-the-difference-between.html, paperswithcode.com/paper/representative-forgery-mining-for-
+fake-face): abstract and first lines of the introduction, which confirm the "attention-based data augmentation
+framework" that "tracks and occludes the Top-N sensitive facial regions", and point to the code. The FAM/SFE
+definitions and every number here are therefore **not checked against the paper text** but were re-read in the
+release (crywang/RFM ``train.py``, ``utils/utils.py``) and agree with it: ``cal_fam`` = max over channels of
+|∂(out[:, 1] − out[:, 0]) / ∂input| in eval mode; 3 blocks per image, ``eH = eW = 120`` at 224 px, offsets
+``randint(1, maskh)``, fill ``rand·2 − 1``; ``flood = |loss − 0.04| + 0.04``; Adam lr 2e-4, weight decay 0;
+batch 16 as 8 real + 8 fake; ``max_batch`` 500 000; validation every ``logbatch`` = 3000 batches;
+``xception(pretrained=False)``.
+
 Deviations:
 
 * Block placement: the code draws the offset above/left of the point in ``[1, h]``, so when it draws ``h`` the block
