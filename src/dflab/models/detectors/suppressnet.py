@@ -23,8 +23,14 @@ confirms a new convolutional layer "specifically designed to suppress an image's
 manipulation detection features", with no preprocessing. **Not checked against the paper text; source: a
 recollection of the paper (written offline)**: the section and figure numbers cited here, the widths (12, 64, 48),
 kernels (5, 7, 5), strides, pooling (3 / 2), the FC widths (4096), the 227 px grey-level input, the order of the
-projection steps, and the recipe's SGD momentum 0.9 / weight decay 5e-4. LAE cites the 2016 workshop paper
-(ref. [4]), not the 2018 journal version (a different, deeper net), so the 2016 layout is the target.
+projection steps, and the recipe's SGD momentum 0.9 / weight decay 5e-4. Corroborated (not verified) by two
+independent re-implementations of this paper's net in the code index — newcomertzc/GHP-Convolution
+``core/base.py`` (``BaseBayarCNN``, "CNN architecture from 'A Deep Learning Approach To Universal Image Manipulation
+Detection Using A New Convolutional Layer'") and a second PyTorch one: both use 12 constrained 5×5 filters, a 7×7
+stride-2 conv of 64, max-pooling 3 / 2, a 5×5 conv of 48, FC 4096 → 4096 → classes and dropout 0.5, as here; both
+pad the convolutions ("same") where we keep them valid, and GHP-Convolution adds local response normalisation after
+each pooling, which we leave out. LAE cites the 2016 workshop paper (ref. [4]), not the 2018 journal version (a
+different, deeper net), so the 2016 layout is the target.
 
 Architecture (§4, Fig. 1, as recalled — see the source check above; 227 × 227 single-channel input, valid
 convolutions):
