@@ -50,8 +50,10 @@ Deviations:
 * The FAM is ``torch.autograd.grad`` with respect to the input only: no parameter ``.grad`` is written (the code
   backpropagates into the parameters too and clears them with ``zero_grad`` before the training backward; the
   training update is the same). Train/eval flags are restored per module, so a phase's frozen batch-norm stays so.
-* The code trains ``pretrainedmodels``' Xception with ``pretrained=False``; the recipe initialises it from ImageNet
-  like the ``xception`` baseline (``model.pretrained=none`` follows the code). Its 256 → random 224 crop is not
+* The code trains ``pretrainedmodels``' Xception with ``pretrained=False`` and BiG-Arts §4.2 retrains RFM "using
+  their released codes", so the ``rfm`` recipe starts from random weights too (``model.pretrained=none``; until the
+  2026-11-30 source check it started from ImageNet like the ``xception`` baseline, which
+  ``model.pretrained=timm:legacy_xception.tf_in1k`` still gives). Its 256 → random 224 crop is not
   reproduced (crops are resized to 224; horizontal flip kept). Checkpoints are chosen on the validation split, never
   on test data as the code's TPR@FPR=1e-4 selection does.
 * The FAM is not an ``explain_maps`` output: it needs a gradient, and the scan scores under ``inference_mode``; the
