@@ -22,8 +22,10 @@ agrees with every number here: ``NO_CAPS=10``; VGG-19 ``features`` children 0-18
 std pooling, conv1d 2→8 (k 5, s 2) + BN, 8→1 (k 3) + BN; routing 10 → 2 capsules, 8 → 4 dimensions, 2 iterations,
 noise ``0.01·randn`` on the routing weights and dropout 0.05 on the predictions in training; loss
 ``CrossEntropyLoss`` on each of the 4 softmaxed components, summed; Adam lr 5e-4 betas (0.9, 0.999), batch 32,
-300 px, 25 epochs, ImageNet normalisation, no augmentation. BiG-Arts §4.2 retrains "using their released codes",
-which is what the recipe follows.
+300 px, 25 epochs, ImageNet normalisation, no augmentation. The ICASSP release (nii-yamagishilab/Capsule-Forensics,
+``model.py``, ``train.py``) was re-read too and agrees with ``capsule_v1``: three primary capsules, the same blocks,
+noise on W but no dropout on û, batch 100, 128 px (resize + centre crop), 100 epochs, Adam 5e-4. BiG-Arts §4.2
+retrains "using their released codes" and cites the ICASSP paper ([22]); which release it ran is not said.
 
 Architecture (v2 §3):
 
