@@ -26,8 +26,7 @@ PAPER_WEIGHTS = {
     "vgg16": "timm:vgg16.tv_in1k",
     "densenet121": "timm:densenet121.tv_in1k",
     "alexnet": "torchvision:alexnet.imagenet1k_v1",  # timm has no AlexNet
-    "capsule": "timm:vgg19.tv_in1k",  # BiG-Arts' other baselines: Capsule-Forensics' VGG-19, RFM's Xception
-    "rfm": "timm:legacy_xception.tf_in1k",
+    "capsule": "timm:vgg19.tv_in1k",  # BiG-Arts' other baselines: Capsule-Forensics' VGG-19, GSRM's Xceptions
     "gsrm": "timm:legacy_xception.tf_in1k",  # its RGB stream; the SRM stream's spec is model.kwargs.hf_pretrained
 }
 TINY = ["data.size=32", "train.progress=false", "data.batch_size=4", "train.epochs=1", "train.steps_per_epoch=1"]
@@ -36,6 +35,11 @@ TINY = ["data.size=32", "train.progress=false", "data.batch_size=4", "train.epoc
 @pytest.mark.parametrize("name", sorted(PAPER_WEIGHTS))
 def test_paper_recipes_ask_for_imagenet_weights(name):
     assert load_recipe(name).model.pretrained == PAPER_WEIGHTS[name]
+
+
+def test_rfm_recipe_starts_from_random_weights_as_the_released_code():
+    # BiG-Arts §4.2 retrains RFM "using their released codes"; crywang/RFM train.py builds xception(pretrained=False)
+    assert load_recipe("rfm").model.pretrained == "none"
 
 
 def test_lae_recipe_asks_for_an_imagenet_vgg16_comparator():

@@ -137,3 +137,7 @@ def test_paper_recipe_values() -> None:
     cfg = load_recipe("residualnet")
     assert (cfg.data.size, cfg.data.batch_size, cfg.optim.name, cfg.optim.lr) == (256, 16, "adam", 1e-5)
     assert cfg.model.pretrained == "none"
+    # LAE §3.1.2: "a maximum of 40 epochs with early stopping (patience=10). Validation loss is used as criteria"
+    assert (cfg.train.epochs, cfg.train.early_stop_patience, cfg.train.select_metric) == (40, 10, "-loss")
+    # the recipe's own description says the same (it said "validation AUC" while the recipe watched the loss)
+    assert "validation loss" in cfg.description and "AUC" not in cfg.description

@@ -13,6 +13,20 @@ primary and output capsules, dynamic routing with random noise) agrees with them
 the capsule definitions the paper builds on (Sabour et al. 2017), this file follows Sabour et al.; each such point
 is listed below.
 
+Source check (2026-11-30). The papers are stored only as their abstracts (arxiv.org/abs/1910.12467v2,
+tomesphere.com/paper/1910.12467; ICASSP: yamagishilab.jp/publication/capsule-forensics-using-capsule-networks-to-
+detect-forged-images-and-videos), so the section numbers and the paper-side description below are **not checked
+against the papers' text**. The v2 release was re-read in full (``model_big.py``, ``train_binary_ffpp.py``) and
+agrees with every number here: ``NO_CAPS=10``; VGG-19 ``features`` children 0-18 (through the third max-pool),
+``.eval()``, its output detached and outside the optimiser; capsule convs 256→64→16 (3×3, BN, ReLU), mean and
+std pooling, conv1d 2→8 (k 5, s 2) + BN, 8→1 (k 3) + BN; routing 10 → 2 capsules, 8 → 4 dimensions, 2 iterations,
+noise ``0.01·randn`` on the routing weights and dropout 0.05 on the predictions in training; loss
+``CrossEntropyLoss`` on each of the 4 softmaxed components, summed; Adam lr 5e-4 betas (0.9, 0.999), batch 32,
+300 px, 25 epochs, ImageNet normalisation, no augmentation. The ICASSP release (nii-yamagishilab/Capsule-Forensics,
+``model.py``, ``train.py``) was re-read too and agrees with ``capsule_v1``: three primary capsules, the same blocks,
+noise on W but no dropout on û, batch 100, 128 px (resize + centre crop), 100 epochs, Adam 5e-4. BiG-Arts §4.2
+retrains "using their released codes" and cites the ICASSP paper ([22]); which release it ran is not said.
+
 Architecture (v2 §3):
 
 * **Feature extractor**: VGG-19 pre-trained on ImageNet, from the input up to the third max-pooling layer (torchvision

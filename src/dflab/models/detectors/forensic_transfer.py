@@ -19,6 +19,17 @@ class.
   ``softmax(logits)[:, 1] = sigmoid(a_1 − a_0)`` is P(fake): monotone in the margin of the decision and ≥ 0.5 exactly
   when the paper calls the image fake (``logit_scale`` multiplies both, a temperature; 1 = the raw activations).
 
+Source check (2026-11-30). Checked against LAE's full text: §3.1.2 (5 convs per sub-network, 2×2 nearest-neighbour
+upsampling before each decoder conv except the last, 128 latent maps split 64 real / 64 fake, lr 1e-3, batch 64,
+the version not fine-tuned on unseen data) and Eqs. 3-4 (``a = (2/d_z)·||z_half||_1``; ``Σ_i |a_T − l_i| +
+|a_F − (1 − l_i)|`` with l = 1 for a real image; decision "true if a_T > a_F"), which LAE attributes to FT (ref [8])
+— all as here (the batch mean instead of LAE's sum only rescales the loss). FT's own text is stored only as its
+opening (arxiv-vanity.com/papers/1812.02510, dokumen.tips copy of arXiv v2, niessnerlab.org project page): its
+abstract and Fig. 1 caption confirm the autoencoder, that "only specific components of the hidden vector are
+activated for the pristine and forged classes", and, on the project page, "the constraint of correct
+reconstruction". **Not checked against FT's text; source: our reading written offline**: FT §3 as the section
+number, γ = 1, the L1 reconstruction, Adam, the selection block at evaluation, and every value in the list below.
+
 Choices where the papers are silent (or where the text could not be read offline; see docs/papers/
 baseline_forensic_transfer.md):
 * Kernels 3×3, padding 1; the first four encoder convs have stride 2 and the fifth stride 1, so a 256 px crop gives

@@ -50,9 +50,21 @@ Choices where the paper is silent or unreadable here (taken from the released mo
   on this normalised input, as in the released code (the truncation at ±3 then rarely bites).
 * **Loss**: cross-entropy on the 2 logits by default (BiG-Arts compares every baseline as a binary classifier).
   ``loss="am_softmax"`` switches to a cosine head (``logits = s·cos θ``, so ``score`` stays a softmax) trained
-  with AM-Softmax (Wang et al. 2018, m = 0.35, s = 30), the loss DeepfakeBench's re-implementation uses (on an
-  unnormalised linear head there); whether the paper itself trains with AM-Softmax, and with which m and s, could
-  not be checked here.
+  with AM-Softmax (Wang et al. 2018) at m = 0.45, s = 30: the loss and the values of DeepfakeBench's
+  re-implementation (``training/detectors/srm_detector.py``: ``am_softmax`` with ``m=0.45, s=30``, commented
+  "params are specified by the author"; it applies them to an unnormalised linear head). Whether the paper itself
+  trains with AM-Softmax could not be checked against its text (see "Source check" below).
+
+Source check (2026-11-30). The paper's full text is stored here only as page openings (title, abstract,
+introduction: pdfslide.us/documents/generalizing-face-forgery-detection-with-high-frequency-generalizing-face.html,
+tomesphere.com/paper/2103.12376); its method and implementation sections could not be read, so no module, layer or
+training value above is checked against the paper's text. The abstract confirms the three modules by name. The
+released model code (crywang/face-forgery-detection, README: "we will not release the training and testing codes")
+was re-read for the architecture values marked as its own; the training values come from DeepfakeBench
+(``training/config/detector/srm.yaml``: Adam lr 2e-4, betas (0.9, 0.999), weight decay 5e-4, batch 32, 10 epochs,
+no scheduler, no augmentation; ``srm_detector.py``: AM-Softmax m = 0.45, s = 30). Fixed after this check: the
+AM-Softmax margin default (was 0.35, Wang et al.'s general recommendation) and the ``gsrm`` recipe's missing
+weight decay.
 * **Initialisation**: both streams start from ImageNet Xception. The RGB stream loads ``model.pretrained`` with
   ``model.pretrained_prefix: rgb.`` (the same mechanism and timm key layout as the ``xception`` detector); the
   high-frequency stream loads ``hf_pretrained`` through :meth:`GSRM.pretrained_parts` (``timm:…``, a local file,
@@ -288,8 +300,8 @@ class GSRM(Detector):
         dropout: dropout before the linear classifier (0.5 in the released code).
         loss: ``"ce"`` (cross-entropy on a linear head) or ``"am_softmax"`` (cosine head, logits = ``am_scale``·cos θ,
             trained with :func:`dflab.losses.margin.am_softmax_loss`).
-        am_margin: AM-Softmax margin m (0.35, Wang et al. 2018's recommendation; GSRM's own value was not checked).
-        am_scale: AM-Softmax scale s (30).
+        am_margin: AM-Softmax margin m (0.45, DeepfakeBench's ``srm_detector.py``, "specified by the author").
+        am_scale: AM-Softmax scale s (30, the same source).
         hf_pretrained: weights spec of the high-frequency stream the *trainer* loads (``timm:legacy_xception.
             tf_in1k``, a local file in timm's key layout, or ``"none"``); never loaded here.
         size: input side (256).
@@ -311,7 +323,7 @@ class GSRM(Detector):
         dcma_reduction: int = 8,
         dropout: float = 0.5,
         loss: str = "ce",
-        am_margin: float = 0.35,
+        am_margin: float = 0.45,
         am_scale: float = 30.0,
         hf_pretrained: str | None = None,
         size: int = 256,

@@ -22,6 +22,17 @@ the horizontal and vertical directions, then a classifier), each a layer here:
    normalisation), then a linear layer to two logits — the recast of the descriptor's linear classifier; trained
    with cross-entropy.
 
+Source check (2026-11-30). Checked against LAE §3.1.2 (full text in the shared papers): residual after high-pass
+filtering, co-occurrences of 4-pixel patterns along the horizontal and vertical directions, "recasts the
+hand-crafted Steganalysis features ... to a CNN-based network", lr 1e-5, batch 16 — all as here. The paper's own
+text is stored only as its title and abstract (arXiv:1703.04615; the abstract also in
+learning2hash/learning2hash.github.io ``_publications/cozzolino2017recasting.markdown``), which confirms "a class of
+residual-based descriptors can be actually regarded as a simple constrained CNN", then "relaxing the constraints,
+and fine-tuning the net on a relatively small training set". **Not checked against the paper text; source: the
+descriptor family as we know it (written offline)**: the third-order filter, Δ, T, β, the soft quantiser as a
+1×1 conv + softmax, the co-occurrence conv with bias −3, the signed square root and the linear classifier. No code
+was released by the authors that could be read here.
+
 Choices where the paper (or what could be read of it offline) is silent:
 * Δ = 1, T = 2 (5 levels, 625 patterns per direction, 1250 features), β = 4; the horizontal residual feeds the
   horizontal co-occurrence and the vertical residual the vertical one; histograms concatenated, not merged by

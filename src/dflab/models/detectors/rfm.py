@@ -31,6 +31,17 @@ retrained with:
 * Input 224 px, mean 0.5, std 0.25 (the code's ``Normalize([0.5]*3, [0.25]*3)``); Adam lr 2e-4, no weight decay,
   batch 16 (8 real + 8 fake) — the recipe ``rfm``.
 
+Source check (2026-11-30). The paper is stored only as its opening (vdocuments.us/representative-forgery-mining-
+for-fake-face-detection-the-difference-between.html, paperswithcode.com/paper/representative-forgery-mining-for-
+fake-face): abstract and first lines of the introduction, which confirm the "attention-based data augmentation
+framework" that "tracks and occludes the Top-N sensitive facial regions", and point to the code. The FAM/SFE
+definitions and every number here are therefore **not checked against the paper text** but were re-read in the
+release (crywang/RFM ``train.py``, ``utils/utils.py``) and agree with it: ``cal_fam`` = max over channels of
+|∂(out[:, 1] − out[:, 0]) / ∂input| in eval mode; 3 blocks per image, ``eH = eW = 120`` at 224 px, offsets
+``randint(1, maskh)``, fill ``rand·2 − 1``; ``flood = |loss − 0.04| + 0.04``; Adam lr 2e-4, weight decay 0;
+batch 16 as 8 real + 8 fake; ``max_batch`` 500 000; validation every ``logbatch`` = 3000 batches;
+``xception(pretrained=False)``.
+
 Deviations:
 
 * Block placement: the code draws the offset above/left of the point in ``[1, h]``, so when it draws ``h`` the block
@@ -39,8 +50,10 @@ Deviations:
 * The FAM is ``torch.autograd.grad`` with respect to the input only: no parameter ``.grad`` is written (the code
   backpropagates into the parameters too and clears them with ``zero_grad`` before the training backward; the
   training update is the same). Train/eval flags are restored per module, so a phase's frozen batch-norm stays so.
-* The code trains ``pretrainedmodels``' Xception with ``pretrained=False``; the recipe initialises it from ImageNet
-  like the ``xception`` baseline (``model.pretrained=none`` follows the code). Its 256 → random 224 crop is not
+* The code trains ``pretrainedmodels``' Xception with ``pretrained=False`` and BiG-Arts §4.2 retrains RFM "using
+  their released codes", so the ``rfm`` recipe starts from random weights too (``model.pretrained=none``; until the
+  2026-11-30 source check it started from ImageNet like the ``xception`` baseline, which
+  ``model.pretrained=timm:legacy_xception.tf_in1k`` still gives). Its 256 → random 224 crop is not
   reproduced (crops are resized to 224; horizontal flip kept). Checkpoints are chosen on the validation split, never
   on test data as the code's TPR@FPR=1e-4 selection does.
 * The FAM is not an ``explain_maps`` output: it needs a gradient, and the scan scores under ``inference_mode``; the

@@ -18,6 +18,18 @@ offline here, so nothing is cited by number), and DeepfakeBench's re-implementat
 spsl_detector.py``, ``training/networks/xception.py`` mode ``shallow_xception``, ``training/config/detector/
 spsl.yaml``), read for the exact computation; no code was taken from it.
 
+Source check (2026-11-30). The paper is stored only as its abstract (arxiv.org/abs/2103.01856v2,
+paperswithcode.com/paper/spatial-phase-shallow-learning-rethinking, tomesphere.com/paper/2103.01856), which
+confirms the three points above: up-sampling shows "especially in the phase spectrum"; SPSL "combines spatial image
+and phase spectrum"; "we reduce the receptive fields by shallowing the network". **Not checked against the paper
+text**: how the phase image is formed (grey image, unit amplitude), that it is a 4th input channel, the depth of the
+shallow network, the backbone being Xception, and every training value. No official code exists; DeepfakeBench was
+re-read (``spsl_detector.py``: phase of ``torch.mean`` over the colour channels via ``fftn``/``ifftn``, conv1's
+RGB mean repeated on all four channels, "we have opted not to utilize the shallow Xception architecture";
+``spsl.yaml``: 256 px, mean/std 0.5, Adam 2e-4 (0.9, 0.999) weight decay 5e-4, batch 32, 10 epochs, no scheduler,
+cross-entropy) and agrees with what is said of it here. LiSiam (Tables I-III) quotes SPSL's numbers and says
+nothing of its training, so the recipe has no LiSiam setting to follow.
+
 Choices where the paper is silent (or could not be checked here), and differences from DeepfakeBench:
 
 * **Which channels**: the phase is taken of the *grey* image, the mean of the three (normalised) colour channels,

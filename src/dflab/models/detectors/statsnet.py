@@ -15,6 +15,19 @@ ReLU, no spatial pooling; statistics over the whole map (the variance is the pop
 :math:`HW`); FC 1024 → ReLU → dropout (keep probability 0.65 there: ``p = 0.35``) → FC; softmax cross-entropy, Adam
 1e-4; 100 × 100 patches of the green channel.
 
+Source check (2026-11-30). Re-read the released code in full (NicoRahm/CGvsPhoto, ``CGvsPhoto/model.py``): every
+value above matches it — ``filters = [32, 64]``, ``filter_size = 3``, ``padding='SAME'``, stride 1, ReLU, statistics
+mean / min / max / population variance over each map, ``Dense1`` of 1024 + ReLU, ``keep_prob`` 0.65 in training,
+readout to 2 classes, ``AdamOptimizer(1e-4)``, ``batch_size = 50``, ``only_green=True``; weights
+``truncated_normal(stddev = sqrt(2 / n_in))``, biases ``truncated_normal(mean = 0.5, stddev = 0.1)``. Checked against
+LAE §3.1.2: Stats-2L, lr 1e-4, batch 64. The paper's own text is stored only as its opening (docslib.org/doc/8325302,
+vdocument.in/distinguishing-computer-graphics-from-natural-images-using-vnozickpublicationsrahmouni.html): it
+confirms a CNN "with a custom pooling layer" whose local (patch) estimates are aggregated over the picture; the
+section number (§III) and the 100 px patch size are **not checked against the paper text** (source: recollection;
+the released ``Model`` takes the patch size as an argument, its histogram helper defaults to 100). The released
+training also flips and rotates the patches at random (``get_next_train_batch(…, random_flip_flop=True,
+random_rotate=True)``); the recipe uses no augmentation (LAE names none for its baselines).
+
 Deviations and choices:
 
 * input: dflab's images are RGB in [0, 1] (mean 0, std 1); ``channels="green"`` (default) takes the green channel

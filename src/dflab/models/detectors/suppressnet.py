@@ -12,7 +12,28 @@ optimiser step the centre weight is set to 0, the other weights are divided by t
 −1 (their training algorithm). Here the detector's :meth:`after_optimizer_step` does that, and the engine calls it
 after every ``optimizer.step()``.
 
-Architecture (§4, Fig. 1, as we read it; 227 × 227 single-channel input, valid convolutions):
+Source check (2026-11-30). Checked against LAE §3.1.2 (full text in the shared papers): the layer *structure* (one
+constrained conv, two convs, two max-pools, three FC layers) and the recipe's lr 1e-5 / batch 64 / 40 epochs /
+patience 10 on the validation loss match it. Bayar & Stamm's own text could not be read: the stored copies hold
+only the title and abstract (hobbydocbox.com/amp/67144889-Photography/A-deep-learning-approach-to-universal-image-
+manipulation-detection-using-a-new-convolutional-layer.html, the ACM page of doi 10.1145/2909827.2930786,
+bohrium.dp.tech/paper/arxiv/814513602068217857; the TIFS 2018 journal version likewise,
+vdocuments.site/constrained-convolutional-neural-networks-a-new-mislece-sal-image-manipulation.html). The abstract
+confirms a new convolutional layer "specifically designed to suppress an image's content and adaptively learn
+manipulation detection features", with no preprocessing. **Not checked against the paper text; source: a
+recollection of the paper (written offline)**: the section and figure numbers cited here, the widths (12, 64, 48),
+kernels (5, 7, 5), strides, pooling (3 / 2), the FC widths (4096), the 227 px grey-level input, the order of the
+projection steps, and the recipe's SGD momentum 0.9 / weight decay 5e-4. Corroborated (not verified) by two
+independent re-implementations of this paper's net in the code index — newcomertzc/GHP-Convolution
+``core/base.py`` (``BaseBayarCNN``, "CNN architecture from 'A Deep Learning Approach To Universal Image Manipulation
+Detection Using A New Convolutional Layer'") and a second PyTorch one: both use 12 constrained 5×5 filters, a 7×7
+stride-2 conv of 64, max-pooling 3 / 2, a 5×5 conv of 48, FC 4096 → 4096 → classes and dropout 0.5, as here; both
+pad the convolutions ("same") where we keep them valid, and GHP-Convolution adds local response normalisation after
+each pooling, which we leave out. LAE cites the 2016 workshop paper (ref. [4]), not the 2018 journal version (a
+different, deeper net), so the 2016 layout is the target.
+
+Architecture (§4, Fig. 1, as recalled — see the source check above; 227 × 227 single-channel input, valid
+convolutions):
 constrained conv 12 @ 5×5 → conv 64 @ 7×7 stride 2 → ReLU → max-pool 3×3 stride 2 → conv 48 @ 5×5 → ReLU →
 max-pool 3×3 stride 2 → FC 4096 → ReLU → dropout 0.5 → FC 4096 → ReLU → dropout 0.5 → FC 2 (softmax
 cross-entropy). At 227 px: 223 → 109 → 54 → 50 → 24, so the first FC reads 48·24·24 values.
