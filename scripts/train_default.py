@@ -65,6 +65,10 @@ TWINS = int(os.environ.get("DFLAB_DEFAULT_TWINS", "1"))  # synthesised twins per
 REAL_FRAMES = 12  # frames of a real video that are encoded (and twinned); of the PREPARE_FRAMES prepared
 FAKE_FRAMES = 8  # frames of a labelled fake video that are encoded (validation, and the +labelled candidate)
 MAX_FACES_PER_IMAGE = 8
+#: real faces that also enter training as a resampled copy, labelled real (:func:`resampled_real`): every face of a
+#: real still and this many spread faces of a real video (of its :data:`REAL_FRAMES` encoded ones)
+RESAMPLED_PER_VIDEO = 4
+RESAMPLE_FACTORS = (2.0, 4.0)  # downscale factor range (by area; then bicubic back to the crop size)
 VIEW_MARGINS = (-0.1, 0.0, 0.1)  # the scanner's test-time views of a still: margin 1.3 ± 0.1, each also flipped
 ALL_BLOCKS = tuple(range(1, 13))
 SEED = 20261130
@@ -179,6 +183,7 @@ def plan(rows: list) -> dict[str, list[dict]]:
         else:
             chosen = set(_spread(frames, FAKE_FRAMES if first.label else REAL_FRAMES))
             keep = [i for i in idx if rows[i].frame_index in chosen]
+        resampled = set(keep if len(frames) == 1 else _spread(keep, RESAMPLED_PER_VIDEO))
         items = []
         for n, i in enumerate(keep):
             items.append({"row": i, "variant": "orig"})
@@ -187,8 +192,31 @@ def plan(rows: list) -> dict[str, list[dict]]:
                 # donor; further twins are SBI with their own seed
                 items.append({"row": i, "variant": "addg" if n % 3 == 2 else "sbi"})
                 items += [{"row": i, "variant": "sbi", "twin": j} for j in range(1, TWINS)]
+                if i in resampled:
+                    items.append({"row": i, "variant": "resampled"})
         work[key] = items
     return work
+
+
+def item_label(variant: str, file_label: int) -> int:
+    """A planned item's training label: its file's for the face itself and its resampled copy, fake for a twin."""
+    return int(file_label) if variant in ("orig", "resampled") else 1
+
+
+def resampled_real(image: np.ndarray, seed: int) -> tuple[np.ndarray, dict]:
+    """A real face downscaled by area ×2-4 (:data:`RESAMPLE_FACTORS`) and brought back by bicubic resampling
+    (:func:`dflab.synthesis.degrade.rescale`), replayable from ``seed``: a *real* training face.
+
+    The SBI twins resample their source (×2 / ×4, as the official code), so a probe trained on reals and twins alone
+    reads softness and resampling traces as signs of a fake, and real footage is often soft (webcams, upscaled
+    clips, compressed calls). Real faces that went through the same benign resampling tell it that this is not the
+    forgery. Measured on the same LOSO folds (2026-11-30, ``scripts/experiments/sr_twins.py``, ``real_aug.py``):
+    calibrated file AUC 0.850 → 0.872 / 0.875 (two draws; videos 0.77 → 0.81, stills 0.87 → 0.90), with every
+    real face resampled 0.866, with JPEG / blur / other interpolations mixed in 0.861."""
+    from dflab.synthesis.degrade import rescale
+
+    f = float(np.random.default_rng(seed).uniform(*RESAMPLE_FACTORS))
+    return rescale(image, 1.0 / f), {"method": "resampled", "factor": round(f, 4)}
 
 
 def synth_twin(image: np.ndarray, landmarks: np.ndarray, variant: str, seed: int) -> tuple[np.ndarray, dict]:
@@ -236,7 +264,7 @@ MIRROR68 = np.array(
 
 def item_crop(key: str, item: dict, row) -> tuple[np.ndarray, dict]:
     """A planned item's RGB crop: the prepared face, or its twin replayed from a seed derived from the face's place
-    (file, frame, track, twin number); returns (crop, the twin's parameters or {})."""
+    (file, frame, track, twin number; a resampled copy has its own); returns (crop, the twin's parameters or {})."""
     import hashlib
 
     import cv2
@@ -245,14 +273,19 @@ def item_crop(key: str, item: dict, row) -> tuple[np.ndarray, dict]:
     if item["variant"] == "orig":
         return img, {}
     twin = f"/{item['twin']}" if item.get("twin") else ""
+    twin += "/resampled" if item["variant"] == "resampled" else ""
     seed = int(hashlib.sha1(f"{key}/{row.frame_index}/{row.track_id}{twin}".encode()).hexdigest()[:8], 16)
+    if item["variant"] == "resampled":
+        return resampled_real(img, seed)
     return synth_twin(img, row.landmarks_array(), item["variant"], seed)
 
 
 def cmd_features(args: argparse.Namespace) -> None:
     """Encode every planned face with CLIP (all 12 blocks, class + mean patch token), one cache file per media file.
 
-    Only files whose preparation is done are encoded, so this can run beside ``prepare`` and again after it.
+    Only files whose preparation is done are encoded, so this can run beside ``prepare`` and again after it. A file
+    whose cache lacks items the plan now has (a new kind of item, such as the resampled reals) gets only those
+    encoded, merged into its cache in the plan's order: a run is never redone.
     """
     from dflab.data.manifest import Manifest
     from dflab.models.clip import ClipOnnxEncoder, preprocess, token_features
@@ -263,17 +296,19 @@ def cmd_features(args: argparse.Namespace) -> None:
     work = plan(rows)
     out = RUN / "features"
     out.mkdir(parents=True, exist_ok=True)
-    todo = {k: v for k, v in work.items() if k in done and not (out / f"{_fid(k)}.npz").exists()}
-    n_items = sum(len(v) for v in todo.values())
+    todo = {k: v for k, v in work.items() if k in done and _missing(out / f"{_fid(k)}.npz", v, rows)}
+    n_items = sum(len(_missing(out / f"{_fid(k)}.npz", v, rows)) for k, v in todo.items())
     print(f"{len(rows)} faces, {len(work)} files; {len(todo)} files ({n_items} crops) to encode", flush=True)
     enc = None
     t0, n_done = time.time(), 0
     for key, items in sorted(todo.items(), reverse=getattr(args, "reverse", False)):
-        if (out / f"{_fid(key)}.npz").exists():  # another features process (e.g. --reverse) did it meanwhile
+        path = out / f"{_fid(key)}.npz"
+        missing = _missing(path, items, rows)  # again: another features process (--reverse) may have done it
+        if not missing:
             continue
         enc = enc or ClipOnnxEncoder(ALL_BLOCKS, threads=args.threads)
         crops, meta = [], []
-        for it in items:
+        for it in missing:
             r = rows[it["row"]]
             img, info = item_crop(key, it, r)
             crops.append(img)
@@ -283,7 +318,8 @@ def cmd_features(args: argparse.Namespace) -> None:
                     "file": key,
                     "frame": r.frame_index,
                     "track": r.track_id,
-                    "label": 1 if (r.label or it["variant"] != "orig") else 0,
+                    **({"twin": it["twin"]} if it.get("twin") else {}),
+                    "label": item_label(it["variant"], r.label),
                     "file_label": int(r.label),
                     "source": source_of(r),
                     "family": family_of(r),
@@ -296,12 +332,47 @@ def cmd_features(args: argparse.Namespace) -> None:
             hidden = enc(preprocess(crops[s : s + 16]))
             feats.append(token_features(hidden, ALL_BLOCKS).astype(np.float16))
             embeds.append(hidden["embed"].astype(np.float16))
-        path = out / f"{_fid(key)}.npz"
+        cache = {"feats": np.concatenate(feats), "embed": np.concatenate(embeds), "meta": meta}
+        if path.exists():  # the plan grew (a new kind of item): keep the encoded items, add the new ones
+            cache = _merged(np.load(path), cache, items, rows)
         tmp = out / f"{_fid(key)}.tmp.npz"
-        np.savez(tmp, feats=np.concatenate(feats), embed=np.concatenate(embeds), meta=json.dumps(meta))
+        np.savez(tmp, feats=cache["feats"], embed=cache["embed"], meta=json.dumps(cache["meta"]))
         tmp.rename(path)  # a file's cache is there whole or not at all: a kill loses only the file in progress
-        n_done += len(items)
-        print(f"{key}: {len(items)} crops ({(time.time() - t0) / n_done:.2f} s/crop, {n_done}/{n_items})", flush=True)
+        n_done += len(missing)
+        print(f"{key}: {len(missing)} crops ({(time.time() - t0) / n_done:.2f} s/crop, {n_done}/{n_items})", flush=True)
+
+
+def _item_key(frame: int, track: int, variant: str, twin: int = 0) -> tuple:
+    return int(frame), int(track), variant, int(twin or 0)
+
+
+def _missing(path: Path, items: list[dict], rows: list) -> list[dict]:
+    """The planned items of one file that its feature cache does not hold yet (all of them without a cache)."""
+    if not path.exists():
+        return items
+    have = {
+        _item_key(m["frame"], m["track"], m["variant"], m.get("twin")) for m in json.loads(str(np.load(path)["meta"]))
+    }
+    keys = [
+        _item_key(rows[it["row"]].frame_index, rows[it["row"]].track_id, it["variant"], it.get("twin")) for it in items
+    ]
+    return [it for it, k in zip(items, keys, strict=True) if k not in have]
+
+
+def _merged(old, new: dict, items: list[dict], rows: list) -> dict:
+    """A file's cached items and newly encoded ones, in the plan's order (items the plan no longer has are dropped)."""
+    by_key = {}
+    for part in ({"feats": old["feats"], "embed": old["embed"], "meta": json.loads(str(old["meta"]))}, new):
+        for j, m in enumerate(part["meta"]):
+            by_key[_item_key(m["frame"], m["track"], m["variant"], m.get("twin"))] = (
+                part["feats"][j],
+                part["embed"][j],
+                m,
+            )
+    order = [by_key[_item_key(rows[it["row"]].frame_index, rows[it["row"]].track_id, it["variant"], it.get("twin"))]
+             for it in items]  # fmt: skip
+    return {"feats": np.stack([o[0] for o in order]), "embed": np.stack([o[1] for o in order]),
+            "meta": [o[2] for o in order]}  # fmt: skip
 
 
 def cmd_views(args: argparse.Namespace) -> None:
@@ -812,14 +883,16 @@ def ship(best, feats, meta, platt, band: dict, by_kind: dict, results) -> None:
     model.input_spec = dataclasses.replace(model.input_spec, crop_size=CROP_SIZE)  # cut as the features were
     rep = results[best]["report"]
     orig = np.array([m["variant"] == "orig" for m in meta])
+    resampled = np.array([m["variant"] == "resampled" for m in meta])
     n_train = {
         "real_faces": int((trainable & orig & (y == 0)).sum()),
-        "synthesised_twins": int((trainable & ~orig).sum()),
+        "resampled_real_faces": int((trainable & resampled).sum()),
+        "synthesised_twins": int((trainable & ~orig & ~resampled).sum()),
         "labelled_fake_faces": int((trainable & orig & (y == 1)).sum()),
         "twins_by_method": {},
     }
     for m, t in zip(meta, trainable, strict=True):
-        if t and m["variant"] != "orig":
+        if t and m["variant"] not in ("orig", "resampled"):
             k = m["params"].get("method", m["variant"])
             n_train["twins_by_method"][k] = n_train["twins_by_method"].get(k, 0) + 1
     card = {
@@ -866,6 +939,8 @@ def ship(best, feats, meta, platt, band: dict, by_kind: dict, results) -> None:
         "has_seen": [
             "real faces of ../shared/data: FF++ originals 004/519, real_videos (without the beauty-filtered "
             "liveportrait_d10/d11/d14), real_faces, multi_face, and the real videos and photos of more/ (~250 people)",
+            "resampled copies of some of those real faces, labelled real (downscaled x2-4, bicubic back: "
+            "RESAMPLED_PER_VIDEO, resampled_real), so that softness and resampling are not read as a forgery",
             "fakes synthesised from those real faces: SBI self-blends (colour/frequency mismatch, blending "
             "boundary, slight misalignment) and ADDG blur/scaling/rotation blends (no sensor noise: ADDG_TWINS)",
             *(

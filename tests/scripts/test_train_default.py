@@ -8,6 +8,7 @@ here on small synthetic inputs; the scanner-side contracts it writes (``crop_siz
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -79,14 +80,76 @@ def test_plan_twins_every_real_face_and_no_fake(td):
     work = td.plan(rows)
     real, fake, still = work["more/real.mp4"], work["more/fake.mp4"], work["real_faces/group.jpg"]
     assert sum(it["variant"] == "orig" for it in real) == td.REAL_FRAMES
-    assert sum(it["variant"] != "orig" for it in real) == td.REAL_FRAMES * td.TWINS
-    # the first twin is SBI two times in three, else an ADDG category
-    assert [it["variant"] for it in real if it["variant"] != "orig"][:6] == ["sbi", "sbi", "addg"] * 2
+    twins = [it["variant"] for it in real if it["variant"] in ("sbi", "addg")]
+    assert len(twins) == td.REAL_FRAMES * td.TWINS
+    assert twins[:6] == ["sbi", "sbi", "addg"] * 2  # the first twin is SBI two times in three, else an ADDG category
     assert [it["variant"] for it in fake] == ["orig"] * td.FAKE_FRAMES
     frames = sorted({rows[it["row"]].frame_index for it in fake})
     assert frames[0] == 0 and frames[-1] == 31  # spread over the whole video
     assert sum(it["variant"] == "orig" for it in still) == td.MAX_FACES_PER_IMAGE
     assert td.plan(rows) == work  # deterministic (the feature cache is reused on resume)
+
+
+def test_plan_adds_resampled_copies_of_real_faces_only(td):
+    rows = [_row("more", "real.mp4", f) for f in range(32)]
+    rows += [_row("more", "fake.mp4", f, label=1) for f in range(32)]
+    rows += [_row("real_faces", "group.jpg", 0, track=t) for t in range(3)]
+    work = td.plan(rows)
+    real = work["more/real.mp4"]
+    resampled = [rows[it["row"]].frame_index for it in real if it["variant"] == "resampled"]
+    encoded = sorted(rows[it["row"]].frame_index for it in real if it["variant"] == "orig")
+    assert len(resampled) == td.RESAMPLED_PER_VIDEO
+    assert resampled[0] == encoded[0] and resampled[-1] == encoded[-1]  # spread over the encoded faces
+    assert [it["variant"] for it in work["real_faces/group.jpg"]].count("resampled") == 3  # every face of a still
+    assert all(it["variant"] == "orig" for it in work["more/fake.mp4"])
+    # a resampled copy is a real training face, a twin a fake one, a face itself its file's label
+    assert td.item_label("resampled", 0) == 0 and td.item_label("orig", 0) == 0
+    assert td.item_label("sbi", 0) == 1 and td.item_label("addg", 0) == 1 and td.item_label("orig", 1) == 1
+
+
+def test_resampled_real_is_a_replayable_soft_copy(td, face):
+    a, pa = td.resampled_real(face.image, seed=3)
+    b, pb = td.resampled_real(face.image, seed=3)
+    _, pc = td.resampled_real(face.image, seed=4)
+    assert np.array_equal(a, b) and pa == pb and pa != pc
+    assert a.shape == face.image.shape and a.dtype == np.uint8
+    lo, hi = td.RESAMPLE_FACTORS
+    assert lo <= pa["factor"] <= hi and pa["method"] == "resampled"
+
+    def detail(x: np.ndarray) -> float:  # high-frequency energy: the Laplacian's variance
+        import cv2
+
+        return float(cv2.Laplacian(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())
+
+    assert detail(a) < 0.5 * detail(face.image)  # softer: a downscale by 2-4 drops the finest detail
+    assert abs(float(a.mean()) - float(face.image.mean())) < 2.0  # same face, same exposure
+
+
+def test_feature_cache_is_topped_up_in_plan_order(td, tmp_path):
+    rows = [_row("more", "real.mp4", f) for f in range(32)]
+    items = td.plan(rows)["more/real.mp4"]
+    old_items = [it for it in items if it["variant"] != "resampled"]  # a cache written before the plan grew
+
+    def meta(it):
+        r = rows[it["row"]]
+        return {"frame": r.frame_index, "track": r.track_id, "variant": it["variant"]}
+
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(len(old_items), 12, 2, 4)).astype(np.float16)
+    path = tmp_path / "f.npz"
+    np.savez(path, feats=feats, embed=feats[:, 0, 0], meta=json.dumps([meta(it) for it in old_items]))
+    missing = td._missing(path, items, rows)
+    assert [it["variant"] for it in missing] == ["resampled"] * td.RESAMPLED_PER_VIDEO
+    assert td._missing(tmp_path / "absent.npz", items, rows) == items
+    new_feats = rng.normal(size=(len(missing), 12, 2, 4)).astype(np.float16)
+    new = {"feats": new_feats, "embed": new_feats[:, 0, 0], "meta": [meta(it) for it in missing]}
+    merged = td._merged(np.load(path), new, items, rows)
+    assert [m["variant"] for m in merged["meta"]] == [it["variant"] for it in items]  # the plan's order
+    pos = {id(it): j for j, it in enumerate(items)}
+    for j, it in enumerate(old_items):  # the encoded items are kept bit for bit, not re-encoded
+        assert np.array_equal(merged["feats"][pos[id(it)]], feats[j])
+    for j, it in enumerate(missing):
+        assert np.array_equal(merged["feats"][pos[id(it)]], new_feats[j])
 
 
 def _meta(file, track, frame, label=0, source="s"):

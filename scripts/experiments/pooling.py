@@ -1,0 +1,112 @@
+"""Experiment (issue 11): other poolings of CLIP's patch tokens than their mean, under the default's LOSO protocol.
+
+The shipped probe reads, per block, the class token and the *mean* of the 196 patch tokens. A blending boundary or
+a re-rendered mouth is local: averaged over the whole crop it is diluted by the patches that carry no trace. This
+measures what richer but still cheap poolings give the same linear probe: the per-channel standard deviation of
+the patch tokens, and the mean over the inner face (the centre 3 × 3 ... 8 × 8 patches) against the ring around it
+(boundary and context), from the same frozen int8 encoder.
+
+Stages (same ``DFLAB_DEFAULT_RUN`` as ``train_default``; needs ``tune_ln.py crops``)::
+
+    python scripts/experiments/pooling.py encode     # every crop and still view, ~12 min here, resumable by chunk
+    python scripts/experiments/pooling.py eval       # LOSO probes per token set, as train_default's candidates
+
+Results are in docs/default-weights.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tune_ln
+
+tt, td = tune_ln.tt, tune_ln.td
+RUN = td.RUN
+OUT = RUN / "pool"
+CHUNK = 256
+#: pooled tokens per block: class, mean of all patches, their std, the inner face's mean, the ring's mean
+TOKENS = ("cls", "mean", "std", "inner", "ring")
+GRID = 14
+INNER = tuple(range(3, 11))  # patch rows/cols 3-10 of 14: the central 8 × 8 patches (the face at margin 1.3)
+
+
+def pooled(hidden: dict[int | str, np.ndarray]) -> np.ndarray:
+    """(B, 12, len(TOKENS), 768) float16 from the encoder's block outputs."""
+    inner = np.zeros((GRID, GRID), bool)
+    inner[np.ix_(INNER, INNER)] = True
+    inner = inner.ravel()
+    out = []
+    for b in td.ALL_BLOCKS:
+        h = hidden[b]
+        p = h[:, 1:]
+        out.append(np.stack([h[:, 0], p.mean(1), p.std(1), p[:, inner].mean(1), p[:, ~inner].mean(1)], axis=1))
+    return np.stack(out, axis=1).astype(np.float16)
+
+
+def cmd_encode() -> None:
+    """Crops then views, one chunk file each :data:`CHUNK` images (a kill loses the chunk in progress only)."""
+    from dflab.models.clip import ClipOnnxEncoder, preprocess
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    enc = ClipOnnxEncoder(td.ALL_BLOCKS, threads=int(os.environ.get("THREADS", "2")))
+    t0, n = time.time(), 0
+    for name in ("crops", "views"):
+        arr = np.load(RUN / "ln" / f"{name}.npy", mmap_mode="r")
+        for s in range(0, len(arr), CHUNK):
+            path = OUT / f"{name}_{s // CHUNK:04d}.npy"
+            if path.exists():
+                continue
+            feats = pooled(enc(preprocess(list(arr[s : s + CHUNK]))))
+            np.save(OUT / f"{name}_tmp.npy", feats)
+            (OUT / f"{name}_tmp.npy").rename(path)
+            n += len(feats)
+            print(f"{name} {s + len(feats)}/{len(arr)} ({(time.time() - t0) / n:.3f} s/image)", flush=True)
+
+
+def load(name: str) -> np.ndarray:
+    return np.concatenate([np.load(p) for p in sorted(OUT.glob(f"{name}_[0-9]*.npy"))])
+
+
+def select(feats: np.ndarray, blocks, tokens) -> np.ndarray:
+    """:func:`train_default.select` over :data:`TOKENS`."""
+    t_idx = [TOKENS.index(t) for t in tokens]
+    return feats[:, [b - 1 for b in blocks]][:, :, t_idx].reshape(len(feats), -1).astype(np.float32)
+
+
+#: candidates: (blocks, tokens); all with the labelled fakes of the other sources, as the shipped probe
+SETS = {
+    "b6-12 cls+mean (shipped)": (range(6, 13), ("cls", "mean")),
+    "b6-12 cls+mean+std": (range(6, 13), ("cls", "mean", "std")),
+    "b6-12 cls+inner+ring": (range(6, 13), ("cls", "inner", "ring")),
+    "b6-12 cls+mean+inner+ring": (range(6, 13), ("cls", "mean", "inner", "ring")),
+    "b6-12 all five": (range(6, 13), TOKENS),
+    "b4-12 cls+mean+std": (range(4, 13), ("cls", "mean", "std")),
+}
+
+
+def cmd_eval() -> None:
+    _, meta = td.load_features()
+    feats = load("crops")
+    assert len(feats) == len(meta), (len(feats), len(meta))
+    vfeats = load("views")
+    vkeys = [tuple(k) for k in json.loads((RUN / "ln" / "view_keys.json").read_text())]
+    views = {k: vfeats[6 * j : 6 * j + 6] for j, k in enumerate(vkeys)}
+    orig = np.array([m["variant"] == "orig" for m in meta])
+    td.select = select  # loso() selects through the module's global
+    only = os.environ.get("SETS")
+    for name, (blocks, tokens) in SETS.items():
+        if only and not any(s in name for s in only.split(",")):
+            continue
+        oofs, voofs = td.loso(feats, meta, tuple(blocks), tokens, (0.01,), labelled=True, views=views)
+        tt.summary(name, meta, orig, oofs[0.01], voofs[0.01])
+
+
+if __name__ == "__main__":
+    {"encode": cmd_encode, "eval": cmd_eval}[sys.argv[1]]()

@@ -1,0 +1,123 @@
+"""Experiment (issue 11): degraded copies of the real faces as extra *real* training faces, under the LOSO protocol.
+
+``sr_twins.py`` found that the bicubic copies of downscaled real faces, meant as the GAN twins' real counterparts,
+help alone (LOSO file AUC 0.850 → 0.872). The twins teach resampling and blur as signs of a fake (SBI resizes its
+source), and real footage is often soft; real faces that went through the same benign processing tell the probe
+that those are not the forgery. This measures which processing, and how many faces.
+
+Variants (``VARIANT``): ``bic`` (downscale ×2-4 by area, bicubic back), ``mix`` (one of: that resampling with a
+random factor ×1.5-4 and interpolation, a Gaussian blur σ 0.5-2, JPEG quality 30-90, or resampling then JPEG).
+``FACES``: ``picks`` (every still face + 4 per real video, as ``sr_twins``) or ``all`` (every real face).
+
+    VARIANT=mix FACES=all python scripts/experiments/real_aug.py make    # degrade + encode, resumable by chunk
+    python scripts/experiments/real_aug.py eval bic/picks mix/all ...   # LOSO with each set added
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pooling
+import sr_twins
+
+td, tt = pooling.td, pooling.tt
+RUN = td.RUN
+CHUNK = 128
+
+
+def degrade(img: np.ndarray, variant: str, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    import cv2
+
+    def resample(x: np.ndarray, f: float, up: int) -> np.ndarray:
+        n = max(8, round(x.shape[0] / f))
+        return cv2.resize(cv2.resize(x, (n, n), interpolation=cv2.INTER_AREA), x.shape[:2][::-1], interpolation=up)
+
+    from dflab.synthesis.degrade import jpeg, rescale
+
+    if variant == "bic":  # as train_default.resampled_real
+        f = float(rng.uniform(2.0, 4.0))
+        return rescale(img, 1.0 / f), {"op": "resample", "f": f}
+    op = str(rng.choice(["resample", "blur", "jpeg", "resample+jpeg"]))
+    interps = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}
+    p: dict = {"op": op}
+    out = img
+    if "resample" in op:
+        p["f"], p["interp"] = float(rng.uniform(1.5, 4.0)), str(rng.choice(list(interps)))
+        out = resample(out, p["f"], interps[p["interp"]])
+    if op == "blur":
+        p["sigma"] = float(rng.uniform(0.5, 2.0))
+        out = cv2.GaussianBlur(out, (0, 0), p["sigma"])
+    if "jpeg" in op:
+        p["q"] = int(rng.integers(30, 91))
+        out = jpeg(np.ascontiguousarray(out), p["q"])
+    return np.ascontiguousarray(out), p
+
+
+def faces(meta: list[dict], which: str) -> list[int]:
+    if which == "picks":
+        return sr_twins.picks(meta)
+    return [i for i, m in enumerate(meta) if m["variant"] == "orig" and m["label"] == 0]
+
+
+def cmd_make() -> None:
+    from dflab.models.clip import ClipOnnxEncoder, preprocess
+
+    variant, which = os.environ.get("VARIANT", "mix"), os.environ.get("FACES", "all")
+    out = RUN / "real_aug" / f"{variant}_{which}"
+    out.mkdir(parents=True, exist_ok=True)
+    _, meta = td.load_features()
+    idx = faces(meta, which)
+    (out / "idx.json").write_text(json.dumps(idx))
+    crops = np.load(RUN / "ln" / "crops.npy", mmap_mode="r")
+    enc, t0, n = None, time.time(), 0
+    for s in range(0, len(idx), CHUNK):
+        path = out / f"feats_{s // CHUNK:04d}.npz"
+        if path.exists():
+            continue
+        enc = enc or ClipOnnxEncoder(td.ALL_BLOCKS, threads=2)
+        imgs, params = [], []
+        for i in idx[s : s + CHUNK]:
+            img, p = degrade(np.asarray(crops[i]), variant, np.random.default_rng([td.SEED, 7, i]))
+            imgs.append(img)
+            params.append(p)
+        np.savez(out / "tmp.npz", feats=pooling.pooled(enc(preprocess(imgs))), params=json.dumps(params))
+        (out / "tmp.npz").rename(path)
+        n += len(imgs)
+        print(f"{s + len(imgs)}/{len(idx)} ({(time.time() - t0) / n:.2f} s/face)", flush=True)
+
+
+def load_set(name: str) -> tuple[list[int], np.ndarray]:
+    d = RUN / "real_aug" / name.replace("/", "_")
+    idx = json.loads((d / "idx.json").read_text())
+    f = np.concatenate([np.load(p)["feats"] for p in sorted(d.glob("feats_[0-9]*.npz"))])
+    return idx[: len(f)], f
+
+
+def cmd_eval(names: list[str]) -> None:
+    _, meta = td.load_features()
+    feats = pooling.load("crops")
+    vfeats = pooling.load("views")
+    vkeys = [tuple(k) for k in json.loads((RUN / "ln" / "view_keys.json").read_text())]
+    views = {k: vfeats[6 * j : 6 * j + 6] for j, k in enumerate(vkeys)}
+    td.select = pooling.select
+    orig = np.array([m["variant"] == "orig" for m in meta])
+    for name in names:
+        x, mm = feats, list(meta)
+        for part in name.split("+"):
+            idx, f = load_set(part)
+            x = np.concatenate([x, f])
+            mm += [meta[i] | {"variant": "aug", "label": 0} for i in idx]
+        o = np.r_[orig, np.zeros(len(x) - len(feats), bool)]
+        oofs, voofs = td.loso(x, mm, tuple(range(6, 13)), ("cls", "mean"), (0.01,), labelled=True, views=views)
+        tt.summary(name, mm, o, oofs[0.01], voofs[0.01])
+
+
+if __name__ == "__main__":
+    cmd_make() if sys.argv[1] == "make" else cmd_eval(sys.argv[2:])
