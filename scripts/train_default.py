@@ -956,9 +956,10 @@ def ship(best, feats, meta, platt, band: dict, by_kind: dict, results) -> None:
             "generators outside ../shared/data: the held-out (LOSO) numbers measure that case, each source's files "
             "scored by a probe that saw neither its people nor its generator",
             "fully synthetic faces (GAN/diffusion portraits) were never trained on",
-            "faces under min_face_px get no verdict; cleanly downscaled photos with faces of 70-100 px are often "
-            "called fake (upsampling reads as the resampling traces of the SBI twins); heavy compression below JPEG "
-            "~50, profile views and non-face manipulations were not validated",
+            "faces under min_face_px get no verdict; cleanly downscaled photos: of 24 real photos downscaled so "
+            "that their faces are 160 / 100 / 70 px, 1 / 4 / 3 were called fake (1 / 8 / 16 before the resampled "
+            "reals entered training, 2026-11-30); heavy compression below JPEG ~50, profile views and non-face "
+            "manipulations were not validated",
         ],
     }
     WEIGHTS.parent.mkdir(parents=True, exist_ok=True)

@@ -70,6 +70,12 @@ def cmd_encode() -> None:
             print(f"{name} {s + len(feats)}/{len(arr)} ({(time.time() - t0) / n:.3f} s/image)", flush=True)
 
 
+def crop_meta() -> list[dict]:
+    """``train_default``'s meta of the crops in ``tune_ln``'s ``crops.npy``: the plan before the resampled reals
+    (their items are merged into the feature cache in plan order, so dropping them gives the crops' order)."""
+    return [m for m in td.load_features()[1] if m["variant"] != "resampled"]
+
+
 def load(name: str) -> np.ndarray:
     return np.concatenate([np.load(p) for p in sorted(OUT.glob(f"{name}_[0-9]*.npy"))])
 
@@ -92,7 +98,7 @@ SETS = {
 
 
 def cmd_eval() -> None:
-    _, meta = td.load_features()
+    meta = crop_meta()
     feats = load("crops")
     assert len(feats) == len(meta), (len(feats), len(meta))
     vfeats = load("views")

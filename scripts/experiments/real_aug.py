@@ -7,7 +7,8 @@ that those are not the forgery. This measures which processing, and how many fac
 
 Variants (``VARIANT``): ``bic`` (downscale ×2-4 by area, bicubic back), ``mix`` (one of: that resampling with a
 random factor ×1.5-4 and interpolation, a Gaussian blur σ 0.5-2, JPEG quality 30-90, or resampling then JPEG).
-``FACES``: ``picks`` (every still face + 4 per real video, as ``sr_twins``) or ``all`` (every real face).
+``FACES``: ``picks`` (every still face + 4 per real video, as ``sr_twins``), ``all`` (every real face) or ``fakes``
+(every labelled fake face; its copy stays labelled fake).
 
     VARIANT=mix FACES=all python scripts/experiments/real_aug.py make    # degrade + encode, resumable by chunk
     python scripts/experiments/real_aug.py eval bic/picks mix/all ...   # LOSO with each set added
@@ -63,6 +64,8 @@ def degrade(img: np.ndarray, variant: str, rng: np.random.Generator) -> tuple[np
 def faces(meta: list[dict], which: str) -> list[int]:
     if which == "picks":
         return sr_twins.picks(meta)
+    if which == "fakes":  # every labelled fake face (its copy keeps the label: resampling is no evidence either way)
+        return [i for i, m in enumerate(meta) if m["variant"] == "orig" and m["label"] == 1]
     return [i for i, m in enumerate(meta) if m["variant"] == "orig" and m["label"] == 0]
 
 
@@ -72,7 +75,7 @@ def cmd_make() -> None:
     variant, which = os.environ.get("VARIANT", "mix"), os.environ.get("FACES", "all")
     out = RUN / "real_aug" / f"{variant}_{which}"
     out.mkdir(parents=True, exist_ok=True)
-    _, meta = td.load_features()
+    meta = pooling.crop_meta()
     idx = faces(meta, which)
     (out / "idx.json").write_text(json.dumps(idx))
     crops = np.load(RUN / "ln" / "crops.npy", mmap_mode="r")
@@ -101,7 +104,7 @@ def load_set(name: str) -> tuple[list[int], np.ndarray]:
 
 
 def cmd_eval(names: list[str]) -> None:
-    _, meta = td.load_features()
+    meta = pooling.crop_meta()
     feats = pooling.load("crops")
     vfeats = pooling.load("views")
     vkeys = [tuple(k) for k in json.loads((RUN / "ln" / "view_keys.json").read_text())]
@@ -113,7 +116,7 @@ def cmd_eval(names: list[str]) -> None:
         for part in name.split("+"):
             idx, f = load_set(part)
             x = np.concatenate([x, f])
-            mm += [meta[i] | {"variant": "aug", "label": 0} for i in idx]
+            mm += [meta[i] | {"variant": "aug", "label": meta[i]["label"]} for i in idx]
         o = np.r_[orig, np.zeros(len(x) - len(feats), bool)]
         oofs, voofs = td.loso(x, mm, tuple(range(6, 13)), ("cls", "mean"), (0.01,), labelled=True, views=views)
         tt.summary(name, mm, o, oofs[0.01], voofs[0.01])

@@ -79,7 +79,7 @@ class Span:
 def cmd_make() -> None:
     import cv2
 
-    _, meta = td.load_features()
+    meta = pooling.crop_meta()
     idx = picks(meta)
     crops = np.load(RUN / "ln" / "crops.npy", mmap_mode="r")
     OUT.mkdir(parents=True, exist_ok=True)
@@ -120,7 +120,7 @@ def cmd_encode() -> None:
 
 
 def cmd_eval() -> None:
-    _, meta = td.load_features()
+    meta = pooling.crop_meta()
     feats = pooling.load("crops")
     vfeats = pooling.load("views")
     vkeys = [tuple(k) for k in json.loads((RUN / "ln" / "view_keys.json").read_text())]
