@@ -12,6 +12,7 @@ random factor ×1.5-4 and interpolation, a Gaussian blur σ 0.5-2, JPEG quality 
 
     VARIANT=mix FACES=all python scripts/experiments/real_aug.py make    # degrade + encode, resumable by chunk
     python scripts/experiments/real_aug.py eval bic/picks mix/all ...   # LOSO with each set added
+    python scripts/experiments/real_aug.py eval bic/picks+=codec/twins  # ... "=": the copies replace their originals
 """
 
 from __future__ import annotations
@@ -33,15 +34,27 @@ RUN = td.RUN
 CHUNK = 128
 
 
-def degrade(img: np.ndarray, variant: str, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+def degrade(img: np.ndarray, variant: str, rng: np.random.Generator, kind: str = "image") -> tuple[np.ndarray, dict]:
     import cv2
 
     def resample(x: np.ndarray, f: float, up: int) -> np.ndarray:
         n = max(8, round(x.shape[0] / f))
         return cv2.resize(cv2.resize(x, (n, n), interpolation=cv2.INTER_AREA), x.shape[:2][::-1], interpolation=up)
 
-    from dflab.synthesis.degrade import jpeg, rescale
+    from dflab.synthesis.degrade import h264, jpeg, rescale
 
+    if variant == "codec":  # a twin encoded as a forgery is after its making: H.264 for a video's, JPEG for a still's
+        if kind == "video":
+            crf = int(rng.integers(18, 31))
+            return h264(np.ascontiguousarray(img), crf=crf), {"op": "h264", "crf": crf}
+        q = int(rng.integers(70, 96))
+        return jpeg(np.ascontiguousarray(img), q), {"op": "jpeg", "q": q}
+    if variant == "sharp":  # SBI's source sharpening (albumentations Sharpen) over the whole real face
+        alpha, light = float(rng.uniform(0.2, 0.5)), float(rng.uniform(0.5, 1.0))
+        kernel = -alpha * np.ones((3, 3), np.float32)
+        kernel[1, 1] = (1.0 - alpha) + alpha * (8.0 + light)
+        out = np.clip(cv2.filter2D(img.astype(np.float32), -1, kernel), 0, 255).astype(np.uint8)
+        return out, {"op": "sharpen", "alpha": alpha, "lightness": light}
     if variant == "bic":  # as train_default.resampled_real
         f = float(rng.uniform(2.0, 4.0))
         return rescale(img, 1.0 / f), {"op": "resample", "f": f}
@@ -64,6 +77,8 @@ def degrade(img: np.ndarray, variant: str, rng: np.random.Generator) -> tuple[np
 def faces(meta: list[dict], which: str) -> list[int]:
     if which == "picks":
         return sr_twins.picks(meta)
+    if which == "twins":  # every synthesised twin (SBI, ADDG)
+        return [i for i, m in enumerate(meta) if m["variant"] in ("sbi", "addg")]
     if which == "fakes":  # every labelled fake face (its copy keeps the label: resampling is no evidence either way)
         return [i for i, m in enumerate(meta) if m["variant"] == "orig" and m["label"] == 1]
     return [i for i, m in enumerate(meta) if m["variant"] == "orig" and m["label"] == 0]
@@ -87,7 +102,8 @@ def cmd_make() -> None:
         enc = enc or ClipOnnxEncoder(td.ALL_BLOCKS, threads=2)
         imgs, params = [], []
         for i in idx[s : s + CHUNK]:
-            img, p = degrade(np.asarray(crops[i]), variant, np.random.default_rng([td.SEED, 7, i]))
+            rng = np.random.default_rng([td.SEED, 7, i])
+            img, p = degrade(np.asarray(crops[i]), variant, rng, td.kind_of(meta[i]["file"]))
             imgs.append(img)
             params.append(p)
         np.savez(out / "tmp.npz", feats=pooling.pooled(enc(preprocess(imgs))), params=json.dumps(params))
@@ -112,9 +128,13 @@ def cmd_eval(names: list[str]) -> None:
     td.select = pooling.select
     orig = np.array([m["variant"] == "orig" for m in meta])
     for name in names:
-        x, mm = feats, list(meta)
+        x, mm = feats.copy(), list(meta)
         for part in name.split("+"):
-            idx, f = load_set(part)
+            replace = part.startswith("=")  # "=codec/twins": the processed copies replace their originals
+            idx, f = load_set(part.lstrip("="))
+            if replace:
+                x[idx] = f
+                continue
             x = np.concatenate([x, f])
             mm += [meta[i] | {"variant": "aug", "label": meta[i]["label"]} for i in idx]
         o = np.r_[orig, np.zeros(len(x) - len(feats), bool)]
