@@ -296,13 +296,13 @@ def cmd_features(args: argparse.Namespace) -> None:
     work = plan(rows)
     out = RUN / "features"
     out.mkdir(parents=True, exist_ok=True)
-    todo = {k: v for k, v in work.items() if k in done and _missing(out / f"{_fid(k)}.npz", v, rows)}
-    n_items = sum(len(_missing(out / f"{_fid(k)}.npz", v, rows)) for k, v in todo.items())
+    todo = {k: m for k, v in work.items() if k in done and (m := _missing(out / f"{_fid(k)}.npz", v, rows))}
+    n_items = sum(len(v) for v in todo.values())
     print(f"{len(rows)} faces, {len(work)} files; {len(todo)} files ({n_items} crops) to encode", flush=True)
     enc = None
     t0, n_done = time.time(), 0
-    for key, items in sorted(todo.items(), reverse=getattr(args, "reverse", False)):
-        path = out / f"{_fid(key)}.npz"
+    for key in sorted(todo, reverse=getattr(args, "reverse", False)):
+        path, items = out / f"{_fid(key)}.npz", work[key]
         missing = _missing(path, items, rows)  # again: another features process (--reverse) may have done it
         if not missing:
             continue
@@ -342,21 +342,23 @@ def cmd_features(args: argparse.Namespace) -> None:
         print(f"{key}: {len(missing)} crops ({(time.time() - t0) / n_done:.2f} s/crop, {n_done}/{n_items})", flush=True)
 
 
-def _item_key(frame: int, track: int, variant: str, twin: int = 0) -> tuple:
-    return int(frame), int(track), variant, int(twin or 0)
+def _plan_key(item: dict, rows: list) -> tuple:
+    """A planned item's identity in a feature cache: (frame, track, variant, twin number)."""
+    r = rows[item["row"]]
+    return int(r.frame_index), int(r.track_id), item["variant"], int(item.get("twin") or 0)
+
+
+def _meta_key(m: dict) -> tuple:
+    """The same identity, of an item's cached meta."""
+    return int(m["frame"]), int(m["track"]), m["variant"], int(m.get("twin") or 0)
 
 
 def _missing(path: Path, items: list[dict], rows: list) -> list[dict]:
     """The planned items of one file that its feature cache does not hold yet (all of them without a cache)."""
     if not path.exists():
         return items
-    have = {
-        _item_key(m["frame"], m["track"], m["variant"], m.get("twin")) for m in json.loads(str(np.load(path)["meta"]))
-    }
-    keys = [
-        _item_key(rows[it["row"]].frame_index, rows[it["row"]].track_id, it["variant"], it.get("twin")) for it in items
-    ]
-    return [it for it, k in zip(items, keys, strict=True) if k not in have]
+    have = {_meta_key(m) for m in json.loads(str(np.load(path)["meta"]))}
+    return [it for it in items if _plan_key(it, rows) not in have]
 
 
 def _merged(old, new: dict, items: list[dict], rows: list) -> dict:
@@ -364,15 +366,9 @@ def _merged(old, new: dict, items: list[dict], rows: list) -> dict:
     by_key = {}
     for part in ({"feats": old["feats"], "embed": old["embed"], "meta": json.loads(str(old["meta"]))}, new):
         for j, m in enumerate(part["meta"]):
-            by_key[_item_key(m["frame"], m["track"], m["variant"], m.get("twin"))] = (
-                part["feats"][j],
-                part["embed"][j],
-                m,
-            )
-    order = [by_key[_item_key(rows[it["row"]].frame_index, rows[it["row"]].track_id, it["variant"], it.get("twin"))]
-             for it in items]  # fmt: skip
-    return {"feats": np.stack([o[0] for o in order]), "embed": np.stack([o[1] for o in order]),
-            "meta": [o[2] for o in order]}  # fmt: skip
+            by_key[_meta_key(m)] = (part["feats"][j], part["embed"][j], m)
+    feats, embeds, meta = zip(*(by_key[_plan_key(it, rows)] for it in items), strict=True)
+    return {"feats": np.stack(feats), "embed": np.stack(embeds), "meta": list(meta)}
 
 
 def cmd_views(args: argparse.Namespace) -> None:
