@@ -516,6 +516,10 @@ class Trainer:
                 "val": c.data.val.model_dump(mode="json") if c.data.val else None,
                 "sampling": c.data.sampling.model_dump(mode="json") if c.data.sampling else None,
                 "seed": c.train.seed,
+                # what picked best/ and what early stopping watched; ``loss`` in the metrics is ``val_loss``
+                "select_metric": c.train.select_metric,
+                "early_stop_patience": c.train.early_stop_patience,
+                "val_loss": self.model.validation_loss_name,
                 "epochs_done": self.epoch,
                 "steps_done": self.step,
             },
@@ -766,7 +770,8 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Frame and video AUC, accuracy and loss on the validation stream, gathered over ranks."""
+        """Frame and video AUC, accuracy and loss (``Detector.validation_loss``) on the validation stream, gathered
+        over ranks."""
         from dflab.eval import metrics as M
 
         assert self.val_stream is not None
@@ -786,11 +791,12 @@ class Trainer:
             x = batch["image"].to(self.device)
             if self.cfg.train.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
+            y = batch["label"].to(self.device)
             with self._autocast():
                 out = self.model(x)
-            logits = out["logits"].float()
-            y = batch["label"].to(self.device)
-            losses.append(float(torch.nn.functional.cross_entropy(logits, y, reduction="sum")))
+                # the detector's own validation loss (default: cross-entropy of the logits), a batch mean
+                loss = self.model.validation_loss({"image": x, "label": y}, out)
+            losses.append(float(loss) * len(y))
             scores.extend(self.model.score(out).float().cpu().tolist())
             labels.extend(batch["label"].tolist())
             videos.extend(f"{v}|{lab}" for v, lab in zip(batch["video_id"], batch["label"].tolist(), strict=True))
