@@ -35,36 +35,32 @@ def _ft_loss_by_hand(model, batch: dict) -> float:
     return float((model.gamma * act + rec).mean())
 
 
-def test_forensic_transfer_validates_on_its_own_loss(supervised_manifest, tmp_path):
-    cfg = load_recipe("forensic_transfer_tiny", [f"data.manifest={supervised_manifest}", *TINY])
-    tr = Trainer(cfg, tmp_path / "run")
+def _validated(recipe: str, manifest, run_dir) -> tuple:
+    """The recipe's untrained model, all its validation items as one batch, their cross-entropy, and ``validate()``."""
+    tr = Trainer(load_recipe(recipe, [f"data.manifest={manifest}", *TINY]), run_dir)
     try:
         tr.model.eval()
         batch = _val_batch(tr)
-        expected = _ft_loss_by_hand(tr.model, batch)
         with torch.no_grad():
             ce = float(F.cross_entropy(tr.model(batch["image"])["logits"], batch["label"]))
         metrics = tr.validate()
     finally:
         tr.close()
+    return tr.model, batch, ce, metrics
+
+
+def test_forensic_transfer_validates_on_its_own_loss(supervised_manifest, tmp_path):
+    model, batch, ce, metrics = _validated("forensic_transfer_tiny", supervised_manifest, tmp_path / "run")
+    expected = _ft_loss_by_hand(model, batch)
     assert metrics["n_val"] == len(batch["label"]) == 16
     assert metrics["loss"] == pytest.approx(expected, rel=1e-5)
     assert abs(expected - ce) > 1e-3  # the two losses differ: the test tells them apart
 
 
 def test_other_detectors_keep_cross_entropy(supervised_manifest, tmp_path):
-    cfg = load_recipe("meso_inception4_tiny", [f"data.manifest={supervised_manifest}", *TINY])
-    tr = Trainer(cfg, tmp_path / "run")
-    try:
-        tr.model.eval()
-        batch = _val_batch(tr)
-        with torch.no_grad():
-            ce = float(F.cross_entropy(tr.model(batch["image"])["logits"], batch["label"]))
-        metrics = tr.validate()
-    finally:
-        tr.close()
+    model, _, ce, metrics = _validated("meso_inception4_tiny", supervised_manifest, tmp_path / "run")
     assert metrics["loss"] == pytest.approx(ce, rel=1e-5)
-    assert tr.model.validation_loss_name == "cross_entropy"
+    assert model.validation_loss_name == "cross_entropy"
 
 
 def test_forensic_transfer_recipe_watches_the_loss_and_the_card_says_so(supervised_manifest, tmp_path):

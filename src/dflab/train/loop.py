@@ -10,7 +10,8 @@ its training batch, e.g. RFM's erasing) → forward → ``compute_loss(batch, ou
 → optimiser step at ``lr(epoch) · phase.lr_scale`` → ``model.after_optimizer_step()`` (identity unless the detector
 constrains its weights, e.g. SuppressNet's constrained convolution). Per epoch: ``schedule.on_epoch_end(trainer,
 epoch)``, validation on the ``data.val`` stream (never ``test``), ``best/`` when the selection metric improves,
-``last/`` always; with ``train.early_stop_patience`` the run ends once that many epochs pass without a new ``best``.
+``schedule.on_validation(trainer, metrics)``, ``last/`` always; with ``train.early_stop_patience`` the run ends once
+that many epochs pass without a new ``best``, and it ends when ``schedule.stop_due(trainer)`` gives a reason.
 
 Run directory::
 
@@ -663,7 +664,7 @@ class Trainer:
         kill_at = int(os.environ.get("DFLAB_TEST_SIGKILL_AT_STEP", "0"))  # tests: a real SIGKILL mid-run
         while self.epoch < t.epochs:
             # checked at the top so a run killed after saving its stopping epoch stops on resume, too
-            if (stop := self._early_stop_due()) is not None:
+            if (stop := self._early_stop_due() or self._schedule_stop_due()) is not None:
                 self._record_early_stop(stop)
                 break
             bar = None
@@ -700,6 +701,7 @@ class Trainer:
                 self.history.append(metrics)
                 self.log(metrics, "val.csv")
                 self._maybe_best(metrics)
+                self.schedule.on_validation(self, metrics)
                 if self.is_main:
                     shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
                     print(f"[train] validation {shown}", file=sys.stderr)
@@ -754,6 +756,11 @@ class Trainer:
             "reason": f"no improvement of {key} in the {since} epochs since epoch {best_epoch or 0} "
             f"(patience {patience})",
         }
+
+    def _schedule_stop_due(self) -> dict[str, Any] | None:
+        """The schedule's end of the run (:meth:`~dflab.train.schedule.Schedule.stop_due`), or ``None``."""
+        reason = self.schedule.stop_due(self)
+        return None if reason is None else {"epoch": self.epoch, "schedule": self.cfg.schedule.name, "reason": reason}
 
     def _record_early_stop(self, stop: dict[str, Any]) -> None:
         """Keep the early stop for the summary, note it in ``run.json`` and say so on stderr (rank 0)."""
