@@ -188,11 +188,12 @@ class LAESchedule(Schedule):
         if epoch - self.stage1_best_epoch < self.stage1_patience:
             return
         self.stage1_stop = {"epoch": epoch, "best_epoch": self.stage1_best_epoch, "best_loss": self.stage1_best}
-        print(
-            f"[lae] stage 1 stopped early after epoch {epoch}: no lower validation loss since epoch "
-            f"{self.stage1_best_epoch} (patience {self.stage1_patience})",
-            file=sys.stderr,
-        )
+        if getattr(trainer, "is_main", True):  # once under DDP (every rank decides alike: gathered metrics)
+            print(
+                f"[lae] stage 1 stopped early after epoch {epoch}: no lower validation loss since epoch "
+                f"{self.stage1_best_epoch} (patience {self.stage1_patience})",
+                file=sys.stderr,
+            )
         if self.selection != "none":
             self.select(trainer)
             self.in_stage2 = True
