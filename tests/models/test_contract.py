@@ -1,8 +1,9 @@
 """THE detector contract test: every registered ``*_tiny`` variant, at 64 px.
 
 Forward gives (B, 2) logits, ``compute_loss`` a finite scalar ``loss`` whose backward reaches the parameters,
-``score`` a probability, and save → load rebuilds the detector from its card alone with identical outputs.
-Detectors of other files join automatically when they register a tiny variant.
+``score`` a probability, ``validation_loss`` a finite scalar (named when it is the detector's own), and save → load
+rebuilds the detector from its card alone with identical outputs. Detectors of other files join automatically when
+they register a tiny variant.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 import dflab.models.detectors  # noqa: F401
-from dflab.models.base import TARGET_KEYS, VARIANTS, build_detector
+from dflab.models.base import TARGET_KEYS, VARIANTS, Detector, build_detector
 from dflab.models.checkpoint import load_detector, read_card, save_detector
 
 TINY = [n for n in VARIANTS.names() if n.endswith("_tiny")]
@@ -77,7 +78,11 @@ def test_detector_contract(name, tmp_path):
     with torch.no_grad():
         ref_out = model(batch["image"])
         ref = model.score(ref_out)
+        val_loss = model.validation_loss({"image": batch["image"], "label": batch["label"]}, ref_out)
     assert ref.shape == (4,) and bool(((ref >= 0) & (ref <= 1)).all())
+    assert val_loss.ndim == 0 and torch.isfinite(val_loss), f"{name}: validation loss {val_loss}"
+    own = type(model).validation_loss is not Detector.validation_loss
+    assert own == (model.validation_loss_name != "cross_entropy"), f"{name}: an own validation loss needs its name"
 
     save_detector(model, tmp_path / "ckpt", {"metrics": {"auc": 0.5}})
     card = read_card(tmp_path / "ckpt")

@@ -10,6 +10,7 @@ import sqlite3
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from dflab.compat import ensure_torchvision
 from dflab.train.loop import Trainer
@@ -42,13 +43,7 @@ def test_mml_tiny_stages_switch(supervised_manifest, tmp_path):
 
 
 def test_lae_tiny_two_stages_with_active_selection(supervised_manifest, tmp_path):
-    # give every fake a mask (the bright patch of the synthetic fakes = the manipulated region)
-    root = supervised_manifest.parent
-    mask = np.zeros((48, 48), np.uint8)
-    mask[12:36, 12:36] = 255
-    cv2.imwrite(str(root / "patch_mask.png"), mask)
-    with sqlite3.connect(supervised_manifest) as db:
-        db.execute("UPDATE faces SET mask_crop='patch_mask.png' WHERE label=1")
+    _patch_masks(supervised_manifest)  # the bright patch of the synthetic fakes = the manipulated region
     run, _ = _train(
         "lae_tiny",
         supervised_manifest,
@@ -157,3 +152,60 @@ def test_lae_stage1_needs_no_forgery_mask(supervised_manifest, tmp_path):
     )  # fmt: skip
     rows = _rows(run)
     assert [r["phase"] for r in rows] == ["stage1"] * 2 and summary["steps"] == 2
+
+
+def _patch_masks(manifest):
+    """Every fake of the synthetic manifest gets a mask file (its bright patch), for LAE's mask oracle."""
+    root = manifest.parent
+    mask = np.zeros((48, 48), np.uint8)
+    mask[12:36, 12:36] = 255
+    cv2.imwrite(str(root / "patch_mask.png"), mask)
+    with sqlite3.connect(manifest) as db:
+        db.execute("UPDATE faces SET mask_crop='patch_mask.png' WHERE label=1")
+
+
+# validation loss after epoch 1, 2, ...: the lowest at epoch 2, never lower afterwards
+LAE_VAL_LOSSES = [0.9, 0.8, 0.85, 0.9, 0.95, 1.0, 1.0, 1.0, 1.0, 1.0]
+
+
+@pytest.fixture
+def scripted_lae_val(monkeypatch):
+    def validate(self):
+        loss = LAE_VAL_LOSSES[self.epoch - 1]
+        return {"auc": 0.5, "video_auc": 0.5, "acc": 0.5, "loss": loss, "n_val": 16, "n_val_fake": 8}
+
+    monkeypatch.setattr(Trainer, "validate", validate)
+
+
+@pytest.mark.parametrize("selection", ["active", "none"])
+def test_lae_stage1_stops_early_on_the_validation_loss(supervised_manifest, tmp_path, scripted_lae_val, selection):
+    """LAE §3.1.2: "a maximum of 40 epochs with early stopping (patience=10). Validation loss is used as criteria for
+    early stopping", read as stage 1's rule: stage 1 (at most 10 epochs here) ends 2 epochs after its lowest
+    validation loss (epoch 2), the selection runs, stage 2 trains its 2 epochs and the run ends (of 20). Without a
+    stage 2 (``selection: none``, Table 4's ablations) the stage-1 stop ends the run."""
+    _patch_masks(supervised_manifest)
+    extra = ["train.epochs=20", "train.steps_per_epoch=1", "schedule.kwargs.stage1_epochs=10",
+             "schedule.kwargs.stage1_patience=2", "schedule.kwargs.stage2_epochs=2", "schedule.kwargs.n_active=2",
+             f"schedule.kwargs.selection={selection}", "data.size=64"]  # fmt: skip
+    run, summary = _train("lae_tiny", supervised_manifest, tmp_path, extra)
+    phases = [r["phase"] for r in _rows(run)]
+    stop = summary["early_stop"]
+    state = torch.load(run / "last/state.pt", weights_only=True)["schedule"]
+    assert state["stage1_stop"] == {"epoch": 4, "best_epoch": 2, "best_loss": 0.8}
+    if selection == "active":
+        assert phases == ["stage1"] * 4 + ["stage2"] * 2
+        assert stop["epoch"] == 6 and stop["schedule"] == "lae" and "stage 2 done" in stop["reason"]
+        assert len(json.loads((run / "active_selection.json").read_text())["keys"]) == 2
+    else:
+        assert phases == ["stage1"] * 4
+        assert stop["epoch"] == 4 and "stage 1 stopped early" in stop["reason"]
+    assert json.loads((run / "run.json").read_text())["early_stop"] == stop
+
+
+def test_lae_recipe_follows_the_papers_stopping_rule():
+    kw = load_recipe("lae").schedule.kwargs
+    assert (kw["stage1_epochs"], kw["stage1_patience"], kw["stage2_epochs"]) == (40, 10, 4)
+    assert load_recipe("lae").train.epochs == 44 and load_recipe("lae").train.early_stop_patience is None
+    for ablation in ("lae_ae_rec", "lae_ae_latent", "lae_ae_latent_pixel", "lae_ae_latent_rec"):
+        cfg = load_recipe(ablation)
+        assert cfg.schedule.kwargs["selection"] == "none" and cfg.train.epochs == 40, ablation

@@ -164,3 +164,19 @@ def test_lae_stage2_keeps_the_frozen_decoder_batch_norm_statistics():
     model(torch.randn(4, 3, 64, 64))
     assert torch.equal(dec_bn.running_mean, dec_before)
     assert not torch.equal(enc_bn.running_mean, enc_before)
+
+
+def test_lae_stage1_early_stop_state_survives_a_resume():
+    """Stage 1's early stop (Sec. 3.1.2) is decided from the validation rows and saved with the schedule's state, so a
+    run resumed after it ends where an uninterrupted one does; a NaN loss never counts as an improvement."""
+    s = SCHEDULES.get("lae")(stage1_epochs=40, selection="none", stage1_patience=2)
+    for epoch, loss in enumerate([1.0, float("nan"), 0.9, 0.95], start=1):
+        s.on_validation(None, {"epoch": epoch, "loss": loss})
+        assert s.stop_due(None) is None
+    s.on_validation(None, {"epoch": 5, "loss": 0.92})
+    assert s.stage1_stop == {"epoch": 5, "best_epoch": 3, "best_loss": 0.9} and "stage 1 stopped" in s.stop_due(None)
+    resumed = SCHEDULES.get("lae")(stage1_epochs=40, selection="none", stage1_patience=2)
+    resumed.load_state_dict(s.state_dict())
+    assert resumed.stop_due(None) == s.stop_due(None)
+    with pytest.raises(ValueError, match="stage1_patience"):
+        SCHEDULES.get("lae")(stage1_patience=0)

@@ -14,6 +14,10 @@
 * ``after_optimizer_step()``: called by the engine right after every ``optimizer.step()`` (outside autocast, under
   ``torch.no_grad``), to project parameters back onto a constraint set (Bayar & Stamm's constrained convolution).
   Default: nothing.
+* ``validation_loss(batch, outputs) -> scalar``: the validation ``loss`` the engine reports, that ``select_metric:
+  -loss`` and early stopping watch; ``validation_loss_name`` says what it is (written into checkpoint cards).
+  Default: cross-entropy of ``logits`` (``"cross_entropy"``); a detector whose paper early-stops on its own loss
+  overrides both (ForensicTransfer: γ·L_act + L_rec).
 
 Detectors are registered with :data:`DETECTORS` by name; each registers a ``<name>_tiny`` variant for tests.
 """
@@ -49,6 +53,8 @@ class Detector(nn.Module):
     targets: ClassVar[frozenset[str]] = frozenset()
     #: parameter-name prefixes that are never trained (a frozen foundation encoder); the engine honours them
     frozen_prefixes: ClassVar[tuple[str, ...]] = ()
+    #: what :meth:`validation_loss` computes; the engine writes it into checkpoint cards (``training.val_loss``)
+    validation_loss_name: ClassVar[str] = "cross_entropy"
 
     def __init__(self, input_spec: InputSpec | None = None) -> None:
         super().__init__()
@@ -80,6 +86,15 @@ class Detector(nn.Module):
         """Act on the parameters right after each optimiser step, e.g. re-project constrained weights (SuppressNet's
         first layer: centre −1, the rest summing to 1). The engine calls it under ``torch.no_grad`` after every
         ``optimizer.step()``; it must change parameters in place only (the optimiser holds them). Default: nothing."""
+
+    def validation_loss(self, batch: dict[str, Any], outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The loss of one validation batch, a scalar: the mean over its items (the engine weighs each batch by its
+        size, so the reported ``loss`` is the mean over the validation split). ``batch`` holds ``image`` and
+        ``label`` only (the validation stream supplies no ``targets``); called in eval mode, under ``torch.no_grad``
+        and the run's autocast. Default: cross-entropy of ``logits``. An override also sets
+        :attr:`validation_loss_name`."""
+        logits = outputs["logits"].float()
+        return nn.functional.cross_entropy(logits, batch["label"].to(logits.device))
 
     def explain_maps(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Detector-specific localisation maps in [0,1], each (B,1,h,w) (predicted masks, CAM). Default: none."""

@@ -10,7 +10,8 @@ its training batch, e.g. RFM's erasing) → forward → ``compute_loss(batch, ou
 → optimiser step at ``lr(epoch) · phase.lr_scale`` → ``model.after_optimizer_step()`` (identity unless the detector
 constrains its weights, e.g. SuppressNet's constrained convolution). Per epoch: ``schedule.on_epoch_end(trainer,
 epoch)``, validation on the ``data.val`` stream (never ``test``), ``best/`` when the selection metric improves,
-``last/`` always; with ``train.early_stop_patience`` the run ends once that many epochs pass without a new ``best``.
+``schedule.on_validation(trainer, metrics)``, ``last/`` always; with ``train.early_stop_patience`` the run ends once
+that many epochs pass without a new ``best``, and it ends when ``schedule.stop_due(trainer)`` gives a reason.
 
 Run directory::
 
@@ -516,6 +517,10 @@ class Trainer:
                 "val": c.data.val.model_dump(mode="json") if c.data.val else None,
                 "sampling": c.data.sampling.model_dump(mode="json") if c.data.sampling else None,
                 "seed": c.train.seed,
+                # what picked best/ and what early stopping watched; ``loss`` in the metrics is ``val_loss``
+                "select_metric": c.train.select_metric,
+                "early_stop_patience": c.train.early_stop_patience,
+                "val_loss": self.model.validation_loss_name,
                 "epochs_done": self.epoch,
                 "steps_done": self.step,
             },
@@ -659,7 +664,7 @@ class Trainer:
         kill_at = int(os.environ.get("DFLAB_TEST_SIGKILL_AT_STEP", "0"))  # tests: a real SIGKILL mid-run
         while self.epoch < t.epochs:
             # checked at the top so a run killed after saving its stopping epoch stops on resume, too
-            if (stop := self._early_stop_due()) is not None:
+            if (stop := self._early_stop_due() or self._schedule_stop_due()) is not None:
                 self._record_early_stop(stop)
                 break
             bar = None
@@ -696,6 +701,7 @@ class Trainer:
                 self.history.append(metrics)
                 self.log(metrics, "val.csv")
                 self._maybe_best(metrics)
+                self.schedule.on_validation(self, metrics)
                 if self.is_main:
                     shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
                     print(f"[train] validation {shown}", file=sys.stderr)
@@ -751,6 +757,11 @@ class Trainer:
             f"(patience {patience})",
         }
 
+    def _schedule_stop_due(self) -> dict[str, Any] | None:
+        """The schedule's end of the run (:meth:`~dflab.train.schedule.Schedule.stop_due`), or ``None``."""
+        reason = self.schedule.stop_due(self)
+        return None if reason is None else {"epoch": self.epoch, "schedule": self.cfg.schedule.name, "reason": reason}
+
     def _record_early_stop(self, stop: dict[str, Any]) -> None:
         """Keep the early stop for the summary, note it in ``run.json`` and say so on stderr (rank 0)."""
         self.early_stop = stop
@@ -766,7 +777,8 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Frame and video AUC, accuracy and loss on the validation stream, gathered over ranks."""
+        """Frame and video AUC, accuracy and loss (``Detector.validation_loss``) on the validation stream, gathered
+        over ranks."""
         from dflab.eval import metrics as M
 
         assert self.val_stream is not None
@@ -786,11 +798,12 @@ class Trainer:
             x = batch["image"].to(self.device)
             if self.cfg.train.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
+            y = batch["label"].to(self.device)
             with self._autocast():
                 out = self.model(x)
-            logits = out["logits"].float()
-            y = batch["label"].to(self.device)
-            losses.append(float(torch.nn.functional.cross_entropy(logits, y, reduction="sum")))
+                # the detector's own validation loss (default: cross-entropy of the logits), a batch mean
+                loss = self.model.validation_loss({"image": x, "label": y}, out)
+            losses.append(float(loss) * len(y))
             scores.extend(self.model.score(out).float().cpu().tolist())
             labels.extend(batch["label"].tolist())
             videos.extend(f"{v}|{lab}" for v, lab in zip(batch["video_id"], batch["label"].tolist(), strict=True))

@@ -2,7 +2,8 @@
 
 The loop never branches on a detector's name. At every step it asks the schedule for a :class:`Phase`:
 which data stream to draw from, which parameters train, and which keyword arguments go to
-``Detector.compute_loss``. Hooks let a schedule run an extra selection phase (LAE active learning) between epochs.
+``Detector.compute_loss``. Hooks let a schedule run an extra selection phase (LAE active learning) between epochs,
+end a stage on the validation (``on_validation``) and end the run (``stop_due``).
 """
 
 from __future__ import annotations
@@ -68,6 +69,17 @@ class Schedule:
 
     def on_epoch_end(self, trainer: Any, epoch: int) -> None:
         """Hook for extra phases between epochs (e.g. active selection). ``trainer`` exposes model, data, log."""
+
+    def on_validation(self, trainer: Any, metrics: dict[str, Any]) -> None:
+        """Hook called after each validation (``metrics``: the epoch's validation row, gathered over ranks, so every
+        rank sees the same) and before ``last/`` is written: end a stage on a validation criterion (LAE's stage 1
+        stops early on the validation loss)."""
+
+    def stop_due(self, trainer: Any) -> str | None:
+        """Why the schedule ends the run now, before ``train.epochs`` (checked before each epoch, like
+        ``train.early_stop_patience``), or ``None``. A pure function of the schedule's saved state, so a resumed run
+        ends where an uninterrupted one does."""
+        return None
 
     def on_start(self, trainer: Any) -> None:
         """Hook called once the trainer has built its data streams, before any batch is drawn (and before a resumed

@@ -155,3 +155,19 @@ def test_perceptual_loss_compares_at_the_papers_comparator_resolution(model):
 
 
 _TINY = {"input_size": 64, "width": 0.125, "latent": 16, "comparator_width": 0.125, "disc_width": 0.125}
+
+
+def test_validation_loss_is_the_stage1_autoencoder_loss(model):
+    """The validation loss whose plateau ends stage 1 (Sec. 3.1.2) is Eq. 2, α1·(β1·pixel + β2·perceptual +
+    β3·adversarial) + α2·latent, without the discriminator's own Eq. 6 and not the cross-entropy of [a_T, a_F]."""
+    model.eval()
+    batch = {k: v for k, v in _batch().items() if k != "mask"}  # the validation stream supplies image and label
+    with torch.no_grad():
+        out = model(batch["image"])
+        val = float(model.validation_loss(batch, out))
+        p = {k: float(v) for k, v in model.compute_loss(batch, out, stage="stage1").items()}
+        ce = float(torch.nn.functional.cross_entropy(out["logits"], batch["label"]))
+    rec = model.beta1 * p["pixel"] + model.beta2 * p["perceptual"] + model.beta3 * p["adversarial"]
+    assert val == pytest.approx(model.alpha1 * rec + model.alpha2 * p["latent"], rel=1e-5)
+    assert val == pytest.approx(p["loss"] - p["disc"], rel=1e-5) and abs(val - ce) > 1e-3
+    assert model.validation_loss_name.startswith("lae")

@@ -15,20 +15,26 @@ class.
   at evaluation by the predicted class; the decoder reconstructs from the selected half only.
 * Reconstruction loss: L1 between x and x̂ (mean over pixels); total ``L = γ·L_act + L_rec`` with γ = 1
   (FT §3 weights the two terms equally).
+* Early stopping and the best checkpoint (LAE §3.1.2, for every compared model: "We train the models for a maximum
+  of 40 epochs with early stopping (patience=10). Validation loss is used as criteria for early stopping."): the
+  ``forensic_transfer`` recipe watches the validation loss (``select_metric: -loss``, patience 10, 40 epochs), and
+  that loss is FT's own ``γ·L_act + L_rec`` (:meth:`ForensicTransfer.validation_loss`, the reconstruction decoded
+  from the true class's half as in training), not the engine's default cross-entropy of the logits.
 * Decision (FT §3): the class of the more active half, fake iff a_1 > a_0. ``logits = [a_0, a_1]``, so
   ``softmax(logits)[:, 1] = sigmoid(a_1 − a_0)`` is P(fake): monotone in the margin of the decision and ≥ 0.5 exactly
   when the paper calls the image fake (``logit_scale`` multiplies both, a temperature; 1 = the raw activations).
 
 Source check (2026-11-30). Checked against LAE's full text: §3.1.2 (5 convs per sub-network, 2×2 nearest-neighbour
 upsampling before each decoder conv except the last, 128 latent maps split 64 real / 64 fake, lr 1e-3, batch 64,
-the version not fine-tuned on unseen data) and Eqs. 3-4 (``a = (2/d_z)·||z_half||_1``; ``Σ_i |a_T − l_i| +
-|a_F − (1 − l_i)|`` with l = 1 for a real image; decision "true if a_T > a_F"), which LAE attributes to FT (ref [8])
-— all as here (the batch mean instead of LAE's sum only rescales the loss). FT's own text is stored only as its
-opening (arxiv-vanity.com/papers/1812.02510, dokumen.tips copy of arXiv v2, niessnerlab.org project page): its
-abstract and Fig. 1 caption confirm the autoencoder, that "only specific components of the hidden vector are
-activated for the pristine and forged classes", and, on the project page, "the constraint of correct
-reconstruction". **Not checked against FT's text; source: our reading written offline**: FT §3 as the section
-number, γ = 1, the L1 reconstruction, Adam, the selection block at evaluation, and every value in the list below.
+the version not fine-tuned on unseen data, 40 epochs at most, early stopping with patience 10 on the validation
+loss) and Eqs. 3-4 (``a = (2/d_z)·||z_half||_1``; ``Σ_i |a_T − l_i| + |a_F − (1 − l_i)|`` with l = 1 for a real
+image; decision "true if a_T > a_F"), which LAE attributes to FT (ref [8]) — all as here (the batch mean instead
+of LAE's sum only rescales the loss). FT's own text is stored only as its opening (arxiv-vanity.com/papers/
+1812.02510, dokumen.tips copy of arXiv v2, niessnerlab.org project page): its abstract and Fig. 1 caption confirm
+the autoencoder, that "only specific components of the hidden vector are activated for the pristine and forged
+classes", and, on the project page, "the constraint of correct reconstruction". **Not checked against FT's text;
+source: our reading written offline**: FT §3 as the section number, γ = 1, the L1 reconstruction, Adam, the
+selection block at evaluation, and every value in the list below.
 
 Choices where the papers are silent (or where the text could not be read offline; see docs/papers/
 baseline_forensic_transfer.md):
@@ -128,6 +134,8 @@ class ForensicTransfer(Detector):
         "activations": (B, 2) = [a_0, a_1], "reconstruction": (B, 3, S, S)}
     """
 
+    validation_loss_name = "forensic_transfer: gamma*L_act + L_rec"
+
     def __init__(
         self,
         size: int = 256,
@@ -172,11 +180,22 @@ class ForensicTransfer(Detector):
     def compute_loss(self, batch: dict[str, Any], outputs: dict[str, torch.Tensor], **phase: Any) -> dict[str, Any]:
         """``γ·L_act + L_rec`` (FT §3). The engine's forward has no labels, so the training selection block (decode
         the half of the true class) is applied here by decoding the latent again when the selection differs."""
+        return self._loss(batch, outputs, by_label=self.training)
+
+    def validation_loss(self, batch: dict[str, Any], outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """FT's own loss ``γ·L_act + L_rec`` on a validation batch (LAE §3.1.2: "Validation loss is used as criteria
+        for early stopping"), not the engine's default cross-entropy. The reconstruction is decoded from the half of
+        the true class, as in training, so the validation loss is the training objective on held-out data."""
+        return self._loss(batch, outputs, by_label=True)["loss"]
+
+    def _loss(self, batch: dict[str, Any], outputs: dict[str, torch.Tensor], *, by_label: bool) -> dict[str, Any]:
+        """The loss and its parts; ``by_label``: score the reconstruction from the label's half (re-decoding where
+        the forward selected the predicted half and the prediction is wrong), else the forward's own."""
         label = batch["label"]
         h = outputs["latent"]
         rec = outputs["reconstruction"]
         predicted = outputs["activations"][:, 1] > outputs["activations"][:, 0]
-        if self.training and bool((predicted != label.bool()).any()):
+        if by_label and bool((predicted != label.bool()).any()):
             rec = self.decoder(select_half(h, label.bool()))
         target = batch["image"].to(rec.dtype)
         if target.shape[-2:] != rec.shape[-2:]:

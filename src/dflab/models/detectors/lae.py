@@ -35,6 +35,11 @@ Deviations / choices:
   512) down to 4×4, then a 4×4 conv to one logit.
 * λ1 = 0.5, λ2 = 1.0 (Eq. 12): Sec. 3.1.4 prints "λ1=0.5, λ1=1.0"; the second is λ2, as Table 6's best row
   (λ1 = 0.5, λ2 = 1.0: 96.80 / 68.06, the LAE_800 numbers of Table 3) shows.
+* Early stopping (Sec. 3.1.2, for all compared models: "a maximum of 40 epochs with early stopping (patience=10).
+  Validation loss is used as criteria for early stopping"; Algorithm 1 and Sec. 3.1.4 say nothing of it): read as
+  stage 1's rule, since stage 2's length is given apart (Sec. 3.1.4: 4 epochs for 100 active images). The ``lae``
+  schedule's ``stage1_patience`` ends stage 1 on the validation loss, which is LAE's own Eq. 2
+  (:meth:`LAE.validation_loss`), not the engine's default cross-entropy of ``[a_T, a_F]``.
 * Stage 2's data (Algorithm 1, lines 9–13) — two readings, selectable in the ``lae`` schedule
   (``dflab.train.schedules.lae``). **Default**: stage 2 reads the training data D exactly as stage 1 does (epochs
   of one pass over D); L_latent runs over every item, L_attention over the N_active fakes whose masks were requested
@@ -238,6 +243,7 @@ class LAE(Detector):
     """
 
     targets = frozenset({"mask"})
+    validation_loss_name = "lae: stage-1 loss, Eq. 2 (alpha1*L_rec + alpha2*L_latent)"
 
     def __init__(
         self,
@@ -335,6 +341,11 @@ class LAE(Detector):
         their ``requires_grad`` (a loop that sets every parameter trainable cannot train C or, through L_AE, D)."""
         params = {k: v.detach() for k, v in module.named_parameters()}
         return functional_call(module, params, (x,), strict=False)
+
+    def validation_loss(self, batch: dict[str, Any], outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The stage-1 autoencoder loss (Eq. 2, ``α1·L_rec + α2·L_latent``) on a validation batch: the "validation
+        loss" whose plateau ends stage 1 (Sec. 3.1.2; ``dflab.train.schedules.lae``). Reported in both stages."""
+        return self.compute_loss(batch, outputs, stage="stage1")["ae"]
 
     def compute_loss(self, batch: dict[str, Any], outputs: dict[str, torch.Tensor], **phase: Any) -> dict[str, Any]:
         """``stage="stage1"`` (default): Eq. 2 + Eq. 6; ``stage="stage2"``: Eq. 12 — L_latent over every item of the

@@ -39,9 +39,19 @@ Readings of Algorithm 1 chosen here (the paper leaves them open):
   forgery masks. Then we reduce the learning rate ... and fine-tune") and the experiments (LAE_100/400/800 = the
   number of annotations, Sec. 3.2.2) describe one selection of N_active fakes, so the selection runs once, between
   the stages.
-* **Stage-1 length** (``max_iter1``) is not given. Sec. 3.1.2 trains "the models for a maximum of 40 epochs with
-  early stopping (patience=10)" on the validation loss; the ``lae`` recipe fixes 20 stage-1 epochs and keeps the
-  ``best/`` checkpoint by validation AUC (the loop's ``train.early_stop_patience`` ends the whole run, not stage 1).
+* **Stage-1 length and early stop.** Algorithm 1 runs stage 1 "while t ≤ max_iter1" without giving max_iter1, and
+  Sec. 3.1.4 (LAE's implementation details) says nothing of early stopping. Sec. 3.1.2 says, of all the compared
+  models ("For fair comparison, all models are trained on the same training data ..."): "We train the models for a
+  maximum of 40 epochs with early stopping (patience=10). Validation loss is used as criteria for early stopping."
+  Stage 2's length is given apart (Sec. 3.1.4: "4 and 7 epochs work well for 100 and 500 active images"), so the
+  rule is read as stage 1's: ``stage1_epochs`` = 40 at most, and with ``stage1_patience`` = 10 stage 1 ends once
+  10 epochs have passed since its validation loss last improved (:meth:`LAESchedule.on_validation`; the loss is
+  LAE's stage-1 objective, Eq. 2, ``LAE.validation_loss``); the selection then runs and stage 2 trains its
+  ``stage2_epochs`` (4 for N_active = 100), after which the run ends (:meth:`LAESchedule.stop_due`). With
+  ``selection="none"`` (Table 4's stage-1-only ablations) the stage-1 early stop ends the run. Stage 2 starts from
+  the weights stage 1 stopped with, not its best epoch's (the paper says nothing of restoring them). ``best/`` is
+  still chosen by the run's ``train.select_metric`` (validation AUC in the ``lae`` recipe). The loop's
+  ``train.early_stop_patience`` would end the whole run instead, so the ``lae`` recipes leave it unset.
 * **One Adam.** Stage 2 continues the stage-1 Adam (its moments for the encoder's parameters carry over) at the
   learning rate ÷10 (Algorithm 1, line 7); the paper does not say whether its stage-2 Adam is a fresh one.
 
@@ -53,6 +63,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -75,6 +86,10 @@ class LAESchedule(Schedule):
     active_stream: a stream restricted to the selected fakes after selection (only for a mixed stage 2).
     linear_epochs, linear_lr: the Eq. 10 linear model's SGD (paper: 5 epochs, 1e-3).
     max_score_items: cap on the items scored for selection (``None`` = all rows of the stage-1 stream).
+    stage1_patience: end stage 1 once this many epochs have passed since the validation loss last improved (Sec.
+        3.1.2: 10); ``None`` = always ``stage1_epochs``.
+    stage2_epochs: end the run after this many stage-2 epochs (Sec. 3.1.4: 4 for 100 active images); ``None`` =
+        run to ``train.epochs``.
     oracle: a :class:`~dflab.train.active.MaskOracle` (default: the stage-1 stream's own masks).
     """
 
@@ -91,6 +106,8 @@ class LAESchedule(Schedule):
         linear_epochs: int = 5,
         linear_lr: float = 1e-3,
         max_score_items: int | None = None,
+        stage1_patience: int | None = None,
+        stage2_epochs: int | None = None,
         seed: int = 0,
         oracle: MaskOracle | None = None,
     ) -> None:
@@ -108,7 +125,16 @@ class LAESchedule(Schedule):
             max_score_items,
             seed,
         )
+        if stage1_patience is not None and stage1_patience < 1:
+            raise ValueError(f"stage1_patience must be >= 1 or None, got {stage1_patience}")
+        if stage2_epochs is not None and stage2_epochs < 1:
+            raise ValueError(f"stage2_epochs must be >= 1 or None, got {stage2_epochs}")
+        self.stage1_patience, self.stage2_epochs = stage1_patience, stage2_epochs
         self.oracle = oracle
+        # stage 1's early stop: best validation loss so far, the epoch it was reached, and the stop once it happened
+        self.stage1_best: float | None = None
+        self.stage1_best_epoch = 0
+        self.stage1_stop: dict[str, Any] | None = None
         self.in_stage2 = False
         self.stage2_epochs_done = 0
         self.selected: Selection | None = None
@@ -150,6 +176,36 @@ class LAESchedule(Schedule):
             return
         self.select(trainer)
         self.in_stage2 = True
+
+    def on_validation(self, trainer: Any, metrics: dict[str, Any]) -> None:
+        """Stage 1's early stop (Sec. 3.1.2, see the module docstring): track the best validation ``loss``; once
+        ``stage1_patience`` epochs have passed without a lower one, end stage 1 here (selection, then stage 2)."""
+        if self.in_stage2 or self.stage1_patience is None or self.stage1_stop is not None:
+            return
+        epoch, loss = int(metrics["epoch"]), float(metrics.get("loss", float("nan")))
+        if math.isfinite(loss) and (self.stage1_best is None or loss < self.stage1_best):
+            self.stage1_best, self.stage1_best_epoch = loss, epoch
+        if epoch - self.stage1_best_epoch < self.stage1_patience:
+            return
+        self.stage1_stop = {"epoch": epoch, "best_epoch": self.stage1_best_epoch, "best_loss": self.stage1_best}
+        if getattr(trainer, "is_main", True):  # once under DDP (every rank decides alike: gathered metrics)
+            print(
+                f"[lae] stage 1 stopped early after epoch {epoch}: no lower validation loss since epoch "
+                f"{self.stage1_best_epoch} (patience {self.stage1_patience})",
+                file=sys.stderr,
+            )
+        if self.selection != "none":
+            self.select(trainer)
+            self.in_stage2 = True
+
+    def stop_due(self, trainer: Any) -> str | None:
+        """The run ends after ``stage2_epochs`` stage-2 epochs, or with stage 1's early stop when there is no
+        stage 2 (``selection="none"``)."""
+        if self.in_stage2 and self.stage2_epochs is not None and self.stage2_epochs_done >= self.stage2_epochs:
+            return f"LAE stage 2 done ({self.stage2_epochs_done} epochs)"
+        if self.selection == "none" and self.stage1_stop is not None:
+            return f"LAE stage 1 stopped early after epoch {self.stage1_stop['epoch']} (no stage 2: selection 'none')"
+        return None
 
     def select(self, trainer: Any) -> Selection:
         """Score the stage-1 stream's dataset items, choose N_active fakes, fetch masks, annotate the stage-2 data."""
@@ -248,12 +304,18 @@ class LAESchedule(Schedule):
         return {
             "in_stage2": self.in_stage2,
             "stage2_epochs_done": self.stage2_epochs_done,
+            "stage1_best": self.stage1_best,
+            "stage1_best_epoch": self.stage1_best_epoch,
+            "stage1_stop": self.stage1_stop,
             "selected": dataclasses.asdict(self.selected) if self.selected else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.in_stage2 = bool(state.get("in_stage2", False))
         self.stage2_epochs_done = int(state.get("stage2_epochs_done", 0))
+        self.stage1_best = state.get("stage1_best")
+        self.stage1_best_epoch = int(state.get("stage1_best_epoch", 0))
+        self.stage1_stop = state.get("stage1_stop")
         sel = state.get("selected")
         self.selected = Selection(**sel) if sel else None
 
