@@ -469,6 +469,20 @@ LABELLED_SETS = ("b4-12_cls_mean", "b5-12_cls_mean", "b6-12_cls_mean")
 SELF_SETS = ("b6-12_cls_mean", "b12_cls")
 PCA_DIMS = 384
 N_FOLDS = 8
+#: the weight of each labelled fake face in the probe's fit, against 1 for every other face (the class balance is
+#: kept, so this shifts the fake class's weight from the synthesised twins to the labelled fakes of the other
+#: sources, which alone teach whole-face synthesis). Measured 2026-11-30 on the eighth run's faces and folds
+#: (blocks 4-12 + labelled, C = 0.01; ``scripts/experiments/weights.py``), calibrated file AUC / videos / stills:
+#: 1 (the eighth run) 0.875 / 0.83 / 0.90, 2 0.881, 4 0.885 / 0.84 / 0.92, 8 0.888 / 0.84 / 0.93, 16 0.889 /
+#: 0.83 / 0.93; the twins at 1/20 of a face 0.885 / 0.82 / 0.92, without twins 0.771 (face swaps fall to
+#: chance). 8 is the middle of the plateau
+LABELLED_FAKE_WEIGHT = 8.0
+
+
+def face_weights(meta: list[dict]) -> np.ndarray:
+    """Each face's weight in the fit of a ``+labelled`` probe: :data:`LABELLED_FAKE_WEIGHT` for a labelled fake,
+    1 for the rest."""
+    return np.array([LABELLED_FAKE_WEIGHT if m["variant"] == "orig" and m["label"] == 1 else 1.0 for m in meta])
 
 
 def select(feats: np.ndarray, blocks, tokens) -> np.ndarray:
@@ -477,8 +491,9 @@ def select(feats: np.ndarray, blocks, tokens) -> np.ndarray:
     return feats[:, [b - 1 for b in blocks]][:, :, t_idx].reshape(len(feats), -1).astype(np.float32)
 
 
-def fit_probe(x: np.ndarray, y: np.ndarray, c_values, n_pca: int = PCA_DIMS) -> list:
-    """Standardise → PCA (``n_pca`` dims, randomised SVD) → L2 logistic regression (class-balanced), one per C.
+def fit_probe(x: np.ndarray, y: np.ndarray, c_values, n_pca: int = PCA_DIMS, weight: np.ndarray | None = None) -> list:
+    """Standardise → PCA (``n_pca`` dims, randomised SVD) → L2 logistic regression (class-balanced, each face
+    weighted by ``weight`` when given), one per C.
 
     The PCA keeps the fits fast at ~8k feature dims; the result is still one linear map of the standardised
     features, returned as (mean, var, coef, intercept) in the full space for :meth:`ClipProbe.set_linear_head`.
@@ -492,7 +507,7 @@ def fit_probe(x: np.ndarray, y: np.ndarray, c_values, n_pca: int = PCA_DIMS) -> 
     u = pca.transform(z)
     probes = []
     for c in c_values:
-        lr = LogisticRegression(C=c, max_iter=1000, class_weight="balanced").fit(u, y)
+        lr = LogisticRegression(C=c, max_iter=1000, class_weight="balanced").fit(u, y, sample_weight=weight)
         coef = (pca.components_.T @ lr.coef_[0]).astype(np.float32)
         probes.append((mean, var, coef, float(lr.intercept_[0] - pca.mean_ @ coef)))
     return probes
@@ -580,12 +595,19 @@ def scanner_probs(files: dict[str, dict], names: list[str], platts: dict[str, tu
 
 
 def loso(
-    feats: np.ndarray, meta: list[dict], blocks, tokens, c_values, labelled: bool = False, views: dict | None = None
+    feats: np.ndarray,
+    meta: list[dict],
+    blocks,
+    tokens,
+    c_values,
+    labelled: bool = False,
+    views: dict | None = None,
+    weight: np.ndarray | None = None,
 ) -> tuple[dict, dict]:
     """Out-of-fold face logits per C: sources held out in groups (GroupKFold over sources, :data:`N_FOLDS`), each
     with its reals, their twins and its fakes; a probe fitted on the other sources scores its faces, and the
-    test-time views of its stills' faces (``views`` from :func:`load_views`). Returns (logits per C, view logits
-    per C by face index)."""
+    test-time views of its stills' faces (``views`` from :func:`load_views`). ``weight``: a training weight per face
+    (experiments). Returns (logits per C, view logits per C by face index)."""
     from sklearn.model_selection import GroupKFold
 
     x = select(feats, blocks, tokens)
@@ -604,7 +626,8 @@ def loso(
     for _, held_idx in GroupKFold(n_splits=n_folds).split(x, y, groups=src):
         held = np.zeros(len(meta), bool)
         held[held_idx] = True
-        probes = fit_probe(x[trainable & ~held], y[trainable & ~held], c_values)
+        fit = trainable & ~held
+        probes = fit_probe(x[fit], y[fit], c_values, weight=None if weight is None else weight[fit])
         for c, probe in zip(c_values, probes, strict=True):
             out[c][held & orig] = decision(x[held & orig], probe)
             view_out[c].update({i: decision(vx[i], probe) for i in held_idx if i in vx})
@@ -798,7 +821,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"{len(views)} still-image faces with test-time views", flush=True)
     for fs, lab in cands:
         t0 = time.time()
-        oofs, view_oofs = loso(feats, meta, *FEATURE_SETS[fs], C_VALUES, labelled=lab, views=views)
+        weight = face_weights(meta) if lab else None
+        oofs, view_oofs = loso(feats, meta, *FEATURE_SETS[fs], C_VALUES, labelled=lab, views=views, weight=weight)
         for c, oof in oofs.items():
             key = f"{fs}/C={c}" + ("/+labelled" if lab else "")
             files = file_scores(meta, oof, orig, view_oofs[c])
@@ -873,7 +897,8 @@ def ship(best, feats, meta, platt, band: dict, by_kind: dict, results) -> None:
     blocks, tokens = FEATURE_SETS[fs]
     y = np.array([m["label"] for m in meta])
     trainable = np.array([labelled or m["variant"] != "orig" or m["label"] == 0 for m in meta])
-    probe = fit_probe(select(feats, blocks, tokens)[trainable], y[trainable], [float(c)])[0]
+    weight = face_weights(meta)[trainable] if labelled else None
+    probe = fit_probe(select(feats, blocks, tokens)[trainable], y[trainable], [float(c)], weight=weight)[0]
     model = build_detector("clip_probe", blocks=list(blocks), tokens=list(tokens), hidden=0)
     model.set_linear_head(*probe)
     model.input_spec = dataclasses.replace(model.input_spec, crop_size=CROP_SIZE)  # cut as the features were
@@ -930,6 +955,7 @@ def ship(best, feats, meta, platt, band: dict, by_kind: dict, results) -> None:
             "prepare": f"{PREPARE_FRAMES} frames per video, {REAL_FRAMES} encoded per real video and "
             f"{FAKE_FRAMES} per fake video, {FACE_DETECTOR} faces (the scanner's default), box crop x1.3 at "
             f"{CROP_SIZE} px resized to 224",
+            "labelled_fake_weight": LABELLED_FAKE_WEIGHT if labelled else None,
             "machine": "2 shared CPU cores, no GPU",
         },
         "has_seen": [
@@ -942,7 +968,8 @@ def ship(best, feats, meta, platt, band: dict, by_kind: dict, results) -> None:
             *(
                 [
                     "labelled fakes of ../shared/data: more/ (DeepFaceLive, V-Express, SimSwap, inswapper, E4S, GHOST, "
-                    "classic FaceSwap, AniPortrait, DreamTalk, GeneFace), FF++ Deepfakes/NeuralTextures, DFDC"
+                    "classic FaceSwap, AniPortrait, DreamTalk, GeneFace), FF++ Deepfakes/NeuralTextures, DFDC; each "
+                    f"face weighted {LABELLED_FAKE_WEIGHT:g} against 1 for a twin (LABELLED_FAKE_WEIGHT)"
                 ]
                 if labelled
                 else []

@@ -230,6 +230,30 @@ def _experiment(name):
     return mod
 
 
+def test_labelled_fakes_weigh_more_than_twins_in_the_fit(td):
+    meta = [
+        {"variant": "orig", "label": 1},  # a labelled fake
+        {"variant": "orig", "label": 0},
+        {"variant": "sbi", "label": 1},
+        {"variant": "resampled", "label": 0},
+    ]
+    assert td.face_weights(meta).tolist() == [td.LABELLED_FAKE_WEIGHT, 1.0, 1.0, 1.0]
+    assert td.LABELLED_FAKE_WEIGHT > 1
+    # two kinds of fakes that disagree on one axis: the heavier kind decides which side of it the probe calls fake
+    rng = np.random.default_rng(0)
+    reals = rng.normal(0, 1, (200, 4))
+    kind_a = rng.normal(0, 1, (100, 4)) + [3, 2, 0, 0]
+    kind_b = rng.normal(0, 1, (100, 4)) + [3, -2, 0, 0]
+    x = np.concatenate([reals, kind_a, kind_b]).astype(np.float32)
+    y = np.r_[np.zeros(200), np.ones(200)].astype(int)
+    w_a = np.r_[np.ones(200), np.full(100, 8.0), np.ones(100)]
+    w_b = np.r_[np.ones(200), np.ones(100), np.full(100, 8.0)]
+    even = td.fit_probe(x, y, [1.0], n_pca=4)[0][2]
+    leans_a = td.fit_probe(x, y, [1.0], n_pca=4, weight=w_a)[0][2]
+    leans_b = td.fit_probe(x, y, [1.0], n_pca=4, weight=w_b)[0][2]
+    assert leans_a[1] > even[1] + 0.1 and leans_b[1] < even[1] - 0.1
+
+
 def test_tune_tail_halves_follow_the_loso_folds(td):
     # the tuning experiment scores a half's files with a tail tuned on the other half: a source must never be split
     tt = _experiment("tune_tail")
