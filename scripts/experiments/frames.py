@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -69,37 +68,23 @@ def _meta(key: str, item: dict, row) -> dict:
 
 
 def cmd_make() -> None:
-    from dflab.models.clip import ClipOnnxEncoder, preprocess
-
     OUT.mkdir(parents=True, exist_ok=True)
     items = extra_items()
     (OUT / "meta.json").write_text(json.dumps([_meta(*x) for x in items]))
-    enc, t0, n = None, time.time(), 0
-    for s in range(0, len(items), CHUNK):
-        path = OUT / f"feats_{s // CHUNK:04d}.npy"
-        if path.exists():
-            continue
-        enc = enc or ClipOnnxEncoder(td.ALL_BLOCKS, threads=2)
-        imgs = [tune_ln._resized(td.item_crop(key, it, row)[0]) for key, it, row in items[s : s + CHUNK]]
-        np.save(OUT / "tmp.npy", pooling.pooled(enc(preprocess(imgs))))
-        (OUT / "tmp.npy").rename(path)
-        n += len(imgs)
-        print(f"{s + len(imgs)}/{len(items)} ({(time.time() - t0) / n:.2f} s/face)", flush=True)
+
+    def make(start: int, stop: int) -> tuple[list, list]:
+        made = [td.item_crop(key, it, row) for key, it, row in items[start:stop]]
+        return [tune_ln._resized(m[0]) for m in made], [m[1] for m in made]
+
+    pooling.encode_chunks(OUT, len(items), make, CHUNK)
 
 
 def cmd_eval() -> None:
-    meta = pooling.crop_meta()
-    feats = pooling.load("crops")
-    vfeats = pooling.load("views")
-    vkeys = [tuple(k) for k in json.loads((RUN / "ln" / "view_keys.json").read_text())]
-    views = {k: vfeats[6 * j : 6 * j + 6] for j, k in enumerate(vkeys)}
+    base_x, base_m, views = real_aug.shipped_set()
     td.select = pooling.select
-    bidx, fbic = real_aug.load_set("bic/picks")
-    base_x = np.concatenate([feats, fbic])
-    base_m = meta + [meta[i] | {"variant": "aug"} for i in bidx]
-    src = {m["file"]: m for m in meta}
+    src = {m["file"]: m for m in base_m}
     em = [src[m["file"]] | m for m in json.loads((OUT / "meta.json").read_text())]
-    ef = np.concatenate([np.load(p) for p in sorted(OUT.glob("feats_[0-9]*.npy"))])
+    ef = pooling.load_chunks(OUT)
     em = em[: len(ef)]
     runs = {
         "shipped set (resampled reals)": (base_x, base_m),

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -47,39 +46,26 @@ def _bicubic_reals() -> np.ndarray:
     idx, _ = real_aug.load_set("bic/picks")
     crops = np.load(RUN / "ln" / "crops.npy", mmap_mode="r")
     meta = pooling.crop_meta()
-    out = []
-    for i in idx:
-        rng = np.random.default_rng([td.SEED, 7, i])
-        out.append(real_aug.degrade(np.asarray(crops[i]), "bic", rng, td.kind_of(meta[i]["file"]))[0])
-    return np.stack(out)
+    return np.stack([real_aug.degraded(crops, meta, i, "bic")[0] for i in idx])
 
 
 def cmd_encode() -> None:
-    from dflab.models.clip import ClipOnnxEncoder, preprocess
-
-    OUT.mkdir(parents=True, exist_ok=True)
-    enc = ClipOnnxEncoder(td.ALL_BLOCKS, threads=int(os.environ.get("THREADS", "2")))
     sources = {
         "crops": lambda: np.load(RUN / "ln" / "crops.npy", mmap_mode="r"),
         "bic": _bicubic_reals,
         "views": lambda: np.load(RUN / "ln" / "views.npy", mmap_mode="r"),
     }
-    t0, n = time.time(), 0
     for name, get in sources.items():
         arr = get()
-        for s in range(0, len(arr), CHUNK):
-            path = OUT / f"{name}_{s // CHUNK:04d}.npy"
-            if path.exists():
-                continue
-            feats = pooling.pooled(enc(preprocess([mouth(np.asarray(x)) for x in arr[s : s + CHUNK]])))
-            np.save(OUT / f"{name}_tmp.npy", feats)
-            (OUT / f"{name}_tmp.npy").rename(path)
-            n += len(feats)
-            print(f"{name} {s + len(feats)}/{len(arr)} ({(time.time() - t0) / n:.3f} s/image)", flush=True)
+
+        def make(start: int, stop: int, arr=arr) -> tuple[list, list]:
+            return [mouth(np.asarray(x)) for x in arr[start:stop]], [{}] * (stop - start)
+
+        pooling.encode_chunks(OUT / name, len(arr), make, CHUNK)
 
 
 def load(name: str) -> np.ndarray:
-    return np.concatenate([np.load(p) for p in sorted(OUT.glob(f"{name}_[0-9]*.npy"))])
+    return pooling.load_chunks(OUT / name)
 
 
 def cmd_eval() -> None:

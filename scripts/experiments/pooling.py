@@ -80,6 +80,37 @@ def load(name: str) -> np.ndarray:
     return np.concatenate([np.load(p) for p in sorted(OUT.glob(f"{name}_[0-9]*.npy"))])
 
 
+def still_views() -> dict[tuple, np.ndarray]:
+    """The pooled features of the scanner's six test-time views of each still face, by (file, frame, track)."""
+    vfeats = load("views")
+    vkeys = [tuple(k) for k in json.loads((RUN / "ln" / "view_keys.json").read_text())]
+    return {k: vfeats[6 * j : 6 * j + 6] for j, k in enumerate(vkeys)}
+
+
+def encode_chunks(out: Path, n: int, make, chunk: int = 128) -> None:
+    """Encode ``n`` images into ``out/feats_XXXX.npz`` (pooled features and the images' parameters), one file per
+    ``chunk``: ``make(start, stop)`` gives (images, parameters). Resumable: a kill loses the chunk in progress."""
+    from dflab.models.clip import ClipOnnxEncoder, preprocess
+
+    out.mkdir(parents=True, exist_ok=True)
+    enc, t0, done = None, time.time(), 0
+    for s in range(0, n, chunk):
+        path = out / f"feats_{s // chunk:04d}.npz"
+        if path.exists():
+            continue
+        enc = enc or ClipOnnxEncoder(td.ALL_BLOCKS, threads=int(os.environ.get("THREADS", "2")))
+        imgs, params = make(s, min(n, s + chunk))
+        np.savez(out / "tmp.npz", feats=pooled(enc(preprocess(imgs))), params=json.dumps(params))
+        (out / "tmp.npz").rename(path)
+        done += len(imgs)
+        print(f"{out.name} {s + len(imgs)}/{n} ({(time.time() - t0) / done:.2f} s/image)", flush=True)
+
+
+def load_chunks(out: Path) -> np.ndarray:
+    """The features :func:`encode_chunks` wrote, in order."""
+    return np.concatenate([np.load(p)["feats"] for p in sorted(out.glob("feats_[0-9]*.npz"))])
+
+
 def select(feats: np.ndarray, blocks, tokens) -> np.ndarray:
     """:func:`train_default.select` over :data:`TOKENS`."""
     t_idx = [TOKENS.index(t) for t in tokens]
@@ -101,9 +132,7 @@ def cmd_eval() -> None:
     meta = crop_meta()
     feats = load("crops")
     assert len(feats) == len(meta), (len(feats), len(meta))
-    vfeats = load("views")
-    vkeys = [tuple(k) for k in json.loads((RUN / "ln" / "view_keys.json").read_text())]
-    views = {k: vfeats[6 * j : 6 * j + 6] for j, k in enumerate(vkeys)}
+    views = still_views()
     orig = np.array([m["variant"] == "orig" for m in meta])
     td.select = select  # loso() selects through the module's global
     only = os.environ.get("SETS")

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -85,8 +84,6 @@ def faces(meta: list[dict], which: str) -> list[int]:
 
 
 def cmd_make() -> None:
-    from dflab.models.clip import ClipOnnxEncoder, preprocess
-
     variant, which = os.environ.get("VARIANT", "mix"), os.environ.get("FACES", "all")
     out = RUN / "real_aug" / f"{variant}_{which}"
     out.mkdir(parents=True, exist_ok=True)
@@ -94,37 +91,40 @@ def cmd_make() -> None:
     idx = faces(meta, which)
     (out / "idx.json").write_text(json.dumps(idx))
     crops = np.load(RUN / "ln" / "crops.npy", mmap_mode="r")
-    enc, t0, n = None, time.time(), 0
-    for s in range(0, len(idx), CHUNK):
-        path = out / f"feats_{s // CHUNK:04d}.npz"
-        if path.exists():
-            continue
-        enc = enc or ClipOnnxEncoder(td.ALL_BLOCKS, threads=2)
-        imgs, params = [], []
-        for i in idx[s : s + CHUNK]:
-            rng = np.random.default_rng([td.SEED, 7, i])
-            img, p = degrade(np.asarray(crops[i]), variant, rng, td.kind_of(meta[i]["file"]))
-            imgs.append(img)
-            params.append(p)
-        np.savez(out / "tmp.npz", feats=pooling.pooled(enc(preprocess(imgs))), params=json.dumps(params))
-        (out / "tmp.npz").rename(path)
-        n += len(imgs)
-        print(f"{s + len(imgs)}/{len(idx)} ({(time.time() - t0) / n:.2f} s/face)", flush=True)
+
+    def make(start: int, stop: int) -> tuple[list, list]:
+        made = [degraded(crops, meta, i, variant) for i in idx[start:stop]]
+        return [m[0] for m in made], [m[1] for m in made]
+
+    pooling.encode_chunks(out, len(idx), make, CHUNK)
+
+
+def degraded(crops: np.ndarray, meta: list[dict], i: int, variant: str) -> tuple[np.ndarray, dict]:
+    """Crop ``i`` degraded by ``variant``, replayed from its seed."""
+    rng = np.random.default_rng([td.SEED, 7, i])
+    return degrade(np.asarray(crops[i]), variant, rng, td.kind_of(meta[i]["file"]))
+
+
+def shipped_set() -> tuple[np.ndarray, list[dict], dict]:
+    """The shipped recipe's training faces as the experiments hold them: every crop (``tune_ln``'s order) and the
+    bicubic copies of ``bic/picks`` (the resampled reals, variant ``aug``), with the still views."""
+    meta = pooling.crop_meta()
+    idx, fbic = load_set("bic/picks")
+    x = np.concatenate([pooling.load("crops"), fbic])
+    return x, meta + [meta[i] | {"variant": "aug"} for i in idx], pooling.still_views()
 
 
 def load_set(name: str) -> tuple[list[int], np.ndarray]:
     d = RUN / "real_aug" / name.replace("/", "_")
     idx = json.loads((d / "idx.json").read_text())
-    f = np.concatenate([np.load(p)["feats"] for p in sorted(d.glob("feats_[0-9]*.npz"))])
+    f = pooling.load_chunks(d)
     return idx[: len(f)], f
 
 
 def cmd_eval(names: list[str]) -> None:
     meta = pooling.crop_meta()
     feats = pooling.load("crops")
-    vfeats = pooling.load("views")
-    vkeys = [tuple(k) for k in json.loads((RUN / "ln" / "view_keys.json").read_text())]
-    views = {k: vfeats[6 * j : 6 * j + 6] for j, k in enumerate(vkeys)}
+    views = pooling.still_views()
     td.select = pooling.select
     orig = np.array([m["variant"] == "orig" for m in meta])
     for name in names:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -87,47 +86,30 @@ def _landmarks(meta: list[dict], idx: list[int]) -> dict[int, np.ndarray]:
 
 
 def cmd_make() -> None:
-    from dflab.models.clip import ClipOnnxEncoder, preprocess
-
     OUT.mkdir(parents=True, exist_ok=True)
     meta = pooling.crop_meta()
     idx = [i for i, m in enumerate(meta) if m["variant"] == "orig" and m["label"] == 0]
     (OUT / "idx.json").write_text(json.dumps(idx))
     lms = _landmarks(meta, idx)
     crops = np.load(RUN / "ln" / "crops.npy", mmap_mode="r")
-    enc, t0, n = None, time.time(), 0
-    for s in range(0, len(idx), CHUNK):
-        path = OUT / f"feats_{s // CHUNK:04d}.npz"
-        if path.exists():
-            continue
-        enc = enc or ClipOnnxEncoder(td.ALL_BLOCKS, threads=2)
+
+    def make(start: int, stop: int) -> tuple[list, list]:
         imgs, params = [], []
-        for i in idx[s : s + CHUNK]:
-            rng = np.random.default_rng([td.SEED, 11, i])
-            target, p = expression(lms[i], rng)
+        for i in idx[start:stop]:
+            target, p = expression(lms[i], np.random.default_rng([td.SEED, 11, i]))
             imgs.append(warp_face(np.asarray(crops[i]), lms[i], target))
             params.append(p)
-        if s == 0:
-            np.save(OUT / "sample.npy", np.stack(imgs[:16]))
-        np.savez(OUT / "tmp.npz", feats=pooling.pooled(enc(preprocess(imgs))), params=json.dumps(params))
-        (OUT / "tmp.npz").rename(path)
-        n += len(imgs)
-        print(f"{s + len(imgs)}/{len(idx)} ({(time.time() - t0) / n:.2f} s/face)", flush=True)
+        return imgs, params
+
+    pooling.encode_chunks(OUT, len(idx), make, CHUNK)
 
 
 def cmd_eval() -> None:
     meta = pooling.crop_meta()
-    feats = pooling.load("crops")
-    vfeats = pooling.load("views")
-    vkeys = [tuple(k) for k in json.loads((RUN / "ln" / "view_keys.json").read_text())]
-    views = {k: vfeats[6 * j : 6 * j + 6] for j, k in enumerate(vkeys)}
+    base_x, base_m, views = real_aug.shipped_set()
     td.select = pooling.select
-    bidx, fbic = real_aug.load_set("bic/picks")
-    widx = json.loads((OUT / "idx.json").read_text())
-    fw = np.concatenate([np.load(p)["feats"] for p in sorted(OUT.glob("feats_[0-9]*.npz"))])
-    widx = widx[: len(fw)]
-    base_x = np.concatenate([feats, fbic])
-    base_m = meta + [meta[i] | {"variant": "aug"} for i in bidx]
+    fw = pooling.load_chunks(OUT)
+    widx = json.loads((OUT / "idx.json").read_text())[: len(fw)]
     runs = {
         "shipped set (resampled reals)": (base_x, base_m),
         "+ warp twins": (

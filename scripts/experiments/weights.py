@@ -13,7 +13,6 @@ Results are in docs/default-weights.md.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -25,19 +24,11 @@ import pooling
 import real_aug
 
 td, tt = pooling.td, pooling.tt
-RUN = td.RUN
 
 
 def main() -> None:
-    meta = pooling.crop_meta()
-    feats = pooling.load("crops")
-    vfeats = pooling.load("views")
-    vkeys = [tuple(k) for k in json.loads((RUN / "ln" / "view_keys.json").read_text())]
-    views = {k: vfeats[6 * j : 6 * j + 6] for j, k in enumerate(vkeys)}
+    x, mm, views = real_aug.shipped_set()
     td.select = pooling.select
-    bidx, fbic = real_aug.load_set("bic/picks")
-    x = np.concatenate([feats, fbic])
-    mm = meta + [meta[i] | {"variant": "aug"} for i in bidx]
     fakes = np.array([m["variant"] == "orig" and m["label"] == 1 for m in mm])
     twins = np.array([m["variant"] in ("sbi", "addg") for m in mm])
     videos = np.array([td.kind_of(m["file"]) == "video" for m in mm])
