@@ -288,3 +288,39 @@ def test_tune_ln_writes_every_tuned_layernorm_into_the_int8_graph(tmp_path, monk
     inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     for n, v in tuned.items():
         np.testing.assert_array_equal(inits[tl._onnx_name(n)], v.numpy())
+
+
+def test_experiment_encoder_resumes_by_chunk(tmp_path, monkeypatch):
+    # the experiments' chunked encoder: a chunk already on disk is not made or encoded again, and the features come
+    # back in order
+    import dflab.models.clip as clip
+
+    pooling = _experiment("pooling")
+
+    class FakeEncoder:
+        def __init__(self, *a, **k):
+            pass
+
+        def __call__(self, pixels):
+            b = len(pixels)
+            mean = pixels.reshape(b, -1).mean(1)
+            return {blk: np.tile(mean[:, None, None], (1, 197, 768)) for blk in range(1, 13)}
+
+    monkeypatch.setattr(clip, "ClipOnnxEncoder", FakeEncoder)
+    images = [np.full((224, 224, 3), 20 * k, np.uint8) for k in range(7)]
+    made: list[tuple[int, int]] = []
+
+    def make(start, stop):
+        made.append((start, stop))
+        return images[start:stop], [{"k": k} for k in range(start, stop)]
+
+    pooling.encode_chunks(tmp_path, 7, make, chunk=3)
+    assert made == [(0, 3), (3, 6), (6, 7)]
+    first = pooling.load_chunks(tmp_path)
+    assert first.shape == (7, 12, len(pooling.TOKENS), 768)
+    assert (np.diff(first[:, 0, 0, 0].astype(np.float32)) > 0).all()  # in the images' order
+    (tmp_path / "feats_0001.npz").unlink()  # a run killed while this chunk was in progress
+    made.clear()
+    pooling.encode_chunks(tmp_path, 7, make, chunk=3)
+    assert made == [(3, 6)]
+    assert np.array_equal(pooling.load_chunks(tmp_path), first)
