@@ -242,8 +242,8 @@ def test_labelled_fakes_weigh_more_than_twins_in_the_fit(td):
     # two kinds of fakes that disagree on one axis: the heavier kind decides which side of it the probe calls fake
     rng = np.random.default_rng(0)
     reals = rng.normal(0, 1, (200, 4))
-    kind_a = rng.normal(0, 1, (100, 4)) + [3, 2, 0, 0]
-    kind_b = rng.normal(0, 1, (100, 4)) + [3, -2, 0, 0]
+    kind_a = rng.normal(0, 1, (100, 4)) + np.array([3, 2, 0, 0])
+    kind_b = rng.normal(0, 1, (100, 4)) + np.array([3, -2, 0, 0])
     x = np.concatenate([reals, kind_a, kind_b]).astype(np.float32)
     y = np.r_[np.zeros(200), np.ones(200)].astype(int)
     w_a = np.r_[np.ones(200), np.full(100, 8.0), np.ones(100)]
