@@ -603,14 +603,17 @@ def loso(
     labelled: bool = False,
     views: dict | None = None,
     weight: np.ndarray | None = None,
+    scored: np.ndarray | None = None,
 ) -> tuple[dict, dict]:
     """Out-of-fold face logits per C: sources held out in groups (GroupKFold over sources, :data:`N_FOLDS`), each
     with its reals, their twins and its fakes; a probe fitted on the other sources scores its faces, and the
-    test-time views of its stills' faces (``views`` from :func:`load_views`). ``weight``: a training weight per face
-    (experiments). Returns (logits per C, view logits per C by face index)."""
+    test-time views of its stills' faces (``views`` from :func:`load_views`). ``weight``: a training weight per face;
+    ``scored``: other features of the same faces to score (experiments: a degraded copy). Returns (logits per C,
+    view logits per C by face index)."""
     from sklearn.model_selection import GroupKFold
 
     x = select(feats, blocks, tokens)
+    xs = x if scored is None else select(scored, blocks, tokens)
     src = np.array([m["source"] for m in meta])
     y = np.array([m["label"] for m in meta])
     orig = np.array([m["variant"] == "orig" for m in meta])
@@ -629,7 +632,7 @@ def loso(
         fit = trainable & ~held
         probes = fit_probe(x[fit], y[fit], c_values, weight=None if weight is None else weight[fit])
         for c, probe in zip(c_values, probes, strict=True):
-            out[c][held & orig] = decision(x[held & orig], probe)
+            out[c][held & orig] = decision(xs[held & orig], probe)
             view_out[c].update({i: decision(vx[i], probe) for i in held_idx if i in vx})
     return out, view_out
 

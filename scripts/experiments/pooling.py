@@ -80,9 +80,10 @@ def load(name: str) -> np.ndarray:
     return np.concatenate([np.load(p) for p in sorted(OUT.glob(f"{name}_[0-9]*.npy"))])
 
 
-def still_views() -> dict[tuple, np.ndarray]:
-    """The pooled features of the scanner's six test-time views of each still face, by (file, frame, track)."""
-    vfeats = load("views")
+def still_views(vfeats: np.ndarray | None = None) -> dict[tuple, np.ndarray]:
+    """The pooled features of the scanner's six test-time views of each still face, by (file, frame, track):
+    ``vfeats`` in ``views.npy``'s order, or those of :func:`cmd_encode`."""
+    vfeats = load("views") if vfeats is None else vfeats
     vkeys = [tuple(k) for k in json.loads((RUN / "ln" / "view_keys.json").read_text())]
     return {k: vfeats[6 * j : 6 * j + 6] for j, k in enumerate(vkeys)}
 
