@@ -480,8 +480,8 @@ LABELLED_FAKE_WEIGHT = 8.0
 
 
 def face_weights(meta: list[dict]) -> np.ndarray:
-    """Each face's weight in the fit of a ``+labelled`` probe: :data:`LABELLED_FAKE_WEIGHT` for a labelled fake,
-    1 for the rest."""
+    """Each face's weight in the probe's fit: :data:`LABELLED_FAKE_WEIGHT` for a labelled fake, 1 for the rest (a
+    probe without the labelled fakes does not train on them, so the same weights serve every candidate)."""
     return np.array([LABELLED_FAKE_WEIGHT if m["variant"] == "orig" and m["label"] == 1 else 1.0 for m in meta])
 
 
@@ -824,8 +824,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"{len(views)} still-image faces with test-time views", flush=True)
     for fs, lab in cands:
         t0 = time.time()
-        weight = face_weights(meta) if lab else None
-        oofs, view_oofs = loso(feats, meta, *FEATURE_SETS[fs], C_VALUES, labelled=lab, views=views, weight=weight)
+        oofs, view_oofs = loso(feats, meta, *FEATURE_SETS[fs], C_VALUES, lab, views, weight=face_weights(meta))
         for c, oof in oofs.items():
             key = f"{fs}/C={c}" + ("/+labelled" if lab else "")
             files = file_scores(meta, oof, orig, view_oofs[c])
@@ -900,8 +899,8 @@ def ship(best, feats, meta, platt, band: dict, by_kind: dict, results) -> None:
     blocks, tokens = FEATURE_SETS[fs]
     y = np.array([m["label"] for m in meta])
     trainable = np.array([labelled or m["variant"] != "orig" or m["label"] == 0 for m in meta])
-    weight = face_weights(meta)[trainable] if labelled else None
-    probe = fit_probe(select(feats, blocks, tokens)[trainable], y[trainable], [float(c)], weight=weight)[0]
+    x = select(feats, blocks, tokens)[trainable]
+    probe = fit_probe(x, y[trainable], [float(c)], weight=face_weights(meta)[trainable])[0]
     model = build_detector("clip_probe", blocks=list(blocks), tokens=list(tokens), hidden=0)
     model.set_linear_head(*probe)
     model.input_spec = dataclasses.replace(model.input_spec, crop_size=CROP_SIZE)  # cut as the features were
