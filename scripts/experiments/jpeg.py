@@ -8,6 +8,12 @@ face is larger than 224 px, milder than one whose face is smaller).
 
     Q=50 python scripts/experiments/jpeg.py make    # compress + encode the original faces and the views, resumable
     Q=50 python scripts/experiments/jpeg.py eval    # LOSO per weight (WEIGHTS="1,4,8"), clean and compressed
+    python scripts/experiments/jpeg.py train        # LOSO with compressed training copies, clean and at Q=50, 30
+
+``train`` adds JPEG copies (quality 30-90, ``real_aug.py`` ``VARIANT=jpeg``) of the faces named by ``SETS`` (default
+``jpeg/all+jpeg/twins+jpeg/fakes``: every real face, every twin and every labelled fake, each copy keeping its face's
+label and weight; ``KIND=image`` / ``video``: of those faces only), so that compression is seen on both sides of
+the fit and stops being evidence either way.
 
 Results are in docs/default-weights.md.
 """
@@ -28,6 +34,7 @@ td, tt = pooling.td, pooling.tt
 RUN = td.RUN
 Q = int(os.environ.get("Q", "50"))
 OUT = RUN / f"jpeg{Q}"
+KIND = os.environ.get("KIND", "all")  # train: copies of every face ("all"), or of still ("image") / video faces only
 
 
 def _orig_index() -> list[int]:
@@ -66,5 +73,88 @@ def cmd_eval() -> None:
             tt.summary(f"weight {w:g}, {name}", mm, o, oofs[0.01], voofs[0.01])
 
 
+def cmd_train() -> None:
+    x, mm, clean_views = real_aug.shipped_set()
+    td.select = pooling.select
+    idx = _orig_index()
+    base = td.face_weights(mm)
+    for sets in os.environ.get("SETS", "jpeg/all+jpeg/twins+jpeg/fakes").split(","):
+        parts = [real_aug.load_set(part) for part in sets.split("+")]
+        keep = [
+            (j, f)
+            for part_idx, feats in parts
+            for j, f in zip(part_idx, feats, strict=True)
+            if KIND in ("all", td.kind_of(mm[j]["file"]))
+        ]
+        src = [j for j, _ in keep]
+        xx = np.concatenate([x, np.stack([f for _, f in keep])])
+        m2 = mm + [mm[i] | {"variant": "aug"} for i in src]
+        weight = np.r_[base, base[src]]
+        o = np.array([m["variant"] == "orig" for m in m2])
+        for q in (None, 50, 30):
+            scored, views = None, clean_views
+            if q is not None:
+                scored = xx.copy()
+                scored[idx] = pooling.load_chunks(RUN / f"jpeg{q}" / "crops")
+                views = pooling.still_views(pooling.load_chunks(RUN / f"jpeg{q}" / "views"))
+            oofs, voofs = td.loso(
+                xx, m2, tuple(range(4, 13)), ("cls", "mean"), (0.01, 0.1), True, views, weight=weight, scored=scored
+            )
+            for c in (0.01, 0.1):
+                tt.summary(f"{sets} C={c} {'clean' if q is None else f'JPEG q{q}'}", m2, o, oofs[c], voofs[c])
+
+
+def cmd_bands() -> None:
+    """What the clean verdict bands do to compressed stills, and what bands chosen on compressed stills give.
+
+    Out-of-fold scores of the shipped recipe; stills only (the JPEG of the face crop models a re-saved photo)."""
+    from dflab.eval.calibration import conformal_band, verdict_stats
+
+    x, mm, clean_views = real_aug.shipped_set()
+    td.select = pooling.select
+    idx = _orig_index()
+    o = np.array([m["variant"] == "orig" for m in mm])
+    still = o & np.array([td.kind_of(m["file"]) == "image" for m in mm])
+
+    def files_at(q: int | None) -> dict:
+        scored, views = None, clean_views
+        if q is not None:
+            scored = x.copy()
+            scored[idx] = pooling.load_chunks(RUN / f"jpeg{q}" / "crops")
+            views = pooling.still_views(pooling.load_chunks(RUN / f"jpeg{q}" / "views"))
+        oofs, voofs = td.loso(
+            x, mm, tuple(range(4, 13)), ("cls", "mean"), (0.1,), True, views, weight=td.face_weights(mm), scored=scored
+        )
+        return td.file_scores(mm, oofs[0.1], still, voofs[0.1])
+
+    clean = files_at(None)
+    names = sorted(clean)
+    a, b = td.platt_of(clean, names)
+    lo, hi, alpha, _ = td.choose_band(clean, names, a, b)
+    y = np.array([clean[n]["label"] for n in names])
+    p = td.file_probs(clean, names, a, b)
+    print(
+        f"clean stills: Platt ({a:.3f}, {b:.3f}), band {lo:.3f}-{hi:.3f} at alpha {alpha}; in sample: fakes called "
+        f"real {np.mean(p[y == 1] < lo):.2f}, reals called fake {np.mean(p[y == 0] >= hi):.2f}",
+        flush=True,
+    )
+    for q in [int(v) for v in os.environ.get("QS", "70,50,30").split(",")]:
+        files = files_at(q)
+        y = np.array([files[n]["label"] for n in names])
+        p = td.file_probs(files, names, a, b)
+        st = verdict_stats(p, y, lo, hi)
+        print(
+            f"q{q} under the clean band: uncertain {st['uncertain']:.2f} right {st['decisive_accuracy']:.2f} "
+            f"fakes called real {np.mean(p[y == 1] < lo):.2f} reals called fake {np.mean(p[y == 0] >= hi):.2f} "
+            f"auc {td.auc(y, p):.3f}",
+            flush=True,
+        )
+        for al in (0.05, 0.1):
+            held = td.band_check(files, al)
+            qa, qb = td.platt_of(files, names)
+            qlo, qhi = conformal_band(td.file_probs(files, names, qa, qb), y, al)
+            print(f"q{q} own band alpha {al}: {qlo:.3f}-{qhi:.3f} held-out {held}", flush=True)
+
+
 if __name__ == "__main__":
-    {"make": cmd_make, "eval": cmd_eval}[sys.argv[1]]()
+    {"make": cmd_make, "eval": cmd_eval, "train": cmd_train, "bands": cmd_bands}[sys.argv[1]]()

@@ -5,8 +5,9 @@ help alone (LOSO file AUC 0.850 → 0.872). The twins teach resampling and blur 
 source), and real footage is often soft; real faces that went through the same benign processing tell the probe
 that those are not the forgery. This measures which processing, and how many faces.
 
-Variants (``VARIANT``): ``bic`` (downscale ×2-4 by area, bicubic back), ``mix`` (one of: that resampling with a
-random factor ×1.5-4 and interpolation, a Gaussian blur σ 0.5-2, JPEG quality 30-90, or resampling then JPEG).
+Variants (``VARIANT``): ``bic`` (downscale ×2-4 by area, bicubic back), ``jpeg`` (JPEG quality 30-90), ``mix``
+(one of: that resampling with a random factor ×1.5-4 and interpolation, a Gaussian blur σ 0.5-2, JPEG quality 30-90,
+or resampling then JPEG).
 ``FACES``: ``picks`` (every still face + 4 per real video, as ``sr_twins``), ``all`` (every real face) or ``fakes``
 (every labelled fake face; its copy stays labelled fake).
 
@@ -54,6 +55,9 @@ def degrade(img: np.ndarray, variant: str, rng: np.random.Generator, kind: str =
         kernel[1, 1] = (1.0 - alpha) + alpha * (8.0 + light)
         out = np.clip(cv2.filter2D(img.astype(np.float32), -1, kernel), 0, 255).astype(np.uint8)
         return out, {"op": "sharpen", "alpha": alpha, "lightness": light}
+    if variant == "jpeg":  # JPEG at a random quality 30-90, for either class (jpeg.py: compressed training copies)
+        q = int(rng.integers(30, 91))
+        return jpeg(np.ascontiguousarray(img), q), {"op": "jpeg", "q": q}
     if variant == "bic":  # as train_default.resampled_real
         f = float(rng.uniform(2.0, 4.0))
         return rescale(img, 1.0 / f), {"op": "resample", "f": f}
