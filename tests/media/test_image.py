@@ -161,3 +161,18 @@ def test_heif_header_without_image_is_not_media(tmp_path):
     with pytest.raises(MediaError) as info:
         read_image(path)
     assert info.value.cause in ("not_media", "truncated", "decode_error")
+
+
+def test_jpeg_quality_reads_the_quality_a_still_was_saved_at(tmp_path, astronaut):
+    from dflab.media.image import ijg_table, jpeg_quality
+
+    img = Image.fromarray(astronaut)
+    for q in (10, 30, 49, 50, 75, 95):
+        assert jpeg_quality(_save(img, tmp_path / f"q{q}.jpg", quality=q)) == q
+    # an encoder with its own tables (here: libjpeg's q40 table coarsened by a third) maps to the libjpeg quality
+    # of the same coarseness, between 30 and 40
+    own = [int(v) for v in np.minimum(255, np.round(ijg_table(40) * 4 / 3)).ravel()]
+    q = jpeg_quality(_save(img, tmp_path / "own.jpg", qtables=[own, own]))
+    assert 25 <= q < 40
+    assert jpeg_quality(_save(img, tmp_path / "a.png")) is None  # not a JPEG: nothing to say
+    assert jpeg_quality(tmp_path / "missing.jpg") is None

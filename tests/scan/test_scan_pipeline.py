@@ -495,3 +495,36 @@ def test_early_scoring_hands_a_detector_error_to_the_scan_and_cancel_stops_it(ti
     early.offer(0, SimpleNamespace(box=(0.0, 0.0, 10.0, 10.0)), crop)
     with pytest.raises(pipeline.ScanTimeoutError):
         early.take()
+
+
+def test_heavily_compressed_stills_get_no_real_verdict(tiny_scorer, astronaut, tmp_path):
+    """A card that states ``verdict.min_jpeg_quality`` (its `real` verdicts fail on stills compressed harder) turns
+    a `real` verdict on a JPEG saved under that quality into `uncertain`, with the quality in the reason; a `fake`
+    verdict stands (compression erases traces, it does not invent them), and a PNG or a lightly compressed JPEG
+    keeps its verdict."""
+    from PIL import Image
+
+    from dflab.scan.pipeline import verdict_rule
+
+    img = Image.fromarray(astronaut)
+    for q in (30, 90):
+        img.save(tmp_path / f"q{q}.jpg", quality=q)
+    img.save(tmp_path / "a.png")
+    says_real = {"real_below": 1.0, "fake_at": 1.0}  # every score is "real"
+    says_fake = {"real_below": 0.0, "fake_at": 0.0}
+    careful = scorer_from_model(tiny_scorer.model, {"verdict": says_real | {"min_jpeg_quality": 60}})
+    rule = verdict_rule(careful, ScanOptions(), "image", 30)
+    assert rule["jpeg_quality"] == 30 and rule["min_jpeg_quality"] == 60
+    rec = scan_file(tmp_path / "q30.jpg", careful, ScanOptions()).record
+    assert rec["jpeg_quality"] == 30
+    assert rec["verdict"] == "uncertain" and "JPEG quality 30" in rec["reason"] and "quality 60 or more" in rec["reason"]
+    assert all(t["verdict"] == "uncertain" for t in rec["tracks"])
+    assert scan_file(tmp_path / "q90.jpg", careful, ScanOptions()).record["verdict"] == "real"
+    png = scan_file(tmp_path / "a.png", careful, ScanOptions()).record
+    assert png["verdict"] == "real" and png["jpeg_quality"] is None
+    # without the card's word, or for a fake verdict, the compression changes nothing
+    plain = scorer_from_model(tiny_scorer.model, {"verdict": says_real})
+    assert "jpeg_quality" not in verdict_rule(plain, ScanOptions(), "image", 30)
+    assert scan_file(tmp_path / "q30.jpg", plain, ScanOptions()).record["verdict"] == "real"
+    fake = scorer_from_model(tiny_scorer.model, {"verdict": says_fake | {"min_jpeg_quality": 60}})
+    assert scan_file(tmp_path / "q30.jpg", fake, ScanOptions()).record["verdict"] == "fake"

@@ -202,3 +202,51 @@ def image_header(path: str | Path) -> tuple[int, int, bool]:
     except (UnidentifiedImageError, OSError) as exc:
         raise MediaError(path, "not_media", str(exc)) from exc
     return (h, w, jpeg) if orientation in (5, 6, 7, 8) else (w, h, jpeg)
+
+
+#: the IJG (libjpeg) luminance quantisation table at quality 50 (ITU-T T.81, Annex K, Table K.1), in row order
+IJG_LUMINANCE = np.array(
+    [
+        [16, 11, 10, 16, 24, 40, 51, 61],
+        [12, 12, 14, 19, 26, 58, 60, 55],
+        [14, 13, 16, 24, 40, 57, 69, 56],
+        [14, 17, 22, 29, 51, 87, 80, 62],
+        [18, 22, 37, 56, 68, 109, 103, 77],
+        [24, 35, 55, 64, 81, 104, 113, 92],
+        [49, 64, 78, 87, 103, 121, 120, 101],
+        [72, 92, 95, 98, 112, 100, 103, 99],
+    ],
+    np.float64,
+)
+
+
+def ijg_table(quality: int) -> np.ndarray:
+    """The luminance table libjpeg writes at ``quality`` (1-100): Annex K's table scaled by 5000 / q below 50, by
+    200 − 2q from 50 up, rounded and clipped to 1-255 (baseline)."""
+    scale = 5000 / quality if quality < 50 else 200 - 2 * quality
+    return np.clip(np.floor((IJG_LUMINANCE * scale + 50) / 100), 1, 255)
+
+
+def jpeg_quality(path: str | Path) -> int | None:
+    """The JPEG quality a still was last saved at, on libjpeg's 1-100 scale; ``None`` for a file that is not a JPEG
+    (or has no luminance table).
+
+    Read from the header only: the quality whose IJG luminance table is closest (mean absolute log ratio) to the
+    file's first quantisation table. Encoders built on libjpeg (Pillow, OpenCV, most web and phone pipelines) write
+    exactly these tables, so their quality comes back exactly; other encoders' tables (cameras, Photoshop) map to the
+    libjpeg quality of the same coarseness.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            if img.format != "JPEG":
+                return None
+            tables = getattr(img, "quantization", None) or {}
+    except (OSError, UnidentifiedImageError):
+        return None
+    if 0 not in tables or len(tables[0]) != 64:
+        return None
+    table = np.log(np.maximum(np.asarray(tables[0], np.float64).reshape(8, 8), 1))
+    errors = [np.abs(table - np.log(ijg_table(q))).mean() for q in range(1, 101)]
+    return int(np.argmin(errors)) + 1

@@ -146,6 +146,7 @@ class VerdictSchema(BaseModel):
     fake_at: Finite = Field(ge=0.0, le=1.0)
     alpha: Finite | None = Field(default=None, gt=0.0, lt=1.0)
     min_face_px: Finite | None = Field(default=None, ge=0.0, le=4096.0)
+    min_jpeg_quality: int | None = Field(default=None, ge=1, le=100)
 
     @model_validator(mode="after")
     def _ordered(self) -> VerdictSchema:

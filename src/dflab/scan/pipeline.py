@@ -811,8 +811,10 @@ def decide(top: dict[str, Any], tracks: list[dict[str, Any]], face_px: float, ru
         top: the decisive track (``score``, ``ci``).
         tracks: all tracks of the file.
         face_px: the decisive track's median face size (longer side of the detector box, pixels).
-        rule: ``{"band": (lo, hi)}`` or ``{"threshold": t, "margin": m}``, with ``min_face_px`` (see
-            :func:`verdict_rule`).
+        rule: ``{"band": (lo, hi)}`` or ``{"threshold": t, "margin": m}``, with ``min_face_px`` and, for a JPEG
+            still, its ``jpeg_quality`` and the card's ``min_jpeg_quality`` (see :func:`verdict_rule`): under it a
+            `real` verdict becomes `uncertain`, since heavy compression erases a forgery's traces (it does not
+            invent them, so `fake` stands).
     """
     score, ci = top["score"], top["ci"]
     if not np.isfinite(score):
@@ -824,6 +826,11 @@ def decide(top: dict[str, Any], tracks: list[dict[str, Any]], face_px: float, ru
     band = rule.get("band")
     v = verdict_of(score, ci, rule.get("threshold", 0.5), rule.get("margin", 0.0), band=band)
     many = f" ({len(tracks)} faces; the verdict is the most suspicious one's)" if len(tracks) > 1 else ""
+    quality, min_quality = rule.get("jpeg_quality"), rule.get("min_jpeg_quality")
+    if v == "real" and quality is not None and min_quality is not None and quality < min_quality:
+        return "uncertain", (f"heavily compressed (JPEG quality {quality}; this detector's `real` verdicts need "
+                             f"quality {min_quality} or more): P(fake) {score:.2f} is low, but compression this heavy "
+                             "erases the traces of a forgery" + many)  # fmt: skip
     if band is not None:
         lo, hi = band
         d = digits_apart(score, lo, hi)
@@ -850,16 +857,22 @@ def digits_apart(*values: float) -> int:
     return 4
 
 
-def verdict_rule(scorer: Scorer, opts: ScanOptions, kind: str | None = None) -> dict[str, Any]:
+def verdict_rule(
+    scorer: Scorer, opts: ScanOptions, kind: str | None = None, jpeg_quality: int | None = None
+) -> dict[str, Any]:
     """The decision rule of a scan: an explicit ``--threshold`` wins, else the card's band for this media ``kind``
     (``image``/``video``), else its overall band, else 0.5 ± 0.05; faces smaller than the card's
-    ``verdict.min_face_px`` (else :data:`MIN_FACE_PX`) get no verdict."""
-    min_px = float((scorer.card.get("verdict") or {}).get("min_face_px", MIN_FACE_PX))
+    ``verdict.min_face_px`` (else :data:`MIN_FACE_PX`) get no verdict, and a still saved at a ``jpeg_quality``
+    under the card's ``verdict.min_jpeg_quality`` (when it states one) no `real` verdict."""
+    verdict = scorer.card.get("verdict") or {}
+    facts: dict[str, Any] = {"min_face_px": float(verdict.get("min_face_px", MIN_FACE_PX))}
+    if jpeg_quality is not None and verdict.get("min_jpeg_quality") is not None:
+        facts |= {"jpeg_quality": int(jpeg_quality), "min_jpeg_quality": int(verdict["min_jpeg_quality"])}
     band = scorer.bands_by_kind.get(kind or "", scorer.band)
     if opts.threshold is None and band is not None:
-        return {"band": band, "threshold": band[1], "min_face_px": min_px}
+        return {"band": band, "threshold": band[1], **facts}
     t = 0.5 if opts.threshold is None else opts.threshold
-    return {"threshold": t, "margin": 0.05 if opts.margin is None else opts.margin, "min_face_px": min_px}
+    return {"threshold": t, "margin": 0.05 if opts.margin is None else opts.margin, **facts}
 
 
 def aggregate_tracks(
@@ -1047,8 +1060,11 @@ def _scan(
     finally:
         if early:
             early.cancel()
-    rule = verdict_rule(scorers[0], opts, source.kind)
-    record = _base_record(path, source, found, scorers, rule)
+    from dflab.media.image import jpeg_quality
+
+    quality = jpeg_quality(path) if source.kind == "image" else None
+    rule = verdict_rule(scorers[0], opts, source.kind, quality)
+    record = _base_record(path, source, found, scorers, rule) | {"jpeg_quality": quality}
     if faces:  # 3. score the budget's faces (those not scored early), with maps for the overlay frames' faces
         todo = [faces[i] for i in select_faces(faces, opts.faces_per_track, overlay_frames)]
         rest = [f for f in todo if f.key not in done]
