@@ -115,12 +115,7 @@ def cmd_eval() -> None:
     }
     orig = np.array([m["variant"] == "orig" for m in meta])
     toks = ("cls", "mean", "c_cls", "c_mean")
-
-    def select(feats, blocks, tokens):
-        t_idx = [toks.index(t) for t in tokens]
-        return feats[:, [b - 1 for b in blocks]][:, :, t_idx].reshape(len(feats), -1).astype(np.float32)
-
-    td.select = select
+    td.select = pooling.selector(toks)
     sets = {
         "face b4-12 (shipped)": (range(4, 13), ("cls", "mean")),
         "context b4-12": (range(4, 13), ("c_cls", "c_mean")),
@@ -156,7 +151,7 @@ def cmd_fuse() -> None:
     blocks, tokens = tuple(range(4, 13)), ("cls", "mean")
     td.select = pooling.select
     f_oof, f_v = td.loso(face, meta, blocks, tokens, (0.01,), True, fviews, weight=td.face_weights(meta))
-    td.select = _select2
+    td.select = pooling.selector(("cls", "mean"))
     c_oof, c_v = td.loso(ctx, meta, blocks, tokens, (0.01,), True, cviews, weight=orig.astype(float))
     f, c = f_oof[0.01], c_oof[0.01]
     sf, sc = np.nanstd(f[orig]), np.nanstd(c[orig])
@@ -164,12 +159,6 @@ def cmd_fuse() -> None:
         oof = f + w * c * sf / sc
         voof = {i: f_v[0.01][i] + w * c_v[0.01][i] * sf / sc for i in f_v[0.01]}
         tt.summary(f"face + {w:g} context", meta, orig, oof, voof)
-
-
-def _select2(feats, blocks, tokens):
-    """Block and token selection over the context features' two tokens (class, mean)."""
-    t_idx = [("cls", "mean").index(t) for t in tokens]
-    return feats[:, [b - 1 for b in blocks]][:, :, t_idx].reshape(len(feats), -1).astype(np.float32)
 
 
 if __name__ == "__main__":

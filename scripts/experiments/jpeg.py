@@ -55,13 +55,20 @@ def cmd_make() -> None:
         pooling.encode_chunks(OUT / name, n, make)
 
 
+def compressed(x: np.ndarray, q: int | None, clean_views: dict) -> tuple[np.ndarray | None, dict]:
+    """(features to score, still views): the original faces and the views as compressed at quality ``q`` by
+    :func:`cmd_make` (``None``: clean, ``loso``'s default)."""
+    if q is None:
+        return None, clean_views
+    scored = x.copy()
+    scored[_orig_index()] = pooling.load_chunks(RUN / f"jpeg{q}" / "crops")
+    return scored, pooling.still_views(pooling.load_chunks(RUN / f"jpeg{q}" / "views"))
+
+
 def cmd_eval() -> None:
     x, mm, clean_views = real_aug.shipped_set()
     td.select = pooling.select
-    idx = _orig_index()
-    scored = x.copy()
-    scored[idx] = pooling.load_chunks(OUT / "crops")
-    jpeg_views = pooling.still_views(pooling.load_chunks(OUT / "views"))
+    scored, jpeg_views = compressed(x, Q, clean_views)
     o = np.array([m["variant"] == "orig" for m in mm])
     fakes = np.array([m["variant"] == "orig" and m["label"] == 1 for m in mm])
     for w in [float(v) for v in os.environ.get("WEIGHTS", "1,4,8").split(",")]:
@@ -76,7 +83,6 @@ def cmd_eval() -> None:
 def cmd_train() -> None:
     x, mm, clean_views = real_aug.shipped_set()
     td.select = pooling.select
-    idx = _orig_index()
     base = td.face_weights(mm)
     for sets in os.environ.get("SETS", "jpeg/all+jpeg/twins+jpeg/fakes").split(","):
         parts = [real_aug.load_set(part) for part in sets.split("+")]
@@ -92,11 +98,7 @@ def cmd_train() -> None:
         weight = np.r_[base, base[src]]
         o = np.array([m["variant"] == "orig" for m in m2])
         for q in (None, 50, 30):
-            scored, views = None, clean_views
-            if q is not None:
-                scored = xx.copy()
-                scored[idx] = pooling.load_chunks(RUN / f"jpeg{q}" / "crops")
-                views = pooling.still_views(pooling.load_chunks(RUN / f"jpeg{q}" / "views"))
+            scored, views = compressed(xx, q, clean_views)
             oofs, voofs = td.loso(
                 xx, m2, tuple(range(4, 13)), ("cls", "mean"), (0.01, 0.1), True, views, weight=weight, scored=scored
             )
@@ -112,16 +114,11 @@ def cmd_bands() -> None:
 
     x, mm, clean_views = real_aug.shipped_set()
     td.select = pooling.select
-    idx = _orig_index()
     o = np.array([m["variant"] == "orig" for m in mm])
     still = o & np.array([td.kind_of(m["file"]) == "image" for m in mm])
 
     def files_at(q: int | None) -> dict:
-        scored, views = None, clean_views
-        if q is not None:
-            scored = x.copy()
-            scored[idx] = pooling.load_chunks(RUN / f"jpeg{q}" / "crops")
-            views = pooling.still_views(pooling.load_chunks(RUN / f"jpeg{q}" / "views"))
+        scored, views = compressed(x, q, clean_views)
         oofs, voofs = td.loso(
             x, mm, tuple(range(4, 13)), ("cls", "mean"), (0.1,), True, views, weight=td.face_weights(mm), scored=scored
         )

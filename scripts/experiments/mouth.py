@@ -81,12 +81,7 @@ def cmd_eval() -> None:
     views = {k: vboth[6 * j : 6 * j + 6] for j, k in enumerate(vkeys)}
     orig = np.array([m["variant"] == "orig" for m in meta])
     toks = ("cls", "mean", "m_cls", "m_mean")
-
-    def select(feats, blocks, tokens):
-        t_idx = [toks.index(t) for t in tokens]
-        return feats[:, [b - 1 for b in blocks]][:, :, t_idx].reshape(len(feats), -1).astype(np.float32)
-
-    td.select = select
+    td.select = pooling.selector(toks)
     sets = {
         "face b4-12 (shipped)": (range(4, 13), ("cls", "mean")),
         "mouth b4-12": (range(4, 13), ("m_cls", "m_mean")),

@@ -112,10 +112,19 @@ def load_chunks(out: Path) -> np.ndarray:
     return np.concatenate([np.load(p)["feats"] for p in sorted(out.glob("feats_[0-9]*.npz"))])
 
 
-def select(feats: np.ndarray, blocks, tokens) -> np.ndarray:
-    """:func:`train_default.select` over :data:`TOKENS`."""
-    t_idx = [TOKENS.index(t) for t in tokens]
-    return feats[:, [b - 1 for b in blocks]][:, :, t_idx].reshape(len(feats), -1).astype(np.float32)
+def selector(names: tuple[str, ...]):
+    """A :func:`train_default.select` for features whose token axis holds ``names`` (``loso`` selects through
+    ``train_default.select``, which an experiment replaces with this)."""
+
+    def select(feats: np.ndarray, blocks, tokens) -> np.ndarray:
+        t_idx = [names.index(t) for t in tokens]
+        return feats[:, [b - 1 for b in blocks]][:, :, t_idx].reshape(len(feats), -1).astype(np.float32)
+
+    return select
+
+
+#: :func:`train_default.select` over :data:`TOKENS`
+select = selector(TOKENS)
 
 
 #: candidates: (blocks, tokens); all with the labelled fakes of the other sources, as the shipped probe
