@@ -828,7 +828,7 @@ def decide(top: dict[str, Any], tracks: list[dict[str, Any]], face_px: float, ru
     many = f" ({len(tracks)} faces; the verdict is the most suspicious one's)" if len(tracks) > 1 else ""
     quality, min_quality = rule.get("jpeg_quality"), rule.get("min_jpeg_quality")
     if v == "real" and quality is not None and min_quality is not None and quality < min_quality:
-        return "uncertain", (f"heavily compressed (JPEG quality {quality}; this detector's `real` verdicts need "
+        return "uncertain", (f"heavily compressed (JPEG quality {quality}; this detector's 'real' verdicts need "
                              f"quality {min_quality} or more): P(fake) {score:.2f} is low, but compression this heavy "
                              "erases the traces of a forgery" + many)  # fmt: skip
     if band is not None:
