@@ -324,3 +324,25 @@ def test_experiment_encoder_resumes_by_chunk(tmp_path, monkeypatch):
     pooling.encode_chunks(tmp_path, 7, make, chunk=3)
     assert made == [(3, 6)]
     assert np.array_equal(pooling.load_chunks(tmp_path), first)
+
+
+def test_the_shipped_card_states_the_scripts_jpeg_rule(td):
+    """The shipped default's ``verdict.min_jpeg_quality`` and its evidence are the script's constants (the card was
+    written from them), and the scanner reads that rule from it for a JPEG still."""
+    from dflab.scan.pipeline import ScanOptions, scorer_from_model, verdict_rule
+
+    card = json.loads((SCRIPT.parents[1] / "src" / "dflab" / "weights" / "default.json").read_text())
+    assert card["verdict"]["min_jpeg_quality"] == td.MIN_JPEG_QUALITY == 50
+    assert card["verdict"]["min_jpeg_quality_evidence"] == json.loads(json.dumps(td.JPEG_EVIDENCE))
+    # the measured table rises as the quality falls: more fakes are called real
+    rates = td.JPEG_EVIDENCE["fakes_called_real"]
+    assert rates["clean"] < rates["90"] <= rates["70"] < rates["50"] < rates["30"]
+    rule = verdict_rule(scorer_from_model(_card_carrier(), {"verdict": card["verdict"]}), ScanOptions(), "image", 30)
+    assert rule["min_jpeg_quality"] == 50 and rule["jpeg_quality"] == 30
+
+
+def _card_carrier():
+    """A tiny registered detector to carry a card (its scores are not used)."""
+    from dflab.models.base import build_detector
+
+    return build_detector("lisiam_tiny")
