@@ -517,7 +517,9 @@ def test_heavily_compressed_stills_get_no_real_verdict(tiny_scorer, astronaut, t
     assert rule["jpeg_quality"] == 30 and rule["min_jpeg_quality"] == 60
     rec = scan_file(tmp_path / "q30.jpg", careful, ScanOptions()).record
     assert rec["jpeg_quality"] == 30
-    assert rec["verdict"] == "uncertain" and "JPEG quality 30" in rec["reason"] and "quality 60 or more" in rec["reason"]
+    assert (
+        rec["verdict"] == "uncertain" and "JPEG quality 30" in rec["reason"] and "quality 60 or more" in rec["reason"]
+    )
     assert all(t["verdict"] == "uncertain" for t in rec["tracks"])
     assert scan_file(tmp_path / "q90.jpg", careful, ScanOptions()).record["verdict"] == "real"
     png = scan_file(tmp_path / "a.png", careful, ScanOptions()).record
