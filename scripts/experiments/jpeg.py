@@ -20,6 +20,7 @@ Results are in docs/default-weights.md.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -55,11 +56,46 @@ def cmd_make() -> None:
         pooling.encode_chunks(OUT / name, n, make)
 
 
-def compressed(x: np.ndarray, q: int | None, clean_views: dict) -> tuple[np.ndarray | None, dict]:
+def cmd_make_file() -> None:
+    """The still views cut from the whole image re-saved at quality ``Q`` (the analyst's case: a re-saved photo),
+    in the order of ``tune_ln``'s views, resumable by chunk."""
+    import io
+
+    from PIL import Image
+
+    from dflab.data.manifest import Manifest
+    from dflab.media import read_image
+
+    paths = {f"{r.dataset}/{r.video_id}": r.path for r in td.build_records()}
+    with Manifest(RUN / "faces", readonly=True) as man:
+        index = {(f"{r.dataset}/{r.video_id}", r.frame_index, r.track_id): r for r in man.faces()}
+    vkeys = [tuple(k) for k in json.loads((RUN / "ln" / "view_keys.json").read_text())]
+
+    def saved(key: str) -> np.ndarray:
+        buf = io.BytesIO()
+        Image.fromarray(read_image(paths[key])).save(buf, "JPEG", quality=Q)
+        return np.asarray(Image.open(buf).convert("RGB"))
+
+    def make(start: int, stop: int) -> tuple[list, list]:
+        imgs: dict[str, np.ndarray] = {}
+        crops = []
+        for k in range(start // 6, stop // 6):
+            f = vkeys[k][0]
+            imgs[f] = imgs[f] if f in imgs else saved(f)
+            crops += [pooling.tune_ln._resized(v) for v in td.view_crops(imgs[f], index[vkeys[k]])]
+        return crops, [{"q": Q}] * len(crops)
+
+    pooling.encode_chunks(RUN / f"jpegfile{Q}", 6 * len(vkeys), make, chunk=6 * 32)
+
+
+def compressed(x: np.ndarray, q: int | str | None, clean_views: dict) -> tuple[np.ndarray | None, dict]:
     """(features to score, still views): the original faces and the views as compressed at quality ``q`` by
-    :func:`cmd_make` (``None``: clean, ``loso``'s default)."""
+    :func:`cmd_make` (``None``: clean, ``loso``'s default); ``"f50"``: the still views of the whole image re-saved
+    at 50 (:func:`cmd_make_file`; videos clean)."""
     if q is None:
         return None, clean_views
+    if str(q).startswith("f"):
+        return None, pooling.still_views(pooling.load_chunks(RUN / f"jpegfile{str(q)[1:]}"))
     scored = x.copy()
     scored[_orig_index()] = pooling.load_chunks(RUN / f"jpeg{q}" / "crops")
     return scored, pooling.still_views(pooling.load_chunks(RUN / f"jpeg{q}" / "views"))
@@ -117,7 +153,7 @@ def cmd_bands() -> None:
     o = np.array([m["variant"] == "orig" for m in mm])
     still = o & np.array([td.kind_of(m["file"]) == "image" for m in mm])
 
-    def files_at(q: int | None) -> dict:
+    def files_at(q: int | str | None) -> dict:
         scored, views = compressed(x, q, clean_views)
         oofs, voofs = td.loso(
             x, mm, tuple(range(4, 13)), ("cls", "mean"), (0.1,), True, views, weight=td.face_weights(mm), scored=scored
@@ -135,7 +171,7 @@ def cmd_bands() -> None:
         f"real {np.mean(p[y == 1] < lo):.2f}, reals called fake {np.mean(p[y == 0] >= hi):.2f}",
         flush=True,
     )
-    for q in [int(v) for v in os.environ.get("QS", "70,50,30").split(",")]:
+    for q in [v if v.startswith("f") else int(v) for v in os.environ.get("QS", "70,50,30").split(",")]:
         files = files_at(q)
         y = np.array([files[n]["label"] for n in names])
         p = td.file_probs(files, names, a, b)
@@ -154,4 +190,5 @@ def cmd_bands() -> None:
 
 
 if __name__ == "__main__":
-    {"make": cmd_make, "eval": cmd_eval, "train": cmd_train, "bands": cmd_bands}[sys.argv[1]]()
+    cmds = {"make": cmd_make, "make-file": cmd_make_file, "eval": cmd_eval, "train": cmd_train, "bands": cmd_bands}
+    cmds[sys.argv[1]]()

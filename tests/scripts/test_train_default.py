@@ -332,13 +332,15 @@ def test_the_shipped_card_states_the_scripts_jpeg_rule(td):
     from dflab.scan.pipeline import ScanOptions, scorer_from_model, verdict_rule
 
     card = json.loads((SCRIPT.parents[1] / "src" / "dflab" / "weights" / "default.json").read_text())
-    assert card["verdict"]["min_jpeg_quality"] == td.MIN_JPEG_QUALITY == 50
+    assert card["verdict"]["min_jpeg_quality"] == td.MIN_JPEG_QUALITY == 75
     assert card["verdict"]["min_jpeg_quality_evidence"] == json.loads(json.dumps(td.JPEG_EVIDENCE))
     # the measured table rises as the quality falls: more fakes are called real
     rates = td.JPEG_EVIDENCE["fakes_called_real"]
     assert rates["clean"] < rates["90"] <= rates["70"] < rates["50"] < rates["30"]
+    whole = td.JPEG_EVIDENCE["whole_file_fakes_called_real"]
+    assert whole["clean"] < whole["70"] < whole["50"]
     rule = verdict_rule(scorer_from_model(_card_carrier(), {"verdict": card["verdict"]}), ScanOptions(), "image", 30)
-    assert rule["min_jpeg_quality"] == 50 and rule["jpeg_quality"] == 30
+    assert rule["min_jpeg_quality"] == 75 and rule["jpeg_quality"] == 30
 
 
 def _card_carrier():
