@@ -719,6 +719,35 @@ JPEG_EVIDENCE = {
     "demo": "the demo face swap saved as JPEG: fake at 90 / 70 (P 0.70 / 0.47), uncertain at 50 (0.27), "
     "real at 30 (0.09)",
 }
+#: the H.264 quantiser (:func:`dflab.media.video.h264_qp`, the mean macroblock QP of a video's first frames) over
+#: which a video gets no `real` verdict, for the same reason as :data:`MIN_JPEG_QUALITY`. Measured 2026-12-01 on the
+#: ninth run's out-of-fold scores (``scripts/experiments/video_codec.py``): every held-out video re-encoded whole with
+#: libx264 (preset veryfast) and its faces cut again with their prepared boxes, scored under the clean video band
+#: (clean: 0.20 of fakes called real, 0.19 of reals called fake; videos' AUC 0.84): CRF 23 (QP ~25) 0.61 / 0.14, AUC
+#: 0.69; CRF 28 (QP ~30) 0.68 / 0.13, AUC 0.68; CRF 35 (QP ~37) 0.74 / 0.11, AUC 0.63. Any re-encode hides most
+#: fakes, even one at the validation's own quantiser; the QP cannot tell a re-encoded file from a first-generation
+#: one, so the rule covers what the band was never validated on: the validation's videos are at QP 23 (median; 90 %
+#: under 26.4), and every file over 27, clean or re-encoded, lost 68-78 % of its fakes to `real`
+MAX_VIDEO_QP = 27.0
+VIDEO_QP_EVIDENCE = {
+    "protocol": "held-out videos re-encoded whole with libx264 at CRF c (preset veryfast), faces cut again with their "
+    "prepared boxes (scripts/experiments/video_codec.py), scored out of fold under the clean video band",
+    "fakes_called_real": {"clean": 0.20, "crf23": 0.61, "crf28": 0.68, "crf35": 0.74},
+    "reals_called_fake": {"clean": 0.19, "crf23": 0.14, "crf28": 0.13, "crf35": 0.11},
+    "video_auc": {"clean": 0.84, "crf23": 0.69, "crf28": 0.68, "crf35": 0.63},
+    "median_qp": {"clean": 23.2, "crf23": 25.5, "crf28": 30.1, "crf35": 36.9},
+    "fakes_called_real_by_qp": {
+        "<24": 0.31,
+        "24-27": 0.43,
+        "27-30": 0.70,
+        "30-33": 0.68,
+        "33-36": 0.78,
+        "36-40": 0.68,
+        ">=40": 0.75,
+    },
+    "note": "clean and re-encoded files pooled by QP; a re-encode at the validation's own quantiser (CRF 23) already "
+    "hides 61 % of the fakes, which no quantiser rule can see",
+}
 #: candidate sizes (px) for the card's ``verdict.min_face_px``
 MIN_FACE_GRID = (40, 48, 56, 64, 72, 80, 96, 112, 128)
 
@@ -886,6 +915,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     band = {"real_below": lo, "fake_at": hi, "alpha": alpha, "bands": alphas}
     band |= {"min_face_px": small["min_face_px"], "min_face_px_by_size": small["table"]}
     band |= {"min_jpeg_quality": MIN_JPEG_QUALITY, "min_jpeg_quality_evidence": JPEG_EVIDENCE}
+    band |= {"max_video_qp": MAX_VIDEO_QP, "max_video_qp_evidence": VIDEO_QP_EVIDENCE}
     ship(best, feats, meta, (a, b, platts), band, by_kind, results)
 
 

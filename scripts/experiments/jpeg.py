@@ -146,8 +146,6 @@ def cmd_bands() -> None:
     """What the clean verdict bands do to compressed stills, and what bands chosen on compressed stills give.
 
     Out-of-fold scores of the shipped recipe; stills only (the JPEG of the face crop models a re-saved photo)."""
-    from dflab.eval.calibration import conformal_band, verdict_stats
-
     x, mm, clean_views = real_aug.shipped_set()
     td.select = pooling.select
     o = np.array([m["variant"] == "orig" for m in mm])
@@ -160,6 +158,16 @@ def cmd_bands() -> None:
         )
         return td.file_scores(mm, oofs[0.1], still, voofs[0.1])
 
+    qs = [v if v.startswith("f") else int(v) for v in os.environ.get("QS", "70,50,30").split(",")]
+    band_table("stills", files_at, {f"q{q}": q for q in qs})
+
+
+def band_table(what: str, files_at, variants: dict) -> None:
+    """Print the clean band (Platt and split-conformal band chosen on ``files_at(None)``, the out-of-fold file
+    scores of one media kind) and, for each degraded variant ``files_at(v)``: its verdicts under the clean band and
+    the bands that variant's own scores would choose."""
+    from dflab.eval.calibration import conformal_band, verdict_stats
+
     clean = files_at(None)
     names = sorted(clean)
     a, b = td.platt_of(clean, names)
@@ -167,17 +175,17 @@ def cmd_bands() -> None:
     y = np.array([clean[n]["label"] for n in names])
     p = td.file_probs(clean, names, a, b)
     print(
-        f"clean stills: Platt ({a:.3f}, {b:.3f}), band {lo:.3f}-{hi:.3f} at alpha {alpha}; in sample: fakes called "
-        f"real {np.mean(p[y == 1] < lo):.2f}, reals called fake {np.mean(p[y == 0] >= hi):.2f}",
+        f"clean {what}: Platt ({a:.3f}, {b:.3f}), band {lo:.3f}-{hi:.3f} at alpha {alpha}; in sample: fakes called "
+        f"real {np.mean(p[y == 1] < lo):.2f}, reals called fake {np.mean(p[y == 0] >= hi):.2f} auc {td.auc(y, p):.3f}",
         flush=True,
     )
-    for q in [v if v.startswith("f") else int(v) for v in os.environ.get("QS", "70,50,30").split(",")]:
-        files = files_at(q)
+    for tag, v in variants.items():
+        files = files_at(v)
         y = np.array([files[n]["label"] for n in names])
         p = td.file_probs(files, names, a, b)
         st = verdict_stats(p, y, lo, hi)
         print(
-            f"q{q} under the clean band: uncertain {st['uncertain']:.2f} right {st['decisive_accuracy']:.2f} "
+            f"{tag} under the clean band: uncertain {st['uncertain']:.2f} right {st['decisive_accuracy']:.2f} "
             f"fakes called real {np.mean(p[y == 1] < lo):.2f} reals called fake {np.mean(p[y == 0] >= hi):.2f} "
             f"auc {td.auc(y, p):.3f}",
             flush=True,
@@ -186,7 +194,7 @@ def cmd_bands() -> None:
             held = td.band_check(files, al)
             qa, qb = td.platt_of(files, names)
             qlo, qhi = conformal_band(td.file_probs(files, names, qa, qb), y, al)
-            print(f"q{q} own band alpha {al}: {qlo:.3f}-{qhi:.3f} held-out {held}", flush=True)
+            print(f"{tag} own band alpha {al}: {qlo:.3f}-{qhi:.3f} held-out {held}", flush=True)
 
 
 if __name__ == "__main__":

@@ -246,3 +246,33 @@ def test_4_4_4_frames_convert_to_the_same_rgb_through_planar_rgb(tmp_path):
     got = dict(iter_frames(path))
     assert sorted(got) == list(range(6))
     assert all(np.array_equal(got[i], packed[i]) for i in range(6))
+
+
+def test_h264_qp_reads_how_coarsely_a_video_was_quantised(tmp_path, astronaut):
+    """The mean macroblock quantiser of an H.264 video rises with the encoder's CRF (x264 gives I-frames about
+    CRF - 1 and predicted frames more), and there is nothing to say for another codec, an image or a missing file."""
+    import av
+
+    from dflab.media.video import h264_qp
+
+    face = astronaut[:256, 128:384]
+    frames = np.stack([np.roll(face, 3 * i, axis=1) for i in range(14)])
+    qps = {crf: h264_qp(write_video(tmp_path / f"crf{crf}.mp4", frames, crf=crf)) for crf in (18, 30, 42)}
+    assert 17 <= qps[18] < qps[30] < qps[42] <= 51, qps
+    assert qps[42] - qps[18] > 15
+    assert h264_qp(tmp_path / "crf42.mp4", frames=1) == pytest.approx(41, abs=1.5)  # the I-frame alone
+    mpeg4 = tmp_path / "mpeg4.mp4"
+    with av.open(str(mpeg4), mode="w") as out:
+        stream = out.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 256, 256, "yuv420p"
+        for rgb in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")))
+        out.mux(stream.encode())
+    assert h264_qp(mpeg4) is None
+    from PIL import Image
+
+    Image.fromarray(face).save(tmp_path / "still.png")
+    assert h264_qp(tmp_path / "still.png") is None
+    assert h264_qp(tmp_path / "missing.mp4") is None
+    (tmp_path / "junk.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(100))
+    assert h264_qp(tmp_path / "junk.mp4") is None

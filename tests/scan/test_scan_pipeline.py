@@ -530,3 +530,29 @@ def test_heavily_compressed_stills_get_no_real_verdict(tiny_scorer, astronaut, t
     assert scan_file(tmp_path / "q30.jpg", plain, ScanOptions()).record["verdict"] == "real"
     fake = scorer_from_model(tiny_scorer.model, {"verdict": says_fake | {"min_jpeg_quality": 60}})
     assert scan_file(tmp_path / "q30.jpg", fake, ScanOptions()).record["verdict"] == "fake"
+
+
+def test_heavily_compressed_videos_get_no_real_verdict(tiny_scorer, astronaut, tmp_path):
+    """A card that states ``verdict.max_video_qp`` turns a `real` verdict on an H.264 video quantised more coarsely
+    into `uncertain`, with the quantiser in the reason and the record; a `fake` verdict stands, and a finely
+    quantised video keeps its `real`."""
+    import cv2
+
+    from dflab.media import write_video
+
+    small = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
+    frames = np.stack([np.roll(small, shift=2 * i, axis=1) for i in range(12)])
+    for crf in (18, 45):
+        write_video(tmp_path / f"crf{crf}.mp4", frames, fps=12, crf=crf)
+    says_real = {"real_below": 1.0, "fake_at": 1.0}
+    careful = scorer_from_model(tiny_scorer.model, {"verdict": says_real | {"max_video_qp": 36}})
+    opts = ScanOptions(max_frames=4)
+    rec = scan_file(tmp_path / "crf45.mp4", careful, opts).record
+    assert rec["video_qp"] > 40 and rec["jpeg_quality"] is None
+    assert rec["verdict"] == "uncertain" and "H.264 quantiser" in rec["reason"] and "of 36 or less" in rec["reason"]
+    fine = scan_file(tmp_path / "crf18.mp4", careful, opts).record
+    assert fine["video_qp"] < 30 and fine["verdict"] == "real"
+    plain = scorer_from_model(tiny_scorer.model, {"verdict": says_real})
+    assert scan_file(tmp_path / "crf45.mp4", plain, opts).record["verdict"] == "real"
+    fake = scorer_from_model(tiny_scorer.model, {"verdict": {"real_below": 0.0, "fake_at": 0.0, "max_video_qp": 36}})
+    assert scan_file(tmp_path / "crf45.mp4", fake, opts).record["verdict"] == "fake"

@@ -343,6 +343,25 @@ def test_the_shipped_card_states_the_scripts_jpeg_rule(td):
     assert rule["min_jpeg_quality"] == 75 and rule["jpeg_quality"] == 30
 
 
+def test_the_shipped_card_states_the_scripts_video_qp_rule(td):
+    """The shipped default's ``verdict.max_video_qp`` and its evidence are the script's constants, the evidence says
+    why (re-encoded videos lose their fakes to `real`, reals are not pushed to `fake`), and the scanner reads the
+    rule for a video, not for a still."""
+    from dflab.scan.pipeline import ScanOptions, scorer_from_model, verdict_rule
+
+    card = json.loads((SCRIPT.parents[1] / "src" / "dflab" / "weights" / "default.json").read_text())
+    assert card["verdict"]["max_video_qp"] == td.MAX_VIDEO_QP == 27
+    ev = td.VIDEO_QP_EVIDENCE
+    assert card["verdict"]["max_video_qp_evidence"] == json.loads(json.dumps(ev))
+    missed, flagged = ev["fakes_called_real"], ev["reals_called_fake"]
+    assert missed["clean"] < missed["crf23"] < missed["crf28"] <= missed["crf35"]
+    assert flagged["crf35"] <= flagged["crf28"] <= flagged["clean"]
+    assert ev["median_qp"]["clean"] < td.MAX_VIDEO_QP < ev["median_qp"]["crf28"]
+    scorer = scorer_from_model(_card_carrier(), {"verdict": card["verdict"]})
+    rule = verdict_rule(scorer, ScanOptions(), "video", None, 31.5)
+    assert rule["max_video_qp"] == 27 and rule["video_qp"] == 31.5
+
+
 def _card_carrier():
     """A tiny registered detector to carry a card (its scores are not used)."""
     from dflab.models.base import build_detector

@@ -137,7 +137,9 @@ class VerdictSchema(BaseModel):
 
     Other keys are the band's provenance (method, error rate ``alpha``, the candidate bands and their held-out
     numbers) and are kept as information; ``alpha``, when given, must be a rate. ``min_face_px``, when given, is
-    the face size (detector box's longer side) below which the scanner gives no verdict.
+    the face size (detector box's longer side) below which the scanner gives no verdict; ``min_jpeg_quality`` /
+    ``max_video_qp``, when given, the JPEG quality under which / the H.264 quantiser over which a still / a video
+    gets no `real` verdict.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -147,6 +149,7 @@ class VerdictSchema(BaseModel):
     alpha: Finite | None = Field(default=None, gt=0.0, lt=1.0)
     min_face_px: Finite | None = Field(default=None, ge=0.0, le=4096.0)
     min_jpeg_quality: int | None = Field(default=None, ge=1, le=100)
+    max_video_qp: Finite | None = Field(default=None, ge=0.0, le=51.0)
 
     @model_validator(mode="after")
     def _ordered(self) -> VerdictSchema:

@@ -812,9 +812,10 @@ def decide(top: dict[str, Any], tracks: list[dict[str, Any]], face_px: float, ru
         tracks: all tracks of the file.
         face_px: the decisive track's median face size (longer side of the detector box, pixels).
         rule: ``{"band": (lo, hi)}`` or ``{"threshold": t, "margin": m}``, with ``min_face_px`` and, for a JPEG
-            still, its ``jpeg_quality`` and the card's ``min_jpeg_quality`` (see :func:`verdict_rule`): under it a
-            `real` verdict becomes `uncertain`, since heavy compression erases a forgery's traces (it does not
-            invent them, so `fake` stands).
+            still, its ``jpeg_quality`` and the card's ``min_jpeg_quality``, for an H.264 video its ``video_qp``
+            and the card's ``max_video_qp`` (see :func:`verdict_rule`): compressed harder than that, a `real`
+            verdict becomes `uncertain`, since heavy compression erases a forgery's traces (it does not invent
+            them, so `fake` stands).
     """
     score, ci = top["score"], top["ci"]
     if not np.isfinite(score):
@@ -826,11 +827,10 @@ def decide(top: dict[str, Any], tracks: list[dict[str, Any]], face_px: float, ru
     band = rule.get("band")
     v = verdict_of(score, ci, rule.get("threshold", 0.5), rule.get("margin", 0.0), band=band)
     many = f" ({len(tracks)} faces; the verdict is the most suspicious one's)" if len(tracks) > 1 else ""
-    quality, min_quality = rule.get("jpeg_quality"), rule.get("min_jpeg_quality")
-    if v == "real" and quality is not None and min_quality is not None and quality < min_quality:
-        return "uncertain", (f"heavily compressed (JPEG quality {quality}; this detector's 'real' verdicts need "
-                             f"quality {min_quality} or more): P(fake) {score:.2f} is low, but compression this heavy "
-                             "erases the traces of a forgery" + many)  # fmt: skip
+    squeezed = too_compressed(rule)
+    if v == "real" and squeezed:
+        return "uncertain", (f"heavily compressed ({squeezed}): P(fake) {score:.2f} is low, but compression this "
+                             "heavy erases the traces of a forgery" + many)  # fmt: skip
     if band is not None:
         lo, hi = band
         d = digits_apart(score, lo, hi)
@@ -848,6 +848,19 @@ def decide(top: dict[str, Any], tracks: list[dict[str, Any]], face_px: float, ru
     return v, why + many
 
 
+def too_compressed(rule: dict[str, Any]) -> str | None:
+    """Why a file is compressed harder than the card's `real` verdicts were validated for, in words (``None`` when
+    it is not, or when the card or the file says nothing): a JPEG quality under ``min_jpeg_quality``, an H.264
+    quantiser over ``max_video_qp``."""
+    quality, least = rule.get("jpeg_quality"), rule.get("min_jpeg_quality")
+    if quality is not None and least is not None and quality < least:
+        return f"JPEG quality {quality}; this detector's 'real' verdicts need quality {least} or more"
+    qp, most = rule.get("video_qp"), rule.get("max_video_qp")
+    if qp is not None and most is not None and qp > most:
+        return f"H.264 quantiser {qp:.1f}; this detector's 'real' verdicts need a quantiser of {most:g} or less"
+    return None
+
+
 def digits_apart(*values: float) -> int:
     """Decimals (2 to 4) that print ``values`` as different numbers: a score of 0.2904 against a band edge of 0.2905
     reads "0.2904 is below 0.2905", not "0.29 is below 0.29"."""
@@ -858,16 +871,24 @@ def digits_apart(*values: float) -> int:
 
 
 def verdict_rule(
-    scorer: Scorer, opts: ScanOptions, kind: str | None = None, jpeg_quality: int | None = None
+    scorer: Scorer,
+    opts: ScanOptions,
+    kind: str | None = None,
+    jpeg_quality: int | None = None,
+    video_qp: float | None = None,
 ) -> dict[str, Any]:
     """The decision rule of a scan: an explicit ``--threshold`` wins, else the card's band for this media ``kind``
     (``image``/``video``), else its overall band, else 0.5 ± 0.05; faces smaller than the card's
     ``verdict.min_face_px`` (else :data:`MIN_FACE_PX`) get no verdict, and a still saved at a ``jpeg_quality``
-    under the card's ``verdict.min_jpeg_quality`` (when it states one) no `real` verdict."""
+    under the card's ``verdict.min_jpeg_quality``, or an H.264 video whose quantiser ``video_qp``
+    (:func:`~dflab.media.video.h264_qp`) is over its ``verdict.max_video_qp`` (when the card states them), no `real`
+    verdict."""
     verdict = scorer.card.get("verdict") or {}
     facts: dict[str, Any] = {"min_face_px": float(verdict.get("min_face_px", MIN_FACE_PX))}
     if jpeg_quality is not None and verdict.get("min_jpeg_quality") is not None:
         facts |= {"jpeg_quality": int(jpeg_quality), "min_jpeg_quality": int(verdict["min_jpeg_quality"])}
+    if video_qp is not None and verdict.get("max_video_qp") is not None:
+        facts |= {"video_qp": float(video_qp), "max_video_qp": float(verdict["max_video_qp"])}
     band = scorer.bands_by_kind.get(kind or "", scorer.band)
     if opts.threshold is None and band is not None:
         return {"band": band, "threshold": band[1], **facts}
@@ -1061,10 +1082,12 @@ def _scan(
         if early:
             early.cancel()
     from dflab.media.image import jpeg_quality
+    from dflab.media.video import h264_qp
 
     quality = jpeg_quality(path) if source.kind == "image" else None
-    rule = verdict_rule(scorers[0], opts, source.kind, quality)
-    record = _base_record(path, source, found, scorers, rule) | {"jpeg_quality": quality}
+    qp = h264_qp(path) if source.kind == "video" else None
+    rule = verdict_rule(scorers[0], opts, source.kind, quality, qp)
+    record = _base_record(path, source, found, scorers, rule) | {"jpeg_quality": quality, "video_qp": qp}
     if faces:  # 3. score the budget's faces (those not scored early), with maps for the overlay frames' faces
         todo = [faces[i] for i in select_faces(faces, opts.faces_per_track, overlay_frames)]
         rest = [f for f in todo if f.key not in done]
