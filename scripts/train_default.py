@@ -726,8 +726,9 @@ JPEG_EVIDENCE = {
 #: (clean: 0.20 of fakes called real, 0.19 of reals called fake; videos' AUC 0.84): CRF 23 (QP ~25) 0.61 / 0.14, AUC
 #: 0.69; CRF 28 (QP ~30) 0.68 / 0.13, AUC 0.68; CRF 35 (QP ~37) 0.74 / 0.11, AUC 0.63. Any re-encode hides most
 #: fakes, even one at the validation's own quantiser; the QP cannot tell a re-encoded file from a first-generation
-#: one, so the rule covers what the band was never validated on: the validation's videos are at QP 23 (median; 90 %
-#: under 26.4), and every file over 27, clean or re-encoded, lost 68-78 % of its fakes to `real`
+#: one, so the rule covers what the band was never validated on: the validation's videos are at QP 22.4 (median;
+#: 90 % under 26.2; the QP of a video's first 4 frames), and every QP bin over 27, clean and re-encoded files
+#: pooled, lost 65-83 % of its fakes to `real`
 MAX_VIDEO_QP = 27.0
 VIDEO_QP_EVIDENCE = {
     "protocol": "held-out videos re-encoded whole with libx264 at CRF c (preset veryfast), faces cut again with their "
@@ -735,15 +736,15 @@ VIDEO_QP_EVIDENCE = {
     "fakes_called_real": {"clean": 0.20, "crf23": 0.61, "crf28": 0.68, "crf35": 0.74},
     "reals_called_fake": {"clean": 0.19, "crf23": 0.14, "crf28": 0.13, "crf35": 0.11},
     "video_auc": {"clean": 0.84, "crf23": 0.69, "crf28": 0.68, "crf35": 0.63},
-    "median_qp": {"clean": 23.2, "crf23": 25.5, "crf28": 30.1, "crf35": 36.9},
+    "median_qp": {"clean": 22.4, "crf23": 26.1, "crf28": 30.9, "crf35": 37.3},
     "fakes_called_real_by_qp": {
-        "<24": 0.31,
+        "<24": 0.28,
         "24-27": 0.43,
-        "27-30": 0.70,
-        "30-33": 0.68,
-        "33-36": 0.78,
+        "27-30": 0.76,
+        "30-33": 0.65,
+        "33-36": 0.83,
         "36-40": 0.68,
-        ">=40": 0.75,
+        ">=40": 0.74,
     },
     "note": "clean and re-encoded files pooled by QP; a re-encode at the validation's own quantiser (CRF 23) already "
     "hides 61 % of the fakes, which no quantiser rule can see",

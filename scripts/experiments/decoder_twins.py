@@ -167,8 +167,7 @@ def cmd_eval() -> None:
     td.select = pooling.select
     runs = {"shipped set (resampled reals)": (base_x, base_m)}
     for mode in os.environ.get("MODES", "whole").split(","):
-        fr = pooling.load_chunks(OUT / mode)
-        ridx = json.loads((OUT / mode / "idx.json").read_text())[: len(fr)]
+        ridx, fr = pooling.load_indexed(OUT / mode)
         runs[f"+ reconstruction twins ({mode})"] = (
             np.concatenate([base_x, fr]),
             base_m + [meta[i] | {"variant": "recon", "label": 1} for i in ridx],

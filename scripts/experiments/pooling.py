@@ -112,6 +112,13 @@ def load_chunks(out: Path) -> np.ndarray:
     return np.concatenate([np.load(p)["feats"] for p in sorted(out.glob("feats_[0-9]*.npz"))])
 
 
+def load_indexed(out: Path) -> tuple[list[int], np.ndarray]:
+    """(the source faces' indices in ``out/idx.json``, their features) as :func:`encode_chunks` wrote them, cut to
+    the chunks encoded so far."""
+    f = load_chunks(out)
+    return json.loads((out / "idx.json").read_text())[: len(f)], f
+
+
 def selector(names: tuple[str, ...]):
     """A :func:`train_default.select` for features whose token axis holds ``names`` (``loso`` selects through
     ``train_default.select``, which an experiment replaces with this)."""

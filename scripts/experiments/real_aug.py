@@ -119,10 +119,7 @@ def shipped_set() -> tuple[np.ndarray, list[dict], dict]:
 
 
 def load_set(name: str) -> tuple[list[int], np.ndarray]:
-    d = RUN / "real_aug" / name.replace("/", "_")
-    idx = json.loads((d / "idx.json").read_text())
-    f = pooling.load_chunks(d)
-    return idx[: len(f)], f
+    return pooling.load_indexed(RUN / "real_aug" / name.replace("/", "_"))
 
 
 def cmd_eval(names: list[str]) -> None:

@@ -108,8 +108,7 @@ def cmd_eval() -> None:
     meta = pooling.crop_meta()
     base_x, base_m, views = real_aug.shipped_set()
     td.select = pooling.select
-    fw = pooling.load_chunks(OUT)
-    widx = json.loads((OUT / "idx.json").read_text())[: len(fw)]
+    widx, fw = pooling.load_indexed(OUT)
     runs = {
         "shipped set (resampled reals)": (base_x, base_m),
         "+ warp twins": (

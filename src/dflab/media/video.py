@@ -482,7 +482,7 @@ def _decode_wanted(
 
 #: frames decoded from the start of a video to read its quantiser (:func:`h264_qp`): an I-frame and the predicted
 #: frames after it, whose QP is higher, as most of a clip's frames are
-QP_FRAMES = 12
+QP_FRAMES = 4
 
 
 def h264_qp(path: str | Path, frames: int = QP_FRAMES) -> float | None:
