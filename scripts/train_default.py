@@ -36,7 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dflab.eval.calibration import conformal_band, platt_fit, verdict_stats
+from dflab.eval.calibration import (
+    conformal_band,
+    file_calibrate,
+    file_calibration_fit,
+    platt_fit,
+    verdict_stats,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -566,9 +572,13 @@ def file_scores(
     return files
 
 
-def file_probs(files: dict[str, dict], names: list[str], a: float, b: float) -> np.ndarray:
-    """The scanner's file score: the mean calibrated P(fake) (Platt a, b) of the decisive track's faces."""
-    return np.array([float(np.mean(1 / (1 + np.exp(-(a * np.asarray(files[n]["decisive"]) + b))))) for n in names])
+def file_probs(
+    files: dict[str, dict], names: list[str], a: float, b: float, fit: tuple[float, float] | None = None
+) -> np.ndarray:
+    """The scanner's file score: the mean calibrated P(fake) (Platt a, b) of the decisive track's faces, then the
+    file-level calibration ``fit`` when given (:func:`~dflab.eval.calibration.file_calibrate`)."""
+    p = np.array([float(np.mean(1 / (1 + np.exp(-(a * np.asarray(files[n]["decisive"]) + b))))) for n in names])
+    return p if fit is None else file_calibrate(p, *fit)
 
 
 def platt_of(files: dict[str, dict], names: list[str]) -> tuple[float, float]:
@@ -589,9 +599,79 @@ def platt_by_kind(files: dict[str, dict], names: list[str]) -> dict[str, tuple[f
     return {k: platt_of(files, sub) for k in ("image", "video") if (sub := [n for n in names if kind_of(n) == k])}
 
 
-def scanner_probs(files: dict[str, dict], names: list[str], platts: dict[str, tuple[float, float]]) -> np.ndarray:
-    """The scanner's file scores: :func:`file_probs` with each file's kind's Platt fit."""
-    return np.array([file_probs(files, [n], *platts[kind_of(n)])[0] for n in names])
+def scanner_probs(
+    files: dict[str, dict],
+    names: list[str],
+    platts: dict[str, tuple[float, float]],
+    file_fits: dict[str, tuple[float, float]] | None = None,
+) -> np.ndarray:
+    """The scanner's file scores: :func:`file_probs` with each file's kind's Platt fit, and its kind's file-level
+    calibration when ``file_fits`` are given."""
+    fits = file_fits or {}
+    return np.array([file_probs(files, [n], *platts[kind_of(n)], fits.get(kind_of(n)))[0] for n in names])
+
+
+def file_fits_by_kind(
+    files: dict[str, dict], names: list[str], platts: dict[str, tuple[float, float]]
+) -> dict[str, tuple[float, float]]:
+    """One file-level calibration per media kind (:func:`~dflab.eval.calibration.file_calibration_fit`: both
+    classes weighted equally) on the scanner's scores of ``names``."""
+    out = {}
+    for k in ("image", "video"):
+        sub = [n for n in names if kind_of(n) == k]
+        if sub:
+            out[k] = file_calibration_fit(scanner_probs(files, sub, platts), [files[n]["label"] for n in sub])
+    return out
+
+
+def file_calibration_check(files: dict[str, dict], repeats: int = 10) -> dict:
+    """Is the file-level calibration honest on sources it was not fitted on? Per kind, the face-level Platt and the
+    file-level fit are made on half the sources and judged on the other half (swapped; ``repeats`` random
+    halvings): the class-balanced expected calibration error (10 equal-width bins, each class weighing half) and
+    log loss of the file P(fake), against the same numbers for the mean of the face probabilities (the score before
+    this calibration)."""
+    names = sorted(files)
+    srcs = sorted({files[n]["source"] for n in names})
+    rng = np.random.default_rng(SEED)
+    rows: dict[str, list] = {"image": [], "video": []}
+    for _ in range(repeats):
+        perm = rng.permutation(len(srcs))
+        half = {srcs[i] for i in perm[: len(srcs) // 2]}
+        for fold in (half, set(srcs) - half):
+            for kind in rows:
+                fit = [n for n in names if files[n]["source"] in fold and kind_of(n) == kind]
+                ev = [n for n in names if files[n]["source"] not in fold and kind_of(n) == kind]
+                yf, ye = (np.array([files[n]["label"] for n in ns]) for ns in (fit, ev))
+                if min(yf.sum(), (yf == 0).sum(), ye.sum(), (ye == 0).sum()) < 3:
+                    continue
+                a, b = platt_of(files, fit)
+                g = file_calibration_fit(file_probs(files, fit, a, b), yf)
+                before, after = file_probs(files, ev, a, b), file_probs(files, ev, a, b, g)
+                rows[kind].append([*balanced_calibration(before, ye), *balanced_calibration(after, ye)])
+    out = {}
+    for kind, r in rows.items():
+        if r:
+            m = np.mean(r, axis=0)
+            out[kind] = {
+                "mean_face_p": {"ece": round(float(m[0]), 3), "log_loss": round(float(m[1]), 3)},
+                "file_calibrated": {"ece": round(float(m[2]), 3), "log_loss": round(float(m[3]), 3)},
+                "splits": len(r),
+            }
+    return out
+
+
+def balanced_calibration(p: np.ndarray, y: np.ndarray, bins: int = 10) -> tuple[float, float]:
+    """(expected calibration error, log loss) of probabilities ``p`` for labels ``y``, each class weighing half (the
+    prior the file calibration states)."""
+    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
+    y = np.asarray(y).astype(int)
+    w = np.where(y == 1, 0.5 / max(1, y.sum()), 0.5 / max(1, (y == 0).sum()))
+    edges = np.minimum((p * bins).astype(int), bins - 1)
+    ece = sum(
+        abs(float((w[edges == k] * (y[edges == k] - p[edges == k])).sum())) for k in range(bins) if (edges == k).any()
+    )
+    loss = -float((w * (y * np.log(p) + (1 - y) * np.log1p(-p))).sum())
+    return ece, loss
 
 
 def loso(
@@ -819,6 +899,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     files = json.loads((RUN / "loso_files.json").read_text())
     card = json.loads(WEIGHTS.with_suffix(".json").read_text())
     platts = {k: (f["scale"], f["bias"]) for k, f in card["calibration"]["by_kind"].items()}
+    file_fits = {k: (f["scale"], f["bias"]) for k, f in card["calibration"]["file"]["by_kind"].items()}
     per_file: dict = {}
     for kind, band in card["verdict"]["by_kind"].items():  # each file judged by its kind's band, held out
         band_check({n: f for n, f in files.items() if kind_of(n) == kind}, band["alpha"], per_file=per_file)
@@ -827,7 +908,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         if sizes.get((n, f["decisive_track"]), 0.0) < min_px:
             per_file[n] = [(True, False)] * len(per_file.get(n, [None]))
     names = sorted(files)
-    p = scanner_probs(files, names, platts)  # the scanner's score: each file calibrated with its kind's fit
+    p = scanner_probs(files, names, platts, file_fits)  # the scanner's file P(fake), calibrated by its kind
     y = np.array([files[n]["label"] for n in names])
     is_img = np.array([n.rsplit(".", 1)[-1].lower() in {e[1:] for e in IMAGE_EXTS} for n in names])
     fam = np.array([files[n]["family"] for n in names])
@@ -904,15 +985,21 @@ def cmd_train(args: argparse.Namespace) -> None:
     names = sorted(files)
     a, b = platt_of(files, names)
     platts = platt_by_kind(files, names)
-    lo, hi, alpha, alphas = choose_band(files, names, a, b)
+    fy = np.array([files[n]["label"] for n in names])
+    file_fit = file_calibration_fit(file_probs(files, names, a, b), fy)
+    file_fits = file_fits_by_kind(files, names, platts)
+    lo, hi, alpha, alphas = choose_band(files, names, a, b, fit=file_fit)
     by_kind = {}
     for kind, (ka, kb) in platts.items():
         sub = [n for n in names if kind_of(n) == kind]
-        k_lo, k_hi, k_alpha, k_alphas = choose_band({n: files[n] for n in sub}, sub, ka, kb)
+        k_lo, k_hi, k_alpha, k_alphas = choose_band({n: files[n] for n in sub}, sub, ka, kb, fit=file_fits[kind])
         by_kind[kind] = {"real_below": k_lo, "fake_at": k_hi, "alpha": k_alpha, "bands": k_alphas}
     fake_at = np.array([by_kind[kind_of(n)]["fake_at"] for n in names])
-    small = choose_min_face_px(files, names, scanner_probs(files, names, platts), fake_at)
+    small = choose_min_face_px(files, names, scanner_probs(files, names, platts, file_fits), fake_at)
+    chosen["report"]["file_calibrated_auc"] = auc(fy, scanner_probs(files, names, platts, file_fits))
+    chosen["report"]["file_calibration_check"] = file_calibration_check(files)
     print(json.dumps({"best": best, "platt": [a, b], "platt_by_kind": platts, "by_kind": by_kind}, indent=1))
+    print(json.dumps({"file_fit": file_fit, "file_fits": file_fits} | chosen["report"], indent=1, default=str))
     print(json.dumps({"min_face_px": small["min_face_px"], "table": small["table"]}, indent=1))
     if args.no_ship:
         return
@@ -920,7 +1007,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     band |= {"min_face_px": small["min_face_px"], "min_face_px_by_size": small["table"]}
     band |= {"min_jpeg_quality": MIN_JPEG_QUALITY, "min_jpeg_quality_evidence": JPEG_EVIDENCE}
     band |= {"max_video_qp": MAX_VIDEO_QP, "max_video_qp_evidence": VIDEO_QP_EVIDENCE}
-    ship(best, feats, meta, (a, b, platts), band, by_kind, results)
+    ship(best, feats, meta, (a, b, platts, file_fit, file_fits), band, by_kind, results)
 
 
 def kind_of(name: str) -> str:
@@ -928,10 +1015,19 @@ def kind_of(name: str) -> str:
     return "image" if name.rsplit(".", 1)[-1].lower() in {e[1:] for e in IMAGE_EXTS} else "video"
 
 
-def choose_band(files: dict[str, dict], names: list[str], a: float, b: float, max_uncertain: float = 0.30):
+def choose_band(
+    files: dict[str, dict],
+    names: list[str],
+    a: float,
+    b: float,
+    max_uncertain: float = 0.30,
+    fit: tuple[float, float] | None = None,
+):
     """The verdict band: among error rates α, the smallest whose held-out uncertain share stays within
-    ``max_uncertain`` (band chosen on half the sources, judged on the other half). Returns (lo, hi, α, table)."""
-    p = file_probs(files, names, a, b)
+    ``max_uncertain`` (band chosen on half the sources, judged on the other half). The band is stated on the file
+    P(fake) after the file-level calibration ``fit`` when given; being monotone, that map changes no verdict (the
+    held-out halves are judged without it). Returns (lo, hi, α, table)."""
+    p = file_probs(files, names, a, b, fit)
     fy = np.array([files[n]["label"] for n in names])
     alphas = {}
     for al in (0.05, 0.1, 0.15, 0.2):
@@ -952,7 +1048,7 @@ def ship(best, feats, meta, platt, band: dict, by_kind: dict, results) -> None:
     from dflab.models.base import build_detector
     from dflab.models.checkpoint import save_detector
 
-    a, b, platts = platt
+    a, b, platts, file_fit, file_fits = platt
     fs, rest = best.split("/C=")
     c, labelled = rest.split("/")[0], best.endswith("/+labelled")
     blocks, tokens = FEATURE_SETS[fs]
@@ -981,7 +1077,7 @@ def ship(best, feats, meta, platt, band: dict, by_kind: dict, results) -> None:
         "name": "dflab-default-clip_probe",
         "summary": (
             f"frozen CLIP ViT-B/16 ({fs.replace('_', ' ')}) + linear probe trained on real faces and fakes "
-            f"synthesised from them; leave-one-source-out file AUC {rep['calibrated_file_auc']} of the scanner's "
+            f"synthesised from them; leave-one-source-out file AUC {rep['file_calibrated_auc']} of the scanner's "
             f"score, calibrated per media kind (video {rep['video_auc']}, image {rep['image_auc']})"
         ),
         "calibration": {
@@ -993,12 +1089,24 @@ def ship(best, feats, meta, platt, band: dict, by_kind: dict, results) -> None:
             "by_kind": {k: {"scale": round(ka, 6), "bias": round(kb, 6)} for k, (ka, kb) in platts.items()},
             "by_kind_note": "the scanner calibrates a file with its media kind's fit (still and video logits are "
             "distributed differently); scale/bias above are the fit over both, for callers that do not know the kind",
+            "file": {
+                "scale": round(file_fit[0], 6),
+                "bias": round(file_fit[1], 6),
+                "by_kind": {k: {"scale": round(fa, 6), "bias": round(fb, 6)} for k, (fa, fb) in file_fits.items()},
+                "prior": 0.5,
+                "fitted_on": f"out-of-fold file scores (the mean P(fake) of the decisive track's faces) of "
+                f"{rep['n_files']} files, leave-one-source-out, fake and real files weighted equally: a file's "
+                "P(fake) = sigmoid(scale * logit(score) + bias) is its probability of being fake for a file as "
+                "likely fake as real beforehand, and its odds are the likelihood ratio; the verdict bands are stated "
+                "on it",
+                "check": rep.get("file_calibration_check"),
+            },
         },
         "verdict": {
             **band,
             "method": "split-conformal thresholds on the out-of-fold file scores: at most alpha of reals called "
             "fake and at most alpha of fakes called real; between them 'uncertain'; one band per media kind "
-            "(by_kind, on P(fake) calibrated with that kind's Platt fit), since video and still-image scores are "
+            "(by_kind, on the file P(fake) of that kind's calibration), since video and still-image scores are "
             "distributed differently",
             "by_kind": by_kind,
         },

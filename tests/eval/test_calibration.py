@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dflab.eval.calibration import conformal_band, platt_fit, sigmoid_calibrate, verdict_stats
+from dflab.eval.calibration import (
+    conformal_band,
+    file_calibrate,
+    file_calibration_fit,
+    platt_fit,
+    sigmoid_calibrate,
+    verdict_stats,
+)
 
 
 def test_platt_recovers_a_known_logistic_model():
@@ -50,3 +57,26 @@ def test_separated_classes_close_the_band():
     assert lo == hi and 0.3 < hi < 0.7
     st = verdict_stats(s, y, lo, hi)
     assert st["uncertain"] == 0 and st["decisive_accuracy"] == 1.0
+
+
+def test_file_calibration_recovers_the_likelihood_ratio_whatever_the_class_mix():
+    """File scores crowded near 0.4 (as a video's mean face P(fake) was), four reals per fake: the evidence t is
+    N(+1, 1) for fakes and N(-1, 1) for reals, so the likelihood ratio is exp(2t) and a file as likely fake as real
+    beforehand has P(fake) = sigmoid(2t). The fit finds that map (the mix of the sample does not enter), and it
+    spreads the crowded scores over the whole range."""
+    rng = np.random.default_rng(3)
+    t = np.concatenate([rng.normal(1, 1, 2000), rng.normal(-1, 1, 8000)])
+    y = np.r_[np.ones(2000, int), np.zeros(8000, int)]
+    s = 1 / (1 + np.exp(-(-0.4 + 0.1 * t)))  # logit(s) = -0.4 + 0.1 t
+    assert np.quantile(s, 0.05) > 0.3 and np.quantile(s, 0.95) < 0.46
+    a, b = file_calibration_fit(s, y)
+    assert a == pytest.approx(20.0, rel=0.08) and b == pytest.approx(8.0, abs=0.6)
+    p = file_calibrate(s, a, b)
+    np.testing.assert_allclose(p, 1 / (1 + np.exp(-2 * t)), atol=0.05)
+    assert file_calibrate(1 / (1 + np.exp(0.4)), a, b) == pytest.approx(0.5, abs=0.05)  # t = 0: no evidence
+    lr = (lambda q: q / (1 - q))(file_calibrate(1 / (1 + np.exp(-(-0.4 + 0.1))), a, b))  # t = 1: LR e^2
+    assert lr == pytest.approx(np.e**2, rel=0.2)
+    order = np.argsort(s)
+    assert (np.diff(p[order]) >= 0).all()  # monotone: a band on scores maps onto one on P(fake), file for file
+    with pytest.raises(ValueError, match="both classes"):
+        file_calibration_fit(s[:5], np.zeros(5))

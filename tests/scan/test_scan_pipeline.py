@@ -129,6 +129,79 @@ def test_a_file_is_calibrated_with_the_platt_fit_of_its_media_kind(tiny_scorer, 
         validate_card(base | {"calibration": {"temperature": 2.0, "by_kind": {"video": {"scale": 1, "bias": 0}}}})
 
 
+def test_file_calibration_puts_every_score_of_a_scan_on_the_files_scale(tiny_scorer, media_dir):
+    """With the card's file-level fit for videos, a video's file and track scores and their intervals are the fit's
+    map of what they were without it, every scored face goes through the same map (a face drawn red and a file
+    called fake mean one thing), and the record gives the likelihood ratio; a still, with no fit of its kind and an
+    identity overall fit, keeps its score."""
+    from dflab.eval.calibration import file_calibrate
+
+    band = {"real_below": 0.45, "fake_at": 0.55}
+    platt = {"method": "platt", "scale": 1.0, "bias": 0.0}
+    fit = {"scale": 1.0, "bias": 0.0, "prior": 0.5, "by_kind": {"video": {"scale": 8.0, "bias": 1.5}}}
+    plain = scorer_from_model(tiny_scorer.model, {"calibration": platt, "verdict": band})
+    filed = scorer_from_model(tiny_scorer.model, {"calibration": platt | {"file": fit}, "verdict": band})
+    assert filed.file_fit("video") == (8.0, 1.5) and filed.file_fit("image") == (1.0, 0.0)
+    assert plain.file_fit("video") is None
+    opts = ScanOptions(max_frames=6)
+    before, after = (scan_file(media_dir / "clip.mp4", sc, opts).record for sc in (plain, filed))
+    assert after["score"] == pytest.approx(float(file_calibrate(before["score"], 8.0, 1.5)), rel=1e-6)
+    np.testing.assert_allclose(after["ci"], file_calibrate(np.array(before["ci"]), 8.0, 1.5), rtol=1e-6)
+    assert abs(after["score"] - 0.5) > abs(before["score"] - 0.5)  # a steep map spreads the crowded means
+    for fb, fa in zip(before["frames"], after["frames"], strict=True):
+        for b, a in zip(fb["faces"], fa["faces"], strict=True):
+            if b["score"] is not None:
+                assert a["score"] == pytest.approx(float(file_calibrate(b["score"], 8.0, 1.5)), abs=1e-5)
+    for t in after["tracks"]:
+        assert t["verdict"] == verdict_of(t["score"], t["ci"], 0.55, band=(0.45, 0.55))
+    assert after["likelihood_ratio"] == pytest.approx(after["score"] / (1 - after["score"]), rel=1e-6)
+    assert before["likelihood_ratio"] is None
+    still = [scan_file(media_dir / "astronaut.png", sc, ScanOptions()).record["score"] for sc in (plain, filed)]
+    assert still[1] == pytest.approx(still[0], abs=1e-6)
+
+
+def test_reasons_quote_the_cards_error_rates_and_what_compression_does():
+    """A decisive verdict's reason gives the share of held-out files of the other class on its side of the band
+    (the card's out-of-fold numbers for the file's kind), and a `real` one on a re-saved JPEG or an H.264 video
+    adds the share of forgeries compressed alike that were called real."""
+    from dflab.scan.pipeline import band_errors, compression_caution
+
+    verdict = {
+        "alpha": 0.05,
+        "bands": {"0.05": {"in_sample": {"fake_called_real": 0.03, "real_called_fake": 0.04}}},
+        "by_kind": {
+            "video": {
+                "alpha": 0.2,
+                "bands": {"0.2": {"in_sample": {"fake_called_real": 0.2, "real_called_fake": 0.19}}},
+            }
+        },
+        "min_jpeg_quality_evidence": {"whole_file_fakes_called_real": {"clean": 0.03, "90": 0.15, "80": 0.3}},
+        "max_video_qp_evidence": {"fakes_called_real_by_qp": {"<24": 0.28, "24-27": 0.43, ">=27": 0.7}},
+    }
+    errs = band_errors(verdict, "video")
+    assert errs == {"fake_called_real": 0.2, "real_called_fake": 0.19}
+    assert band_errors(verdict, "image") == {"fake_called_real": 0.03, "real_called_fake": 0.04}  # overall band
+    assert band_errors({"alpha": 0.1}, "video") is None
+    low, high = {"score": 0.1, "ci": [0.05, 0.15]}, {"score": 0.9, "ci": [0.85, 0.95]}
+    v, why = decide(low, [low], 120.0, {"band": (0.3, 0.7), "errors": errs})
+    assert v == "real" and "20% of held-out fake files" in why
+    v, why = decide(high, [high], 120.0, {"band": (0.3, 0.7), "errors": errs})
+    assert v == "fake" and "19% of held-out real files" in why
+    assert "few held-out fake files" in decide(low, [low], 120.0, {"band": (0.3, 0.7)})[1]
+    q85 = compression_caution(verdict, 85, None)
+    assert "JPEG quality 80" in q85 and "30%" in q85 and "unsaved: 3%" in q85 and "quality 85" in q85
+    assert "JPEG quality 90" in compression_caution(verdict, 92, None)
+    assert compression_caution(verdict, 96, None) is None  # saved as the validation's fakes were
+    assert compression_caution(verdict, 60, None) is None  # nothing measured at or below 60
+    assert "24-27" in compression_caution(verdict, None, 25.3) and "43%" in compression_caution(verdict, None, 25.3)
+    assert ">=27" in compression_caution(verdict, None, 45.0) and "<24" in compression_caution(verdict, None, 12.0)
+    assert compression_caution({}, 80, 30.0) is None
+    caution = compression_caution(verdict, 85, None)
+    v, why = decide(low, [low], 120.0, {"band": (0.3, 0.7), "errors": errs, "caution": caution})
+    assert v == "real" and why.endswith(caution) and "; but " in why
+    assert caution not in decide(high, [high], 120.0, {"band": (0.3, 0.7), "caution": caution})[1]
+
+
 def test_faces_are_cut_at_the_cards_crop_size_and_resized_as_in_training(tiny_scorer, media_dir):
     """A detector trained on 96 px prepared crops resized to its 64 px input: the scan cuts 96 px crops (maps in
     their pixels) and scores each one resized by area, as the training resized its crops."""
@@ -521,7 +594,12 @@ def test_heavily_compressed_stills_get_no_real_verdict(tiny_scorer, astronaut, t
         rec["verdict"] == "uncertain" and "JPEG quality 30" in rec["reason"] and "quality 60 or more" in rec["reason"]
     )
     assert all(t["verdict"] == "uncertain" for t in rec["tracks"])
-    assert scan_file(tmp_path / "q90.jpg", careful, ScanOptions()).record["verdict"] == "real"
+    q90 = scan_file(tmp_path / "q90.jpg", careful, ScanOptions()).record
+    assert q90["verdict"] == "real" and "re-saved" not in q90["reason"]
+    evidence = {"min_jpeg_quality_evidence": {"whole_file_fakes_called_real": {"90": 0.15}}}
+    told = scorer_from_model(tiny_scorer.model, {"verdict": says_real | {"min_jpeg_quality": 60} | evidence})
+    q90 = scan_file(tmp_path / "q90.jpg", told, ScanOptions()).record
+    assert q90["verdict"] == "real" and "re-saved whole at JPEG quality 90 was called real 15%" in q90["reason"]
     png = scan_file(tmp_path / "a.png", careful, ScanOptions()).record
     assert png["verdict"] == "real" and png["jpeg_quality"] is None
     # without the card's word, or for a fake verdict, the compression changes nothing

@@ -200,6 +200,33 @@ def test_platt_by_kind_calibrates_each_kind_on_its_own_scale(td):
     assert td.kind_of("x/y.MP4") == "video" and td.kind_of("x/y.webp") == "image"
 
 
+def test_file_calibration_states_a_prior_of_one_half_whatever_the_mix(td):
+    """Files of each kind with one fake for every three reals: each kind's file-level fit weighs the classes equally,
+    so the calibrated P(fake) averages 1/2 over the two classes' means (calibration in the large at the stated
+    prior), it ranks each kind's files as their scores did, and the held-out check reports both scales."""
+    rng = np.random.default_rng(1)
+    files = _files(rng, "image", 400, 5.0) | _files(rng, "video", 400, 1.0)
+    files = {n: f for i, (n, f) in enumerate(sorted(files.items())) if f["label"] == 0 or i % 3 == 0}
+    names = sorted(files)
+    platts = td.platt_by_kind(files, names)
+    fits = td.file_fits_by_kind(files, names, platts)
+    assert set(fits) == {"image", "video"} and all(a > 0 for a, _ in fits.values())
+    for kind in fits:
+        sub = [n for n in names if td.kind_of(n) == kind]
+        y = np.array([files[n]["label"] for n in sub])
+        assert 0.15 < y.mean() < 0.3
+        before, after = td.scanner_probs(files, sub, platts), td.scanner_probs(files, sub, platts, fits)
+        assert (after[y == 1].mean() + after[y == 0].mean()) / 2 == pytest.approx(0.5, abs=0.02)
+        assert (before[y == 1].mean() + before[y == 0].mean()) / 2 < 0.45  # the mix's prior, before
+        assert (np.argsort(before, kind="stable") == np.argsort(after, kind="stable")).all()
+    check = td.file_calibration_check(files, repeats=2)
+    assert set(check) == {"image", "video"}
+    for row in check.values():
+        assert row["splits"] >= 2 and row["file_calibrated"]["ece"] < row["mean_face_p"]["ece"]
+    ece, loss = td.balanced_calibration(np.array([0.9, 0.1]), np.array([1, 0]))
+    assert ece == pytest.approx(0.1) and loss == pytest.approx(-np.log(0.9))
+
+
 def test_min_face_px_is_where_small_real_faces_stop_being_called_fake(td, monkeypatch):
     names = [f"f{i}.jpg" for i in range(200)]
     px = np.array([40 + (i % 10) * 12 for i in range(200)], float)  # 40, 52, ..., 148 px
@@ -360,6 +387,20 @@ def test_the_shipped_card_states_the_scripts_video_qp_rule(td):
     scorer = scorer_from_model(_card_carrier(), {"verdict": card["verdict"]})
     rule = verdict_rule(scorer, ScanOptions(), "video", None, 31.5)
     assert rule["max_video_qp"] == 27 and rule["video_qp"] == 31.5
+
+
+def test_the_shipped_card_calibrates_files_at_a_stated_prior(td):
+    """The shipped default's file-level calibration states its prior (1/2), holds a fit per media kind, and its own
+    held-out check found it better calibrated than the mean face probability it replaces, for both kinds; its bands
+    are stated on that scale (each kind's band sits around 1/2, where the evidence is even)."""
+    card = json.loads((SCRIPT.parents[1] / "src" / "dflab" / "weights" / "default.json").read_text())
+    fit = card["calibration"]["file"]
+    assert fit["prior"] == 0.5 and set(fit["by_kind"]) == {"image", "video"}
+    for kind, row in fit["check"].items():
+        assert row["file_calibrated"]["log_loss"] < row["mean_face_p"]["log_loss"], kind
+        assert row["file_calibrated"]["ece"] < row["mean_face_p"]["ece"], kind
+        band = card["verdict"]["by_kind"][kind]
+        assert band["real_below"] < 0.5 < band["fake_at"], kind
 
 
 def _card_carrier():

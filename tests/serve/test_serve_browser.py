@@ -140,6 +140,8 @@ def test_drop_two_files_progress_results_downloads(server, corpus, gate, tmp_pat
             verdict = page.inner_text("#verdict")
             assert verdict in ("fake", "real", "uncertain"), verdict
             assert "P(fake)" in page.inner_text("#score-line")
+            if DEFAULT_WEIGHTS.exists():  # the default's card calibrates files: the likelihood ratio in words
+                assert "times as likely in a" in page.inner_text("#evidence")
             if verdict == "uncertain":  # the band's words ("lies between ... overlap") or a threshold's margin
                 reason = page.inner_text("#reason") if page.is_visible("#reason") else ""
                 assert "lies between" in reason or "threshold" in reason, reason

@@ -7,6 +7,13 @@
   files are called fake; ``real_below`` the α quantile of the fake files' scores, so at most α of fakes are called
   real. Between them the detector says "uncertain". When the classes are separated the band closes.
 * :func:`verdict_stats` — the share of uncertain verdicts and the accuracy of the decisive ones under a band.
+* :func:`file_calibration_fit` / :func:`file_calibrate` — a file's P(fake) from its score (the mean P(fake) of its
+  faces), Platt scaling on the score's logit fitted on held-out *files* with both classes weighted equally. The mean
+  of face probabilities is not itself a calibrated probability of the file: it averages away the frame-to-frame
+  noise that the face-level fit had to allow for, so on videos it stayed within a few hundredths of 0.4 whatever
+  the file. Weighting the classes equally states the prior: P(fake) is the probability for a file as likely to be
+  fake as real before it was scanned, whatever mix of files the validation happened to hold; its odds are the
+  likelihood ratio of the evidence.
 
 The checkpoint card stores the results as ``calibration = {"method": "platt", "scale": a, "bias": b}`` and
 ``verdict = {"real_below": lo, "fake_at": hi}`` (read by :func:`dflab.scan.pipeline.scorer_from_model`).
@@ -36,6 +43,35 @@ def platt_fit(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
 def sigmoid_calibrate(logits: np.ndarray, a: float, b: float) -> np.ndarray:
     """P(fake) = sigmoid(a · logit + b). Shape: any -> same."""
     return 1.0 / (1.0 + np.exp(-(a * np.asarray(logits, np.float64) + b)))
+
+
+def file_calibration_fit(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Fit P(fake | file) = sigmoid(a · logit(score) + b) on held-out file ``scores`` (in (0, 1)), both classes
+    weighted equally (a prior of 1/2, see the module doc).
+
+    Shape:
+        scores, labels: (N,); returns (a, b).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    s = np.asarray(scores, np.float64)
+    y = np.asarray(labels).astype(int)
+    if not np.isfinite(s).all() or len(set(y.tolist())) < 2:
+        raise ValueError("a file calibration needs finite scores of both classes")
+    z = _logit(s).reshape(-1, 1)
+    lr = LogisticRegression(C=1e4, max_iter=1000, class_weight="balanced").fit(z, y)
+    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p) - np.log1p(-p)
+
+
+def file_calibrate(scores: np.ndarray, a: float, b: float) -> np.ndarray:
+    """A file's P(fake) from its score: sigmoid(a · logit(score) + b), monotone in the score when a > 0 (a verdict
+    band on scores maps onto one on probabilities, file for file). Shape: any -> same."""
+    return sigmoid_calibrate(_logit(scores), a, b)
 
 
 def conformal_band(scores: np.ndarray, labels: np.ndarray, alpha: float) -> tuple[float, float]:

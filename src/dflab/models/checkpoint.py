@@ -97,12 +97,22 @@ class PlattSchema(BaseModel):
     bias: Finite
 
 
+class FileCalibrationSchema(PlattSchema):
+    """The file-level calibration: a file's P(fake) = sigmoid(scale·logit(score) + bias), where the score is the mean
+    P(fake) of its decisive track's faces (:func:`dflab.eval.calibration.file_calibrate`), optionally per media kind
+    (``by_kind``), at the stated ``prior`` (the share of fakes the fit assumed, in (0, 1))."""
+
+    by_kind: dict[Literal["image", "video"], PlattSchema] | None = None
+    prior: Finite | None = Field(default=None, gt=0.0, lt=1.0)
+
+
 class CalibrationSchema(BaseModel):
     """Calibration of the logits: ``{"method": "temperature", "temperature": T}`` (T > 0: a negative T inverts
     every verdict, 0 divides by zero) or ``{"method": "platt", "scale": a, "bias": b}`` with
     P(fake) = sigmoid(a·(logit_fake − logit_real) + b), a > 0, optionally with one Platt fit per media kind
     (``by_kind``: ``{"image": {"scale", "bias"}, "video": {...}}``) that replaces the overall one for files of
-    that kind. Descriptive extra keys are kept."""
+    that kind, and a file-level fit on top (``file``, :class:`FileCalibrationSchema`). Descriptive extra keys are
+    kept."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -111,6 +121,7 @@ class CalibrationSchema(BaseModel):
     scale: Finite | None = None
     bias: Finite | None = None
     by_kind: dict[Literal["image", "video"], PlattSchema] | None = None
+    file: FileCalibrationSchema | None = None
 
     @model_validator(mode="after")
     def _parameters(self) -> CalibrationSchema:
@@ -120,8 +131,8 @@ class CalibrationSchema(BaseModel):
             if self.scale <= 0:
                 raise ValueError(f"platt scale must be > 0 (got {self.scale}); a negative scale inverts verdicts")
             return self
-        if self.by_kind:
-            raise ValueError("calibration by_kind holds Platt fits: method must be 'platt'")
+        if self.by_kind or self.file:
+            raise ValueError("calibration by_kind and file hold Platt fits: method must be 'platt'")
         # "temperature", or a free-text description of a temperature fit (cards written before issue 11)
         if self.temperature is None:
             raise ValueError(f"calibration method {self.method!r}: no 'temperature' (and not 'platt')")

@@ -41,6 +41,8 @@ BAD: dict[str, str] = {
     "platt_missing_bias": "needs finite 'scale' and 'bias'",
     "platt_by_kind_negative": "calibration.by_kind.video.scale",
     "platt_by_kind_unknown_kind": "calibration.by_kind.audio",
+    "file_calibration_negative": "calibration.file.by_kind.video.scale",
+    "file_calibration_prior_one": "calibration.file.prior",
     "crop_size_zero": "input_spec.crop_size",
     "verdict_inverted": "real_below",
     "verdict_out_of_range": "verdict.fake_at",
@@ -66,6 +68,7 @@ GOOD: tuple[str, ...] = (
     "good",
     "good_platt",
     "good_platt_by_kind",
+    "good_file_calibration",
     "good_crop_size",
     "good_verdict",
     "good_extra_keys",
@@ -116,6 +119,15 @@ CARD_EDITS: dict[str, tuple[tuple[str, ...], Any]] = {
         ("calibration",),
         {"method": "platt", "scale": 1.7, "bias": -0.2, "by_kind": {"image": {"scale": 2.0, "bias": -1.0}}},
     ),
+    "good_file_calibration": (
+        ("calibration",),
+        {
+            "method": "platt",
+            "scale": 1.7,
+            "bias": -0.2,
+            "file": {"scale": 2.0, "bias": 0.5, "prior": 0.5, "by_kind": {"video": {"scale": 6.0, "bias": 2.0}}},
+        },
+    ),
     "good_crop_size": (("input_spec", "crop_size"), 256),
     "good_verdict": (("verdict",), {"real_below": 0.3, "fake_at": 0.7, "min_jpeg_quality": 75, "max_video_qp": 36.5}),
     "good_extra_keys": (("metrics", "new_metric"), {"auc": 0.5, "note": "informational sections are free-form"}),
@@ -133,6 +145,19 @@ CARD_EDITS: dict[str, tuple[tuple[str, ...], Any]] = {
     "platt_by_kind_unknown_kind": (
         ("calibration",),
         {"method": "platt", "scale": 1.0, "bias": 0.0, "by_kind": {"audio": {"scale": 1.0, "bias": 0.0}}},
+    ),
+    "file_calibration_negative": (
+        ("calibration",),
+        {
+            "method": "platt",
+            "scale": 1.0,
+            "bias": 0.0,
+            "file": {"scale": 1.0, "bias": 0.0, "by_kind": {"video": {"scale": -3.0, "bias": 0.0}}},
+        },
+    ),
+    "file_calibration_prior_one": (
+        ("calibration",),
+        {"method": "platt", "scale": 1.0, "bias": 0.0, "file": {"scale": 1.0, "bias": 0.0, "prior": 1.0}},
     ),
     "crop_size_zero": (("input_spec", "crop_size"), 0),
     "verdict_inverted": (("verdict",), {"real_below": 0.8, "fake_at": 0.2}),

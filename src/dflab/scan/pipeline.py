@@ -28,7 +28,9 @@ Aggregation (documented in docs/sections/scan.md):
 
 Calibration and verdicts (from the checkpoint card, fitted on held-out validation by scripts/train_default.py):
 ``calibration = {"method": "platt", "scale": a, "bias": b}`` gives P(fake) = sigmoid(a · (logit_fake − logit_real)
-+ b) (Platt scaling; ``{"temperature": T}`` is the special case a = 1/T, b = 0). ``verdict = {"real_below": lo,
++ b) (Platt scaling; ``{"temperature": T}`` is the special case a = 1/T, b = 0) for each face; ``calibration.file``
+turns a track's mean into the file's P(fake), fitted on held-out files at a prior of 1/2 (:func:`to_file_scale`), so
+that its odds are the likelihood ratio of the evidence. ``verdict = {"real_below": lo,
 "fake_at": hi}`` is the card's band: a file is ``fake`` at or above ``hi``, ``real`` below ``lo``, ``uncertain``
 between, each verdict with its ``reason`` in words. Without a band (or with ``--threshold``), the rule is the
 threshold ± margin, and an interval straddling the threshold is uncertain.
@@ -138,6 +140,9 @@ class Scorer:
         band: the card's verdict band ``(real_below, fake_at)``, or ``None``.
         bands_by_kind: the card's bands per media kind (``{"image": (lo, hi), "video": (lo, hi)}``), used in
             preference to ``band`` for a file of that kind.
+        file_platt, file_platt_by_kind: the card's file-level calibration (``calibration.file``, overall and per
+            kind): a track's score, the mean P(fake) of its faces, becomes the file's P(fake) through
+            :func:`~dflab.eval.calibration.file_calibrate`; ``None`` / empty: the mean is reported as it is.
     """
 
     model: Detector | ClipProbeRuntime
@@ -150,6 +155,8 @@ class Scorer:
     band: tuple[float, float] | None = None
     bands_by_kind: dict[str, tuple[float, float]] = field(default_factory=dict)
     platt_by_kind: dict[str, tuple[float, float]] = field(default_factory=dict)
+    file_platt: tuple[float, float] | None = None
+    file_platt_by_kind: dict[str, tuple[float, float]] = field(default_factory=dict)
     _cam_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _cam_layer: Any = field(default=None, repr=False)
 
@@ -187,6 +194,10 @@ class Scorer:
         if kind in self.platt_by_kind:
             return self.platt_by_kind[kind]
         return self.scale / self.temperature, self.bias
+
+    def file_fit(self, kind: str | None = None) -> tuple[float, float] | None:
+        """(scale, bias) of the file-level calibration for a file of media ``kind``, or ``None`` (none in the card)."""
+        return self.file_platt_by_kind.get(kind or "", self.file_platt)
 
     def probs(self, outputs: dict[str, torch.Tensor], kind: str | None = None) -> torch.Tensor:
         """Calibrated P(fake), (B,), of a torch detector's outputs for a file of media ``kind``."""
@@ -279,6 +290,9 @@ def scorer_from_model(
     temp = float(cal.get("temperature", 1.0))
     scale, bias = (float(cal["scale"]), float(cal["bias"])) if cal.get("method") == "platt" else (1.0, 0.0)
     platt_by_kind = {k: (float(f["scale"]), float(f["bias"])) for k, f in (cal.get("by_kind") or {}).items()}
+    fc = cal.get("file") or {}
+    file_platt = (float(fc["scale"]), float(fc["bias"])) if "scale" in fc and "bias" in fc else None
+    file_by_kind = {k: (float(f["scale"]), float(f["bias"])) for k, f in (fc.get("by_kind") or {}).items()}
     v = card.get("verdict") or {}
     band = (float(v["real_below"]), float(v["fake_at"])) if "real_below" in v and "fake_at" in v else None
     by_kind = {k: (float(b["real_below"]), float(b["fake_at"])) for k, b in (v.get("by_kind") or {}).items()}
@@ -296,6 +310,8 @@ def scorer_from_model(
         band=band,
         bands_by_kind=by_kind,
         platt_by_kind=platt_by_kind,
+        file_platt=file_platt,
+        file_platt_by_kind=file_by_kind,
     )
 
 
@@ -811,7 +827,8 @@ def decide(top: dict[str, Any], tracks: list[dict[str, Any]], face_px: float, ru
         top: the decisive track (``score``, ``ci``).
         tracks: all tracks of the file.
         face_px: the decisive track's median face size (longer side of the detector box, pixels).
-        rule: ``{"band": (lo, hi)}`` or ``{"threshold": t, "margin": m}``, with ``min_face_px`` and, for a JPEG
+        rule: ``{"band": (lo, hi), "errors": ...}`` or ``{"threshold": t, "margin": m}``, with ``min_face_px``, the
+            ``caution`` a `real` verdict quotes (:func:`compression_caution`) and, for a JPEG
             still, its ``jpeg_quality`` and the card's ``min_jpeg_quality``, for an H.264 video its ``video_qp``
             and the card's ``max_video_qp`` (see :func:`verdict_rule`): compressed harder than that, a `real`
             verdict becomes `uncertain`, since heavy compression erases a forgery's traces (it does not invent
@@ -834,13 +851,18 @@ def decide(top: dict[str, Any], tracks: list[dict[str, Any]], face_px: float, ru
     if band is not None:
         lo, hi = band
         d = digits_apart(score, lo, hi)
+        errs = rule.get("errors")
+        reals, fakes = (
+            (f"{errs['real_called_fake']:.0%} of", f"{errs['fake_called_real']:.0%} of") if errs else ("few", "few")
+        )
         why = {
-            "fake": f"P(fake) {score:.{d}f} is at or above {hi:.{d}f}, where at most a few % of held-out real files "
-            "scored",
-            "real": f"P(fake) {score:.{d}f} is below {lo:.{d}f}, where at most a few % of held-out fake files scored",
+            "fake": f"P(fake) {score:.{d}f} is at or above {hi:.{d}f}, where {reals} held-out real files scored",
+            "real": f"P(fake) {score:.{d}f} is below {lo:.{d}f}, where {fakes} held-out fake files scored",
             "uncertain": f"P(fake) {score:.{d}f} lies between {lo:.{d}f} and {hi:.{d}f}, where held-out real and fake "
             "files overlap: this detector cannot tell",
         }[v]
+        if v == "real" and rule.get("caution"):
+            why += f"; but {rule['caution']}"
     else:
         t, m = rule.get("threshold", 0.5), rule.get("margin", 0.0)
         why = (f"P(fake) {score:.2f} (95 % interval {ci[0]:.2f}-{ci[1]:.2f}) is too close to the threshold {t:.2f}"
@@ -889,11 +911,68 @@ def verdict_rule(
         facts |= {"jpeg_quality": int(jpeg_quality), "min_jpeg_quality": int(verdict["min_jpeg_quality"])}
     if video_qp is not None and verdict.get("max_video_qp") is not None:
         facts |= {"video_qp": float(video_qp), "max_video_qp": float(verdict["max_video_qp"])}
+    fit = scorer.file_fit(kind)
+    if fit is not None:
+        facts["file_calibration"] = fit
+    if (caution := compression_caution(verdict, jpeg_quality, video_qp)) is not None:
+        facts["caution"] = caution
     band = scorer.bands_by_kind.get(kind or "", scorer.band)
     if opts.threshold is None and band is not None:
-        return {"band": band, "threshold": band[1], **facts}
+        return {"band": band, "threshold": band[1], "errors": band_errors(verdict, kind), **facts}
     t = 0.5 if opts.threshold is None else opts.threshold
     return {"threshold": t, "margin": 0.05 if opts.margin is None else opts.margin, **facts}
+
+
+def band_errors(verdict: dict[str, Any], kind: str | None) -> dict[str, float] | None:
+    """The share of held-out fake files the card's band called real and of real files it called fake, for files of
+    media ``kind`` (its ``by_kind`` band, else the overall one): the out-of-fold numbers the band was chosen on
+    (``bands[alpha]["in_sample"]``). ``None`` when the card does not state them."""
+    chosen = (verdict.get("by_kind") or {}).get(kind or "") or verdict
+    row = (chosen.get("bands") or {}).get(str(chosen.get("alpha")), {}).get("in_sample") or {}
+    if "fake_called_real" not in row or "real_called_fake" not in row:
+        return None
+    return {"fake_called_real": float(row["fake_called_real"]), "real_called_fake": float(row["real_called_fake"])}
+
+
+#: a JPEG at this quality or better is as the validation's own fakes were saved (95, or PNG): no caution
+FIRST_SAVE_JPEG_QUALITY = 95
+
+
+def compression_caution(verdict: dict[str, Any], jpeg_quality: int | None, video_qp: float | None) -> str | None:
+    """What the card measured about forgeries compressed like this file, in words, for a `real` verdict's reason.
+
+    A re-save or re-encode hides a forgery's traces, and the verdict band was fitted on first-generation fakes: a
+    JPEG under :data:`FIRST_SAVE_JPEG_QUALITY` quotes the share of held-out fake photos re-saved whole at the
+    nearest measured quality at or below its own that were called real (``min_jpeg_quality_evidence``); an H.264
+    video quotes that share in its quantiser's bin (``max_video_qp_evidence``, first-generation and re-encoded
+    copies pooled). ``None`` when the card or the file says nothing."""
+    if jpeg_quality is not None and jpeg_quality < FIRST_SAVE_JPEG_QUALITY:
+        ev = (verdict.get("min_jpeg_quality_evidence") or {}).get("whole_file_fakes_called_real") or {}
+        measured = sorted((int(q), float(r)) for q, r in ev.items() if q.isdigit() and int(q) <= jpeg_quality)
+        if measured:
+            q, rate = measured[-1]
+            clean = ev.get("clean")
+            than = f" (unsaved: {float(clean):.0%})" if clean is not None else ""
+            return (f"a forged photo re-saved whole at JPEG quality {q} was called real {rate:.0%} of the time on "
+                    f"validation{than}, and this file is a JPEG at quality {jpeg_quality}")  # fmt: skip
+    if video_qp is not None:
+        bins = (verdict.get("max_video_qp_evidence") or {}).get("fakes_called_real_by_qp") or {}
+        for label, rate in bins.items():
+            if _in_qp_bin(label, video_qp):
+                return (f"of the held-out fake videos at a quantiser like this file's (H.264 QP {video_qp:.1f}, bin "
+                        f"{label}; first-generation and re-encoded copies pooled), {float(rate):.0%} were called "
+                        "real")  # fmt: skip
+    return None
+
+
+def _in_qp_bin(label: str, qp: float) -> bool:
+    """Whether ``qp`` lies in a bin labelled ``"<24"``, ``"24-27"`` or ``">=40"`` (lower edge included)."""
+    if label.startswith("<"):
+        return qp < float(label[1:])
+    if label.startswith(">="):
+        return qp >= float(label[2:])
+    lo, _, hi = label.partition("-")
+    return float(lo) <= qp < float(hi)
 
 
 def aggregate_tracks(
@@ -1181,6 +1260,7 @@ def _summary(
     faces: Sequence[ScanFace], views: dict[int, list[float]], opts: ScanOptions, rule: dict[str, Any]
 ) -> dict[str, Any]:
     tracks = aggregate_tracks(faces, np.random.default_rng(opts.seed), views)
+    to_file_scale(faces, tracks, rule.get("file_calibration"))
     top = decisive_track(tracks)
     sides: dict[int, list[float]] = {}  # each track's face sizes (longer side of the detector box, px)
     for f in faces:
@@ -1188,9 +1268,13 @@ def _summary(
     for t in tracks:  # each face track's own verdict and reason, by the same rule as the file's
         t["verdict"], t["reason"] = decide(t, [t], float(np.median(sides[t["track_id"]])), rule)
     verdict, reason = decide(top, tracks, float(np.median(sides[top["track_id"]])), rule)
+    odds = top["score"] / max(1e-6, 1 - top["score"])
     return {
         "score": top["score"],
         "ci": top["ci"],
+        # the odds of a P(fake) calibrated at a prior of 1/2 (the likelihood ratio); a mean of face probabilities
+        # has none
+        "likelihood_ratio": odds if rule.get("file_calibration") else None,
         "verdict": verdict,
         "reason": reason,
         "decisive_track": top["track_id"],
@@ -1198,6 +1282,34 @@ def _summary(
         "n_scored": sum(1 for f in faces if f.scored),
         "tracks": tracks,
     }
+
+
+def to_file_scale(faces: Sequence[ScanFace], tracks: Sequence[dict[str, Any]], fit: tuple[float, float] | None) -> None:
+    """Put every score of a scan on the file's calibrated scale, in place (nothing when the card has no file-level
+    ``fit``; see :func:`~dflab.eval.calibration.file_calibrate`).
+
+    A track's score (the mean P(fake) of its faces) and its interval's ends become the file-level P(fake) the card
+    calibrated on held-out files. Each scored face's P(fake) goes through the same monotone map, so that it reads
+    as "a file whose faces all looked like this one": a face drawn red, a frame above the timeline's line and a file
+    called fake all mean one thing. A face's mapped value is not the calibrated probability of that single face
+    (one frame is noisier than a track's mean), and the file's score is not the mean of its faces' mapped values.
+    """
+    if fit is None:
+        return
+    for t in tracks:
+        t["score"] = file_probability(t["score"], fit)
+        t["ci"] = [file_probability(c, fit) for c in t["ci"]]
+    for f in faces:
+        if np.isfinite(f.score):
+            f.score = file_probability(f.score, fit)
+
+
+def file_probability(score: float, fit: tuple[float, float]) -> float:
+    """sigmoid(a · logit(score) + b) for ``fit`` = (a, b): the card's file-level map
+    (:func:`dflab.eval.calibration.file_calibrate`, which fits it; written out here so that a scan does not import
+    the evaluation package and its scikit-learn)."""
+    p = min(max(float(score), 1e-6), 1 - 1e-6)
+    return float(1.0 / (1.0 + np.exp(-(fit[0] * (np.log(p) - np.log1p(-p)) + fit[1]))))
 
 
 def _frame_records(found: FoundFaces, faces: Sequence[ScanFace], fps: float) -> list[dict[str, Any]]:

@@ -271,6 +271,8 @@ def _file_section(i: int, r: dict[str, Any], views: dict[str, bytes]) -> str:
         )
     if v["reason"]:
         body.append(f'<p class="reason">{html.escape(v["reason"])}</p>')
+    if v["evidence"]:
+        body.append(f'<p class="evidence">{html.escape(v["evidence"])}</p>')
     if "timeline" in views:
         body.append("<h3>P(fake) per face track over time</h3>" + _img_tag(views["timeline"], "timeline", "timeline"))
     if v["tracks"]:
@@ -369,8 +371,10 @@ def render_html(records: Sequence[dict[str, Any]], views: Sequence[Any], meta: d
     det = html.escape(str(meta.get("detector", "")))
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>dflab scan report</title>
 <style>{_CSS}</style></head><body><h1>dflab scan report</h1>
-<p>Detector: {det}. Scores are calibrated P(fake) of the most suspicious face track; the interval is a 95%
-bootstrap over frames (test-time views for stills). A score inside the detector's verdict band (chosen on held-out
+<p>Detector: {det}. Scores are calibrated P(fake) of the most suspicious face track; when the detector's card
+calibrates files (the default's does), P(fake) assumes the file was as likely fake as real beforehand, and its odds
+are the likelihood ratio stated under each verdict. The interval is a 95% bootstrap over frames (test-time views for
+stills). A score inside the detector's verdict band (chosen on held-out
 sources, where real and fake files overlap), or near the threshold when one is given, is called <i>uncertain</i>.
 Heatmaps show where the detector looked.</p>
 {_card_html(meta.get("cards") or [])}

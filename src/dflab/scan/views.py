@@ -55,6 +55,18 @@ def verdict_words(
     return f"P(fake) {score:.3f} is {side} the threshold {threshold:.2f} and clear of the ±{margin:.2f} margin."
 
 
+def evidence_words(likelihood_ratio: float | None) -> str:
+    """The likelihood ratio behind a file's P(fake), in words ("" when the detector's card has no file-level
+    calibration, whose P(fake) states a prior of 1/2: its odds are the ratio)."""
+    if likelihood_ratio is None or not np.isfinite(likelihood_ratio) or likelihood_ratio <= 0:
+        return ""
+    if likelihood_ratio >= 1:
+        return (f"What the detector saw is {likelihood_ratio:.1f} times as likely in a fake file as in a real one "
+                "(P(fake) assumes fake and real equally likely beforehand).")  # fmt: skip
+    return (f"What the detector saw is {1 / likelihood_ratio:.1f} times as likely in a real file as in a fake one "
+            "(P(fake) assumes fake and real equally likely beforehand).")  # fmt: skip
+
+
 def reason_text(reason: Any) -> str:
     """A ``reason`` field as text: a string as is, a dict's ``text``/``detail``/``code``, a list joined."""
     if reason is None:
@@ -128,10 +140,11 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
     """The analyst's view of one scan record (JSON-able).
 
     Returns:
-        ``{"verdict", "score", "ci", "threshold", "margin", "reason", "kind", "n_sampled", "n_faces",
+        ``{"verdict", "score", "ci", "threshold", "margin", "reason", "evidence", "kind", "n_sampled", "n_faces",
         "decisive_track", "key_frames": [{"frame_index", "time_s", "score"}], "tracks": [{"track_id", "verdict",
         "score", "ci", "reason", "n_faces", "first_frame", "last_frame", "start_s", "end_s", "counts",
-        "decisive"}]}``; a track that is too short to count says so in its ``reason``.
+        "decisive"}]}``; a track that is too short to count says so in its ``reason``; ``evidence`` is the
+        likelihood ratio in words (:func:`evidence_words`).
     """
     threshold = float(record.get("threshold") or 0.5)
     margin = float(record.get("margin") or 0.0)
@@ -181,6 +194,7 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
         "threshold": threshold,
         "margin": margin,
         "reason": file_reason(record),
+        "evidence": evidence_words(record.get("likelihood_ratio")),
         "kind": record.get("kind"),
         "n_sampled": record.get("n_sampled"),
         "n_faces": record.get("n_faces", 0),

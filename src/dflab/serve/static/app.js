@@ -173,6 +173,8 @@ async function showJob(id) {
   }
   $("reason").textContent = v.reason || "";
   $("reason").hidden = !v.reason;
+  $("evidence").textContent = v.evidence || "";
+  $("evidence").hidden = !v.evidence;
   for (const fmt of ["json", "csv", "html"]) {
     $(`dl-${fmt}`).href = `/api/jobs/${id}/report.${fmt}`;
     $(`dl-${fmt}`).download = `${(entry ? entry.name : id).replace(/[^\w.-]+/g, "_")}.dflab.${fmt}`;
