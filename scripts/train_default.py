@@ -32,6 +32,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -382,6 +383,17 @@ def cmd_views(args: argparse.Namespace) -> None:
     still_views`: flip × margins 1.2/1.3/1.4), one cache file per image under ``views/``: validation then scores a
     still as the scanner does (the mean P(fake) of its six views), so the image band is fitted on the scanner's
     own scores. The probe is still trained on the single crops."""
+    encode_views(RUN / "views", threads=args.threads, reverse=getattr(args, "reverse", False))
+
+
+def encode_views(
+    out: Path,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    threads: int | None = None,
+    reverse: bool = False,
+) -> None:
+    """:func:`cmd_views` into ``out``, each image first passed through ``transform`` (experiments: the whole photo
+    re-saved as JPEG), resumable by image."""
     from dflab.data.manifest import Manifest
     from dflab.media import read_image
     from dflab.models.clip import ClipOnnxEncoder, preprocess, token_features
@@ -390,22 +402,22 @@ def cmd_views(args: argparse.Namespace) -> None:
     with Manifest(RUN / "faces", readonly=True) as man:
         rows = man.faces()
     index = {(f"{r.dataset}/{r.video_id}", r.frame_index, r.track_id): r for r in rows}
-    out = RUN / "views"
     out.mkdir(parents=True, exist_ok=True)
     enc = None
     todo = sorted(p for p in (RUN / "features").glob("*.npz") if not p.name.endswith(".tmp.npz"))
-    for p in sorted(todo, reverse=getattr(args, "reverse", False)):
+    for p in sorted(todo, reverse=reverse):
         if (out / p.name).exists():
             continue
         meta = [m for m in json.loads(str(np.load(p)["meta"])) if m["variant"] == "orig"]
         if not meta or kind_of(meta[0]["file"]) != "image":
             continue
         rgb = read_image(paths[meta[0]["file"]])
+        rgb = rgb if transform is None else transform(rgb)
         crops, faces = [], []
         for m in meta:
             crops += view_crops(rgb, index[(m["file"], m["frame"], m["track"])])
             faces.append([m["frame"], m["track"]])
-        enc = enc or ClipOnnxEncoder(ALL_BLOCKS, threads=args.threads)
+        enc = enc or ClipOnnxEncoder(ALL_BLOCKS, threads=threads)
         batches = [crops[s : s + 12] for s in range(0, len(crops), 12)]
         feats = np.concatenate([token_features(enc(preprocess(b)), ALL_BLOCKS).astype(np.float16) for b in batches])
         tmp = out / f"{p.stem}.tmp.npz"
@@ -426,10 +438,11 @@ def view_crops(rgb: np.ndarray, row) -> list[np.ndarray]:
     return crops
 
 
-def load_views() -> dict[tuple[str, int, int], np.ndarray]:
-    """(file, frame, track) -> the (6, 12, 2, 768) features of a still's face's test-time views (if encoded)."""
+def load_views(folder: Path | None = None) -> dict[tuple[str, int, int], np.ndarray]:
+    """(file, frame, track) -> the (6, 12, 2, 768) features of a still's face's test-time views (if encoded), from
+    ``views/`` or another :func:`encode_views` folder."""
     views = {}
-    for p in sorted((RUN / "views").glob("*.npz")):  # a missing folder globs to nothing
+    for p in sorted((folder or RUN / "views").glob("*.npz")):  # a missing folder globs to nothing
         if p.name.endswith(".tmp.npz"):
             continue
         z = np.load(p)
@@ -861,8 +874,9 @@ def choose_min_face_px(files: dict[str, dict], names: list[str], p: np.ndarray, 
 
 def band_check(files: dict[str, dict], alpha: float, repeats: int = 10, per_file: dict | None = None) -> dict:
     """Honest verdict numbers: fit Platt and the band on half the sources, judge them on the other half, swap;
-    averaged over ``repeats`` random halvings. ``per_file`` (if given) collects each file's held-out verdicts as
-    ``[(uncertain, right), ...]`` for per-group numbers."""
+    averaged over ``repeats`` random halvings: the uncertain share, the decisive verdicts' accuracy, and each error
+    (fakes called real, reals called fake), which the scanner's reasons quote. ``per_file`` (if given) collects each
+    file's held-out verdicts as ``[(uncertain, right), ...]`` for per-group numbers."""
     names = sorted(files)
     srcs = sorted({files[n]["source"] for n in names})
     rng = np.random.default_rng(SEED)
@@ -884,9 +898,8 @@ def band_check(files: dict[str, dict], alpha: float, repeats: int = 10, per_file
                 for n, p, y in zip(ev, pe, ye, strict=True):
                     unc = lo <= p < hi
                     per_file.setdefault(n, []).append((bool(unc), bool(not unc and (p >= hi) == bool(y))))
-    return {k: round(float(np.nanmean([r[k] for r in res])), 4) for k in ("uncertain", "decisive_accuracy")} | {
-        "splits": len(res)
-    }
+    keys = ("uncertain", "decisive_accuracy", "fake_called_real", "real_called_fake")
+    return {k: round(float(np.nanmean([r[k] for r in res])), 4) for k in keys} | {"splits": len(res)}
 
 
 #: generator families by kind, for the README's table (``family_of`` names)
@@ -1010,6 +1023,21 @@ def cmd_train(args: argparse.Namespace) -> None:
     ship(best, feats, meta, (a, b, platts, file_fit, file_fits), band, by_kind, results)
 
 
+def shipped_recipe(card: dict | None = None) -> tuple[tuple[int, ...], tuple[str, ...], float, bool]:
+    """(blocks, tokens, C, with labelled fakes) of the shipped default, from its card's ``training.candidate`` (the
+    :func:`cmd_train` key it won with, e.g. ``"b6-12_cls_mean/C=0.01/+labelled"``): the experiments that measure
+    the shipped probe (``scripts/experiments/jpeg.py bands``, ``video_codec.py eval``) train it this way."""
+    card = card or json.loads(WEIGHTS.with_suffix(".json").read_text())
+    return candidate_recipe(card["training"]["candidate"])
+
+
+def candidate_recipe(key: str) -> tuple[tuple[int, ...], tuple[str, ...], float, bool]:
+    """(blocks, tokens, C, with labelled fakes) of a :func:`cmd_train` candidate key."""
+    fs, rest = key.split("/C=")
+    blocks, tokens = FEATURE_SETS[fs]
+    return tuple(blocks), tuple(tokens), float(rest.split("/")[0]), key.endswith("/+labelled")
+
+
 def kind_of(name: str) -> str:
     """``image`` or ``video`` from a file key's extension (the scanner knows the kind of every file it reads)."""
     return "image" if name.rsplit(".", 1)[-1].lower() in {e[1:] for e in IMAGE_EXTS} else "video"
@@ -1049,9 +1077,8 @@ def ship(best, feats, meta, platt, band: dict, by_kind: dict, results) -> None:
     from dflab.models.checkpoint import save_detector
 
     a, b, platts, file_fit, file_fits = platt
-    fs, rest = best.split("/C=")
-    c, labelled = rest.split("/")[0], best.endswith("/+labelled")
-    blocks, tokens = FEATURE_SETS[fs]
+    blocks, tokens, c, labelled = candidate_recipe(best)
+    fs = best.split("/C=")[0]
     y = np.array([m["label"] for m in meta])
     trainable = np.array([labelled or m["variant"] != "orig" or m["label"] == 0 for m in meta])
     x = select(feats, blocks, tokens)[trainable]
@@ -1120,6 +1147,7 @@ def ship(best, feats, meta, platt, band: dict, by_kind: dict, results) -> None:
         },
         "training": {
             "command": "python scripts/train_default.py all",
+            "candidate": best,
             "data": n_train,
             "prepare": f"{PREPARE_FRAMES} frames per video, {REAL_FRAMES} encoded per real video and "
             f"{FAKE_FRAMES} per fake video, {FACE_DETECTOR} faces (the scanner's default), box crop x1.3 at "

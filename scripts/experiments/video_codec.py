@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import jpeg
 import pooling
 import real_aug
+from compression import reencode
 
 td, tt = pooling.td, pooling.tt
 RUN = td.RUN
@@ -39,32 +40,6 @@ CRF = int(os.environ.get("CRF", "35"))
 def _video_faces() -> list[int]:
     """Indices (``crop_meta`` order) of the original faces of videos."""
     return [i for i, m in enumerate(pooling.crop_meta()) if m["variant"] == "orig" and td.kind_of(m["file"]) == "video"]
-
-
-def reencode(src: Path, dst: Path, crf: int, last: int) -> dict:
-    """``src``'s frames 0..``last`` written to ``dst`` with libx264 at ``crf``; returns bits per pixel per frame."""
-    import av
-
-    from dflab.media.video import iter_frames, probe
-
-    info = probe(src)
-    fps = round(info.fps) if info.fps and info.fps > 0 else 25
-    with av.open(str(dst), mode="w") as out:
-        stream = None
-        for i, rgb in iter_frames(src):
-            if i > last:
-                break
-            h, w = rgb.shape[0] // 2 * 2, rgb.shape[1] // 2 * 2
-            if stream is None:
-                stream = out.add_stream("libx264", rate=fps)
-                stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-                stream.options = {"crf": str(crf), "preset": "veryfast"}
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[:h, :w]), format="rgb24")
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return {"crf": crf, "bpp": round(8 * dst.stat().st_size / (w * h * (last + 1)), 4)}
 
 
 def cmd_make() -> None:

@@ -182,6 +182,12 @@ def test_reasons_quote_the_cards_error_rates_and_what_compression_does():
     assert errs == {"fake_called_real": 0.2, "real_called_fake": 0.19}
     assert band_errors(verdict, "image") == {"fake_called_real": 0.03, "real_called_fake": 0.04}  # overall band
     assert band_errors({"alpha": 0.1}, "video") is None
+    # the numbers on sources the band was not chosen on win over those it was chosen on
+    held = {"fake_called_real": 0.31, "real_called_fake": 0.27, "uncertain": 0.4}
+    verdict["by_kind"]["video"]["bands"]["0.2"]["held_out_sources"] = held
+    assert band_errors(verdict, "video") == {"fake_called_real": 0.31, "real_called_fake": 0.27}
+    verdict["by_kind"]["video"]["bands"]["0.2"]["held_out_sources"] = {"uncertain": 0.4}  # older card: no errors
+    assert band_errors(verdict, "video") == errs
     low, high = {"score": 0.1, "ci": [0.05, 0.15]}, {"score": 0.9, "ci": [0.85, 0.95]}
     v, why = decide(low, [low], 120.0, {"band": (0.3, 0.7), "errors": errs})
     assert v == "real" and "20% of held-out fake files" in why

@@ -403,6 +403,15 @@ def test_the_shipped_card_calibrates_files_at_a_stated_prior(td):
         assert band["real_below"] < 0.5 < band["fake_at"], kind
 
 
+def test_the_shipped_recipe_is_read_from_the_card(td):
+    """The experiments that measure the shipped probe train it as the card says it was chosen."""
+    assert td.candidate_recipe("b6-12_cls_mean/C=0.01/+labelled") == (tuple(range(6, 13)), ("cls", "mean"), 0.01, True)
+    assert td.candidate_recipe("b12_cls/C=1.0") == ((12,), ("cls",), 1.0, False)
+    card = json.loads((SCRIPT.parents[1] / "src" / "dflab" / "weights" / "default.json").read_text())
+    blocks, tokens, _, labelled = td.shipped_recipe(card)
+    assert list(blocks) == card["kwargs"]["blocks"] and list(tokens) == card["kwargs"]["tokens"] and labelled
+
+
 def _card_carrier():
     """A tiny registered detector to carry a card (its scores are not used)."""
     from dflab.models.base import build_detector

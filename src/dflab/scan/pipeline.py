@@ -925,13 +925,20 @@ def verdict_rule(
 
 def band_errors(verdict: dict[str, Any], kind: str | None) -> dict[str, float] | None:
     """The share of held-out fake files the card's band called real and of real files it called fake, for files of
-    media ``kind`` (its ``by_kind`` band, else the overall one): the out-of-fold numbers the band was chosen on
-    (``bands[alpha]["in_sample"]``). ``None`` when the card does not state them."""
+    media ``kind`` (its ``by_kind`` band, else the overall one). Preferred: the numbers on sources the band was not
+    chosen on (``bands[alpha]["held_out_sources"]``: band fitted on half the sources, judged on the other half),
+    since a file to scan comes from a source the band has not seen; else the out-of-fold numbers the band was chosen
+    on (``in_sample``), which a band meets by construction. ``None`` when the card states neither."""
     chosen = (verdict.get("by_kind") or {}).get(kind or "") or verdict
-    row = (chosen.get("bands") or {}).get(str(chosen.get("alpha")), {}).get("in_sample") or {}
-    if "fake_called_real" not in row or "real_called_fake" not in row:
-        return None
-    return {"fake_called_real": float(row["fake_called_real"]), "real_called_fake": float(row["real_called_fake"])}
+    table = (chosen.get("bands") or {}).get(str(chosen.get("alpha")), {})
+    for part in ("held_out_sources", "in_sample"):
+        row = table.get(part) or {}
+        if "fake_called_real" in row and "real_called_fake" in row:
+            return {
+                "fake_called_real": float(row["fake_called_real"]),
+                "real_called_fake": float(row["real_called_fake"]),
+            }
+    return None
 
 
 #: a JPEG at this quality or better is as the validation's own fakes were saved (95, or PNG): no caution
