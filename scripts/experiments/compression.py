@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import train_default as td
 
 OUT = td.RUN / "compression"
-QS = [int(q) for q in os.environ.get("QS", "90,80,70,50").split(",")]
-CRFS = [int(c) for c in os.environ.get("CRFS", "23,28,35").split(",")]
+QS = [int(q) for q in os.environ.get("QS", "90,80,70,50").split(",") if q]
+CRFS = [int(c) for c in os.environ.get("CRFS", "23,28,35").split(",") if c]
 #: H.264 quantiser bins (left edges) of the pooled table
 QP_BINS = (0, 24, 27, 30, 33, 36, 40)
 
@@ -119,6 +119,12 @@ def cmd_videos() -> None:
                 reencode(Path(paths[f]), video, crf, max(r.frame_index for r in rows))
                 qp = h264_qp(video)
                 frames = dict(iter_frames(video, indices=sorted({r.frame_index for r in rows})))
+            # a frame the decoder does not give back from the source (a broken tail) is not in the re-encode: that
+            # face keeps its clean features (counted by reencoded)
+            kept = [k for k, r in enumerate(rows) if r.frame_index in frames]
+            idx, rows = [idx[k] for k in kept], [rows[k] for k in kept]
+            if not rows:
+                continue
             crops = [
                 crop_face(frames[r.frame_index], tuple(r.det_box), size=td.CROP_SIZE, margin=1.3).image for r in rows
             ]
@@ -136,10 +142,16 @@ def reencoded(feats: np.ndarray, crf: int) -> tuple[np.ndarray, dict[str, float]
     _, meta = td.load_features()
     scored, qps = feats.copy(), {}
     for f, idx in video_faces(meta).items():
-        z = np.load(OUT / f"h264_{crf}" / f"{td._fid(f)}.npz")
-        if list(z["idx"]) != idx:
+        path = OUT / f"h264_{crf}" / f"{td._fid(f)}.npz"
+        if not path.exists():
+            print(f"crf {crf} {f}: no re-encoded face, scored clean", flush=True)
+            continue
+        z = np.load(path)
+        if not set(z["idx"].tolist()) <= set(idx):
             raise SystemExit(f"{f}: re-encoded faces do not match the features; run videos again")
-        scored[idx] = z["feats"]
+        if len(z["idx"]) < len(idx):
+            print(f"crf {crf} {f}: {len(idx) - len(z['idx'])} of {len(idx)} faces scored clean", flush=True)
+        scored[z["idx"]] = z["feats"]
         qps[f] = float(z["qp"])
     return scored, qps
 
@@ -186,8 +198,8 @@ def cmd_eval() -> None:
         scored, qps = reencoded(feats, crf)
         _, y2, p2 = judged("video", clean_views, scored)
         videos[f"crf{crf}"] = row("video", y2, p2)
-        median_qp[f"crf{crf}"] = round(float(np.nanmedian([qps[n] for n in names])), 1)
-        pooled += [(qps[n], t, s) for n, t, s in zip(names, y2, p2, strict=True)]
+        median_qp[f"crf{crf}"] = round(float(np.nanmedian([qps[n] for n in names if n in qps])), 1)
+        pooled += [(qps[n], t, s) for n, t, s in zip(names, y2, p2, strict=True) if n in qps]
         print(f"videos crf {crf}: {videos[f'crf{crf}']}, median QP {median_qp[f'crf{crf}']}", flush=True)
     lo = bands["video"][0]
     by_qp = {}
@@ -203,7 +215,9 @@ def cmd_eval() -> None:
         "median_qp": median_qp,
         "fakes_called_real_by_qp": by_qp,
     }
-    (OUT / "evidence.json").write_text(json.dumps(evidence, indent=1))
+    (OUT / f"evidence_q{'-'.join(map(str, QS))}_crf{'-'.join(map(str, CRFS))}.json").write_text(
+        json.dumps(evidence, indent=1)
+    )
     print(json.dumps(evidence, indent=1))
 
 
