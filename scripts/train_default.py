@@ -134,9 +134,84 @@ def build_records() -> list:
     return records
 
 
+#: the package code that shapes the cached faces, twins and features (relative to the ``dflab`` package), and this
+#: script's functions and constants that do: a change to any of them makes the caches of an earlier run stale
+CACHE_CODE = ("faces", "media", "synthesis", "data/prepare.py", "models/clip.py")
+CACHE_FUNCS = ("build_records", "plan", "item_label", "resampled_real", "synth_twin", "item_crop", "view_crops")
+CACHE_CONSTANTS = (
+    "PREPARE_FRAMES",
+    "FACE_DETECTOR",
+    "CROP_SIZE",
+    "TWINS",
+    "REAL_FRAMES",
+    "FAKE_FRAMES",
+    "MAX_FACES_PER_IMAGE",
+    "RESAMPLED_PER_VIDEO",
+    "RESAMPLE_FACTORS",
+    "VIEW_MARGINS",
+    "ADDG_TWINS",
+    "SEED",
+)
+
+
+def code_fingerprint() -> str:
+    """A hash of everything that decides what the caches hold (:data:`CACHE_CODE`, :data:`CACHE_FUNCS`,
+    :data:`CACHE_CONSTANTS`). The ninth run's caches had been extended in place over many sessions by older code
+    and its numbers did not reproduce from an empty run folder; the run folder now records the fingerprint of the
+    code that filled it (:func:`check_caches`)."""
+    import hashlib
+    import inspect
+
+    import dflab
+
+    root = Path(dflab.__file__).resolve().parent
+    h = hashlib.sha256()
+    for rel in CACHE_CODE:
+        for f in sorted((root / rel).rglob("*.py")) if (root / rel).is_dir() else [root / rel]:
+            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    here = globals()
+    for name in CACHE_FUNCS:
+        h.update(inspect.getsource(here[name]).encode())
+    for name in CACHE_CONSTANTS:
+        h.update(f"{name}={here[name]!r}".encode())
+    return h.hexdigest()[:16]
+
+
+def check_caches(allow_stale: bool = False) -> str | None:
+    """Refuse to extend or train on a run folder whose caches were filled by other code; stamp a new one.
+
+    Returns the fingerprint the caches were built with when ``allow_stale`` let a mismatch through (the card says
+    so), else ``None``.
+
+    Raises:
+        SystemExit: the folder's caches come from other code, or from before fingerprints were recorded.
+    """
+    stamp, now = RUN / "code.json", code_fingerprint()
+    if stamp.exists():
+        built = json.loads(stamp.read_text())["fingerprint"]
+    elif (RUN / "faces").exists():
+        built = "unrecorded"
+    else:
+        RUN.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(json.dumps({"fingerprint": now}))
+        return None
+    if built == now:
+        return None
+    if allow_stale:
+        print(f"warning: {RUN}: caches built by other code ({built}, now {now}), used anyway", file=sys.stderr)
+        return built
+    raise SystemExit(
+        f"{RUN}: its caches were built by other code (fingerprint {built}, now {now}: the faces, media, synthesis, "
+        "prepare or CLIP code, or this script's item functions or constants, changed since). Rebuild them in an "
+        "empty folder (DFLAB_DEFAULT_RUN=... python scripts/train_default.py all), or pass --allow-stale to use "
+        "them anyway (the card then records it)."
+    )
+
+
 def cmd_prepare(args: argparse.Namespace) -> None:
     from dflab.data.prepare import format_summary, prepare_records
 
+    check_caches(args.allow_stale)
     records = build_records()
     # the scanner's own face detector (YuNet boxes, dlib's 68 points), so training crops have the scanner's geometry
     summary = prepare_records(
@@ -297,6 +372,7 @@ def cmd_features(args: argparse.Namespace) -> None:
     from dflab.data.manifest import Manifest
     from dflab.models.clip import ClipOnnxEncoder, preprocess, token_features
 
+    check_caches(args.allow_stale)
     with Manifest(RUN / "faces", readonly=True) as man:
         rows = man.faces()
         done = {f"{d}/{v}" for d, v in ((r.dataset, r.video_id) for r in rows) if man.video_status(d, v) == "done"}
@@ -383,6 +459,7 @@ def cmd_views(args: argparse.Namespace) -> None:
     still_views`: flip × margins 1.2/1.3/1.4), one cache file per image under ``views/``: validation then scores a
     still as the scanner does (the mean P(fake) of its six views), so the image band is fitted on the scanner's
     own scores. The probe is still trained on the single crops."""
+    check_caches(args.allow_stale)
     encode_views(RUN / "views", threads=args.threads, reverse=getattr(args, "reverse", False))
 
 
@@ -957,6 +1034,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    stale = check_caches(args.allow_stale)
     feats, meta = load_features()
     print(f"{len(meta)} encoded faces", flush=True)
     y = np.array([m["label"] for m in meta])
@@ -1014,7 +1092,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     band |= {"min_face_px": small["min_face_px"], "min_face_px_by_size": small["table"]}
     band |= {"min_jpeg_quality": MIN_JPEG_QUALITY, "min_jpeg_quality_evidence": JPEG_EVIDENCE}
     band |= {"max_video_qp": MAX_VIDEO_QP, "max_video_qp_evidence": VIDEO_QP_EVIDENCE}
-    ship(best, feats, meta, (a, b, platts, file_fit, file_fits), band, by_kind, results)
+    ship(best, feats, meta, (a, b, platts, file_fit, file_fits), band, by_kind, results, stale)
 
 
 def shipped_recipe(card: dict | None = None) -> tuple[tuple[int, ...], tuple[str, ...], float, bool]:
@@ -1065,7 +1143,7 @@ def choose_band(
     return lo, hi, alpha, alphas
 
 
-def ship(best, feats, meta, platt, band: dict, by_kind: dict, results) -> None:
+def ship(best, feats, meta, platt, band: dict, by_kind: dict, results, stale: str | None = None) -> None:
     """Fit the chosen probe on ALL sources, install it in a ClipProbe, write safetensors + card."""
     from dflab.models.base import build_detector
     from dflab.models.checkpoint import save_detector
@@ -1142,6 +1220,8 @@ def ship(best, feats, meta, platt, band: dict, by_kind: dict, results) -> None:
         "training": {
             "command": "python scripts/train_default.py all",
             "candidate": best,
+            "code_fingerprint": code_fingerprint(),
+            **({"stale_caches_built_by": stale} if stale else {}),
             "data": n_train,
             "prepare": f"{PREPARE_FRAMES} frames per video, {REAL_FRAMES} encoded per real video and "
             f"{FAKE_FRAMES} per fake video, {FACE_DETECTOR} faces (the scanner's default), box crop x1.3 at "
@@ -1215,6 +1295,10 @@ def main() -> None:
     a.add_argument("--labelled-sets", nargs="*", default=list(LABELLED_SETS))
     a.add_argument("--sets", nargs="*", default=None)
     a.add_argument("--no-ship", action="store_true")
+    for parser in (p, f, v, t, a):
+        parser.add_argument(
+            "--allow-stale", action="store_true", help="use caches built by other code (see check_caches)"
+        )
     args = ap.parse_args()
     t0 = time.time()
     if args.cmd == "all":

@@ -417,6 +417,26 @@ def test_the_shipped_recipe_is_read_from_the_card(td):
     assert list(blocks) == card["kwargs"]["blocks"] and list(tokens) == card["kwargs"]["tokens"] and labelled
 
 
+def test_a_run_folder_filled_by_other_code_is_refused(td, tmp_path, monkeypatch):
+    """The run folder records the fingerprint of the code that filled its caches; a stage run with other code (here a
+    constant that shapes the crops) stops with a clear message unless told to go on, which it reports; a folder
+    with caches but no record (an older run) is refused too."""
+    monkeypatch.setattr(td, "RUN", tmp_path / "run")
+    first = td.code_fingerprint()
+    assert td.code_fingerprint() == first and len(first) == 16
+    assert td.check_caches() is None and json.loads((td.RUN / "code.json").read_text())["fingerprint"] == first
+    assert td.check_caches() is None  # same code: goes on
+    monkeypatch.setattr(td, "CROP_SIZE", td.CROP_SIZE + 32)
+    assert td.code_fingerprint() != first
+    with pytest.raises(SystemExit, match="built by other code"):
+        td.check_caches()
+    assert td.check_caches(allow_stale=True) == first
+    monkeypatch.setattr(td, "RUN", tmp_path / "old")
+    (td.RUN / "faces").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="unrecorded"):
+        td.check_caches()
+
+
 def _card_carrier():
     """A tiny registered detector to carry a card (its scores are not used)."""
     from dflab.models.base import build_detector
