@@ -1,20 +1,33 @@
 """Evaluation: pure metrics, frame→track→video aggregation, protocols as data, prediction over manifests,
-robustness sweeps, JSON/HTML reports and multi-run comparison tables."""
+robustness sweeps, JSON/HTML reports and multi-run comparison tables.
 
-from dflab.eval.aggregate import track_scores, video_scores
-from dflab.eval.metrics import auc, binary_metrics, bootstrap_ci, eer
-from dflab.eval.protocols import PROTOCOLS, Protocol, SelectionError, TestSet, get_protocol
+The names below are imported on first use (PEP 562), so that a light submodule such as
+:mod:`dflab.eval.calibration`, which the scanner uses, does not pull scikit-learn in through :mod:`dflab.eval.metrics`.
+"""
 
-__all__ = [
-    "PROTOCOLS",
-    "Protocol",
-    "SelectionError",
-    "TestSet",
-    "auc",
-    "binary_metrics",
-    "bootstrap_ci",
-    "eer",
-    "get_protocol",
-    "track_scores",
-    "video_scores",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "track_scores": "aggregate",
+    "video_scores": "aggregate",
+    "auc": "metrics",
+    "binary_metrics": "metrics",
+    "bootstrap_ci": "metrics",
+    "eer": "metrics",
+    "PROTOCOLS": "protocols",
+    "Protocol": "protocols",
+    "SelectionError": "protocols",
+    "TestSet": "protocols",
+    "get_protocol": "protocols",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'dflab.eval' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"dflab.eval.{_WHERE[name]}"), name)

@@ -1303,20 +1303,14 @@ def to_file_scale(faces: Sequence[ScanFace], tracks: Sequence[dict[str, Any]], f
     """
     if fit is None:
         return
+    from dflab.eval.calibration import file_calibrate
+
     for t in tracks:
-        t["score"] = file_probability(t["score"], fit)
-        t["ci"] = [file_probability(c, fit) for c in t["ci"]]
+        t["score"] = float(file_calibrate(t["score"], *fit))
+        t["ci"] = [float(file_calibrate(c, *fit)) for c in t["ci"]]
     for f in faces:
         if np.isfinite(f.score):
-            f.score = file_probability(f.score, fit)
-
-
-def file_probability(score: float, fit: tuple[float, float]) -> float:
-    """sigmoid(a · logit(score) + b) for ``fit`` = (a, b): the card's file-level map
-    (:func:`dflab.eval.calibration.file_calibrate`, which fits it; written out here so that a scan does not import
-    the evaluation package and its scikit-learn)."""
-    p = min(max(float(score), 1e-6), 1 - 1e-6)
-    return float(1.0 / (1.0 + np.exp(-(fit[0] * (np.log(p) - np.log1p(-p)) + fit[1]))))
+            f.score = float(file_calibrate(f.score, *fit))
 
 
 def _frame_records(found: FoundFaces, faces: Sequence[ScanFace], fps: float) -> list[dict[str, Any]]:
