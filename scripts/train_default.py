@@ -911,52 +911,56 @@ def face_sizes() -> dict[tuple[str, str], float]:
 
 #: stills saved at a JPEG quality under this get no `real` verdict from the scanner (the card's
 #: ``verdict.min_jpeg_quality``, :func:`dflab.scan.pipeline.decide`): compression erases a forgery's traces and moves
-#: it into the `real` zone. Measured 2026-12-01 with the shipped (tenth-run) recipe (``scripts/experiments/
-#: compression.py``): the held-out stills re-saved whole at quality Q, their faces' test-time views cut as the scanner
-#: does, scored out of fold under the card's image band. Fakes called real / reals called fake: clean 0.10 / 0.10,
-#: q90 0.10 / 0.09, q80 0.25 / 0.06, q70 0.35 / 0.04, q50 0.55 / 0.04 (stills' AUC 0.91 clean, 0.89 / 0.87 / 0.88 /
-#: 0.78). Any re-save from 80 down hides forgeries (the fakes of the validation are JPEG 95 or PNG), so the quality
-#: cannot draw a line between safe and unsafe; 75 keeps the band's validated reals (the validation's real photos are
-#: mostly at 75, where the band was fitted; with the ninth run's probe, 85 would have left 59 % of the validation's
-#: stills uncertain against 26 % at 75), and a `real` verdict on a JPEG under 95 quotes these shares
-#: (:func:`dflab.scan.pipeline.compression_caution`)
+#: it into the `real` zone. Measured 2026-12-01 with the shipped recipe and the eleventh run's bands (``scripts/
+#: experiments/compression.py``): the held-out stills (the 22 DFDC face crops among them since the eleventh run)
+#: re-saved whole at quality Q, their faces' test-time views cut as the scanner does, scored out of fold under the
+#: card's image band. Fakes called real / reals called fake: clean 0.08 / 0.10, q90 0.20 / 0.08, q80 0.37 / 0.06,
+#: q70 0.45 / 0.03, q50 0.61 / 0.04 (stills' AUC 0.91 clean, 0.86 / 0.82 / 0.84 / 0.76). Any re-save hides forgeries
+#: (the fakes of the validation are JPEG 95 or PNG), so the quality cannot draw a line between safe and unsafe; 75
+#: keeps the band's validated reals (the validation's real photos are mostly at 75, where the band was fitted; with
+#: the ninth run's probe, 85 would have left 59 % of the validation's stills uncertain against 26 % at 75), and a
+#: `real` verdict on a JPEG under 95 quotes these shares (:func:`dflab.scan.pipeline.compression_caution`)
 MIN_JPEG_QUALITY = 75
 JPEG_EVIDENCE = {
     "protocol": "held-out stills re-saved whole as JPEG at quality Q, their faces' test-time views cut as the scanner "
     "does (scripts/experiments/compression.py stills/eval), scored out of fold by the shipped recipe under the card's "
     "image band",
     "recipe": "b6-12_cls_mean/C=0.01/+labelled",
-    "whole_file_fakes_called_real": {"clean": 0.10, "90": 0.10, "80": 0.25, "70": 0.35, "50": 0.55},
-    "whole_file_reals_called_fake": {"clean": 0.10, "90": 0.09, "80": 0.06, "70": 0.04, "50": 0.04},
-    "whole_file_still_auc": {"clean": 0.91, "90": 0.89, "80": 0.87, "70": 0.88, "50": 0.78},
-    "demo": "the demo face swap saved as JPEG: fake at 90 / 70 (P 0.99 / 0.93), uncertain at 50 (0.63), "
-    "P 0.12 at 30 (uncertain by this rule, real without it)",
+    "whole_file_fakes_called_real": {"clean": 0.08, "90": 0.2, "80": 0.37, "70": 0.45, "50": 0.61},
+    "whole_file_reals_called_fake": {"clean": 0.1, "90": 0.08, "80": 0.06, "70": 0.03, "50": 0.04},
+    "whole_file_still_auc": {"clean": 0.91, "90": 0.86, "80": 0.82, "70": 0.84, "50": 0.76},
+    "demo": "the demo face swap saved as JPEG: fake at 90 / 70 (P 0.99 / 0.95), uncertain at 50 (0.65), "
+    "P 0.11 at 30 (uncertain by this rule, real without it)",
+    "tenth_run": "before the DFDC face crops counted as stills (tenth run's bands): fakes called real 0.10 clean, "
+    "0.10 / 0.25 / 0.35 / 0.55 at 90 / 80 / 70 / 50",
     "ninth_run": "with the ninth run's probe (blocks 4-12, C = 0.1): fakes called real 0.03 clean, 0.15 / 0.30 / "
     "0.33 / 0.47 at 90 / 80 / 70 / 50 (jpeg.py make-file + bands)",
 }
 #: the H.264 quantiser (:func:`dflab.media.video.h264_qp`, the mean macroblock QP of a video's first frames) over
 #: which a video gets no `real` verdict, for the same reason as :data:`MIN_JPEG_QUALITY`. Measured 2026-12-01 with the
-#: shipped (tenth-run) recipe (``scripts/experiments/compression.py videos`` + ``eval``): every held-out video
-#: re-encoded whole with libx264 (preset veryfast) and its faces cut again with their prepared boxes, scored out of
-#: fold under the card's video band. Fakes called real / reals called fake: clean 0.19 / 0.19 (videos' AUC 0.77);
-#: CRF 23 (QP ~25) 0.39 / 0.12, AUC 0.67; CRF 28 (QP ~30) 0.59 / 0.06, AUC 0.65. Any re-encode hides fakes, even one
-#: near the validation's own quantiser, and the QP cannot tell a re-encoded file from a first-generation one; pooled
-#: by QP over clean and re-encoded files, the share of fakes called real is 0.22-0.26 under 27 and 0.58-0.62 in every
-#: bin from 27 up, so the rule covers what the band was never validated on (the validation's videos are at QP 22.4,
-#: median; the ninth run's probe gave the same edge: 0.28 / 0.43 under 27, 0.65-0.83 over)
+#: shipped recipe and the eleventh run's bands (``scripts/experiments/compression.py videos`` + ``eval``): every
+#: held-out video re-encoded whole with libx264 (preset veryfast) and its faces cut again with their prepared boxes,
+#: scored out of fold under the card's video band. Fakes called real / reals called fake: clean 0.19 / 0.19 (videos'
+#: AUC 0.74); CRF 23 (QP ~25) 0.29 / 0.09, AUC 0.72; CRF 28 (QP ~29) 0.54 / 0.07, AUC 0.67. Any re-encode hides
+#: fakes, even one near the validation's own quantiser, and the QP cannot tell a re-encoded file from a
+#: first-generation one; pooled by QP over clean and re-encoded files, the share of fakes called real is 0.20-0.28
+#: under 27 and 0.53 from 27 to 33, so the rule covers what the band was never validated on (the validation's videos
+#: are at QP 22.4, median; the tenth and ninth runs gave the same edge)
 MAX_VIDEO_QP = 27.0
 VIDEO_QP_EVIDENCE = {
     "protocol": "held-out videos re-encoded whole with libx264 at CRF c (preset veryfast), faces cut again with their "
     "prepared boxes (scripts/experiments/compression.py videos/eval), scored out of fold by the shipped recipe under "
     "the card's video band",
     "recipe": "b6-12_cls_mean/C=0.01/+labelled",
-    "fakes_called_real": {"clean": 0.19, "crf23": 0.39, "crf28": 0.59},
-    "reals_called_fake": {"clean": 0.19, "crf23": 0.12, "crf28": 0.06},
-    "video_auc": {"clean": 0.77, "crf23": 0.67, "crf28": 0.65},
-    "median_qp": {"clean": 22.4, "crf23": 24.9, "crf28": 29.6},
-    "fakes_called_real_by_qp": {"<24": 0.26, "24-27": 0.22, "27-30": 0.59, "30-33": 0.58, "33-36": 0.62},
+    "fakes_called_real": {"clean": 0.19, "crf23": 0.29, "crf28": 0.54},
+    "reals_called_fake": {"clean": 0.19, "crf23": 0.09, "crf28": 0.07},
+    "video_auc": {"clean": 0.74, "crf23": 0.72, "crf28": 0.67},
+    "median_qp": {"clean": 22.4, "crf23": 24.5, "crf28": 29.4},
+    "fakes_called_real_by_qp": {"<24": 0.28, "24-27": 0.2, "27-30": 0.53, "30-33": 0.53, "33-36": 0.33},
     "note": "clean and re-encoded files pooled by QP; a re-encode near the validation's own quantiser (CRF 23) "
-    "already hides 39 % of the fakes, which no quantiser rule can see",
+    "already hides 29 % of the fakes, which no quantiser rule can see; few fakes reach QP 33-36",
+    "tenth_run": "with the DFDC face crops counted as videos (tenth run's bands): fakes called real 0.19 clean, "
+    "0.39 / 0.59 at CRF 23 / 28; by QP 0.26 (<24), 0.22 (24-27), 0.58-0.62 from 27 to 36",
     "ninth_run": "with the ninth run's probe (blocks 4-12, C = 0.1; video_codec.py): fakes called real 0.20 clean, "
     "0.61 / 0.68 / 0.74 at CRF 23 / 28 / 35; by QP 0.28 (<24), 0.43 (24-27), 0.65-0.83 from 27 up",
 }
@@ -1313,7 +1317,7 @@ def ship(best, feats, meta, platt, band: dict, by_kind: dict, results, stale: st
             "that their faces are 160 / 100 / 70 px, none was called fake by the ninth run (1 / 3 / 4 by the "
             "eighth, 1 / 8 / 16 before the resampled reals entered training, 2026-11-30)",
             "compressed faces: never trained on as such; any re-save hides forgeries (a held-out fake photo re-saved "
-            "at JPEG 80 scores as real 25 % of the time, a fake video re-encoded with H.264 at CRF 23 39 %); stills "
+            "at JPEG 80 scores as real 37 % of the time, a fake video re-encoded with H.264 at CRF 23 29 %); stills "
             "under min_jpeg_quality and H.264 videos over max_video_qp get no 'real' verdict "
             "(min_jpeg_quality_evidence, max_video_qp_evidence); other video codecs, profile views and non-face "
             "manipulations were not validated",
