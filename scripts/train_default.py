@@ -775,17 +775,18 @@ def selection_check(results: dict[str, dict], best: str, repeats: int = 20) -> d
     the criterion :func:`cmd_train` uses (the scanner's calibrated file AUC), and judged on the other half's, beside
     the winner's (chosen on all files) AUC on that same half. The mean gap is the optimism of the choice; the share
     of halvings that choose the winner says how clear the choice was."""
-    probs, ys = {}, {}
-    for key, r in results.items():
-        names = sorted(r["files"])
-        probs[key] = dict(zip(names, scanner_probs(r["files"], names, platt_by_kind(r["files"], names)), strict=True))
-        ys = {n: r["files"][n]["label"] for n in names}
+    names = sorted(results[best]["files"])  # every candidate scores the same files
+    ys = {n: results[best]["files"][n]["label"] for n in names}
+    probs = {
+        key: dict(zip(names, scanner_probs(r["files"], names, platt_by_kind(r["files"], names)), strict=True))
+        for key, r in results.items()
+    }
 
     def half_auc(key: str, sub: list[str]) -> float:
         return auc([ys[n] for n in sub], [probs[key][n] for n in sub]) or float("nan")
 
     chosen_aucs, winner_aucs, same = [], [], []
-    for pick, judge in source_halves(results[best]["files"], sorted(ys), repeats):
+    for pick, judge in source_halves(results[best]["files"], names, repeats):
         if any(len({ys[n] for n in sub}) < 2 for sub in (pick, judge)):
             continue
         chosen = max(results, key=lambda k: half_auc(k, pick))

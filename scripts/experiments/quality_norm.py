@@ -15,9 +15,10 @@ codec is typical of one generator's demo folder; it only says at what level hone
 For contrast the script also fits the quality measures with both classes (a logistic regression on s and the
 measures), which can learn exactly that dataset bias.
 
-Protocol (as ``train_default.band_check``): the sources split in random halves (20 halvings); on one half the face
-Platt fit, the normaliser and the conformal band; the other half judged: file AUC per kind, uncertain share and
-decisive accuracy at the card's α per kind. Needs ``train_default train`` (its ``loso_files.json``)::
+Protocol (as ``train_default.band_check``, on its halvings, ``source_halves``): the sources split in random halves
+(20 halvings); the face-level Platt map fitted on all files of the kind (it only sets the scale); on one half the
+normaliser and the conformal band; the other half judged: file AUC per kind, uncertain share and decisive accuracy at
+the card's α per kind. Needs ``train_default train`` (its ``loso_files.json``)::
 
     python scripts/experiments/quality_norm.py quality   # each file's quality measures (~1 min), cached
     python scripts/experiments/quality_norm.py eval
@@ -36,12 +37,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import train_default as td
 
-from dflab.eval.calibration import conformal_band, verdict_stats
+from dflab.eval.calibration import conformal_band, logit, verdict_stats
 
 OUT = td.RUN / "quality.json"
 ALPHA = {"image": 0.1, "video": 0.2}
 REPEATS = 20
-#: quality measures per kind (columns of :func:`design`)
+#: quality measures per kind (columns of :func:`raw_measures`)
 MEASURES = {"image": ("log_face_px", "log_short_side", "jpeg_q"), "video": ("log_face_px", "log_short_side", "qp")}
 
 
@@ -51,12 +52,10 @@ def measure(files: dict[str, dict]) -> dict[str, dict]:
     import av
     from PIL import Image
 
-    from dflab.data.manifest import Manifest
     from dflab.media.image import jpeg_quality
     from dflab.media.video import h264_qp
 
-    with Manifest(td.RUN / "faces", readonly=True) as man:
-        paths = {f"{r['dataset']}/{r['video_id']}": r["path"] for r in man.videos()}
+    paths = td._media_paths()
     sizes = td.face_sizes()
     out = {}
     for n, f in sorted(files.items()):
@@ -83,11 +82,6 @@ def raw_measures(names: list[str], q: dict[str, dict], kind: str) -> np.ndarray:
         v = np.array([q[n].get(raw) if q[n].get(raw) is not None else np.nan for n in names], float)
         cols.append(np.log2(np.maximum(v, 1)) if m.startswith("log_") else v)
     return np.stack(cols, 1)
-
-
-def logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
 
 
 def evaluate(files: dict[str, dict], q: dict[str, dict], kind: str, mode: str) -> dict:

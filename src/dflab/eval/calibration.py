@@ -58,12 +58,13 @@ def file_calibration_fit(scores: np.ndarray, labels: np.ndarray) -> tuple[float,
     y = np.asarray(labels).astype(int)
     if not np.isfinite(s).all() or len(set(y.tolist())) < 2:
         raise ValueError("a file calibration needs finite scores of both classes")
-    z = _logit(s).reshape(-1, 1)
+    z = logit(s).reshape(-1, 1)
     lr = LogisticRegression(C=1e4, max_iter=1000, class_weight="balanced").fit(z, y)
     return float(lr.coef_[0, 0]), float(lr.intercept_[0])
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
+def logit(p: np.ndarray) -> np.ndarray:
+    """log(p / (1 − p)), with p clipped to [1e-6, 1 − 1e-6] so that 0 and 1 stay finite. Shape: any -> same."""
     p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
     return np.log(p) - np.log1p(-p)
 
@@ -71,7 +72,7 @@ def _logit(p: np.ndarray) -> np.ndarray:
 def file_calibrate(scores: np.ndarray, a: float, b: float) -> np.ndarray:
     """A file's P(fake) from its score: sigmoid(a · logit(score) + b), monotone in the score when a > 0 (a verdict
     band on scores maps onto one on probabilities, file for file). Shape: any -> same."""
-    return sigmoid_calibrate(_logit(scores), a, b)
+    return sigmoid_calibrate(logit(scores), a, b)
 
 
 def conformal_band(scores: np.ndarray, labels: np.ndarray, alpha: float) -> tuple[float, float]:
