@@ -841,12 +841,14 @@ def loso(
     views: dict | None = None,
     weight: np.ndarray | None = None,
     scored: np.ndarray | None = None,
+    train: np.ndarray | None = None,
 ) -> tuple[dict, dict]:
     """Out-of-fold face logits per C: sources held out in groups (GroupKFold over sources, :data:`N_FOLDS`), each
     with its reals, their twins and its fakes; a probe fitted on the other sources scores its faces, and the
     test-time views of its stills' faces (``views`` from :func:`load_views`). ``weight``: a training weight per face;
-    ``scored``: other features of the same faces to score (experiments: a degraded copy). Returns (logits per C,
-    view logits per C by face index)."""
+    ``scored``: other features of the same faces to score (experiments: a degraded copy); ``train``: a mask of the
+    faces any fit may use (experiments: one media kind; the others are still scored). Returns (logits per C, view
+    logits per C by face index)."""
     from sklearn.model_selection import GroupKFold
 
     x = select(feats, blocks, tokens)
@@ -855,6 +857,8 @@ def loso(
     y = np.array([m["label"] for m in meta])
     orig = np.array([m["variant"] == "orig" for m in meta])
     trainable = ~orig | (y == 0) if not labelled else np.ones(len(meta), bool)
+    if train is not None:
+        trainable = trainable & train
     out = {c: np.full(len(meta), np.nan, np.float32) for c in c_values}
     vx = {
         i: select(views[(m["file"], m["frame"], m["track"])], blocks, tokens)

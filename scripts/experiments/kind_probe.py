@@ -3,10 +3,11 @@
 The default's probe is fitted on still and video faces together and calibrated per kind; videos are its weak side.
 Video faces are smaller and compressed, stills are not, so a probe fitted on video faces alone (or with them weighted
 up) might read videos better. This measures it on ``train_default``'s own feature cache and folds (GroupKFold over
-sources, the shipped recipe from the card): the training faces of the other sources are restricted to one kind, or
-re-weighted, and every held-out face is scored. File AUC per kind from the scanner's aggregation (within a kind the
-per-kind calibration does not change the ranking); stills without their test-time views, so their numbers sit a
-little below the card's::
+sources, the shipped recipe from the card): the training faces of the other sources are restricted to one kind
+(``train_default.loso``'s ``train`` mask: the other kind takes no part in a fold's fit, its standardisation and PCA
+included) or re-weighted, and every held-out face is scored. File AUC per kind from the scanner's aggregation
+(within a kind the per-kind calibration does not change the ranking); stills without their test-time views, so
+their numbers sit a little below the card's::
 
     python scripts/experiments/kind_probe.py    # ~3 min here
 
@@ -24,29 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import train_default as td
 
 
-def oof_logits(x: np.ndarray, meta: list[dict], weight: np.ndarray, c: float) -> np.ndarray:
-    """Out-of-fold logits of the original faces; faces of weight 0 take no part in a fold's fit at all (not in its
-    standardisation or PCA either)."""
-    from sklearn.model_selection import GroupKFold
-
-    src = np.array([m["source"] for m in meta])
-    y = np.array([m["label"] for m in meta])
-    orig = np.array([m["variant"] == "orig" for m in meta])
-    out = np.full(len(meta), np.nan, np.float32)
-    for _, held_idx in GroupKFold(n_splits=td.N_FOLDS).split(x, y, groups=src):
-        held = np.zeros(len(meta), bool)
-        held[held_idx] = True
-        fit = ~held & (weight > 0)
-        probe = td.fit_probe(x[fit], y[fit], (c,), weight=weight[fit])[0]
-        out[held & orig] = td.decision(x[held & orig], probe)
-    return out
-
-
 def main() -> None:
     feats, meta = td.load_features()
     blocks, tokens, c, labelled = td.shipped_recipe()
     assert labelled, "the shipped probe trains with the labelled fakes"
-    x = td.select(feats, blocks, tokens)
     orig = np.array([m["variant"] == "orig" for m in meta])
     video = np.array([td.kind_of(m["file"]) == "video" for m in meta])
     w = td.face_weights(meta)
@@ -58,7 +40,8 @@ def main() -> None:
         "still faces only": np.where(video, 0.0, w),
     }
     for name, weight in variants.items():
-        files = td.file_scores(meta, oof_logits(x, meta, weight, c), orig)
+        oofs, _ = td.loso(feats, meta, blocks, tokens, (c,), labelled, weight=weight, train=weight > 0)
+        files = td.file_scores(meta, oofs[c], orig)
         cells = []
         for kind in ("video", "image"):
             names = [n for n in files if td.kind_of(n) == kind]

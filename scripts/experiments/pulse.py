@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -42,8 +41,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import train_default as td
 
+from dflab.data.manifest import Manifest
+
 OUT = td.RUN / "pulse"
-DB = td.RUN / "faces" / "manifest.sqlite"
 MAX_SECONDS = 20.0
 MIN_SECONDS = 3.0
 BAND = (0.7, 3.5)
@@ -77,40 +77,38 @@ def _usable(lm: np.ndarray, crop: int) -> bool:
     return bool(inside >= 0.95 and eyes >= 0.12 * crop and lm[8, 1] - lm[27, 1] > 0.2 * crop)
 
 
-def mean_shape(con: sqlite3.Connection) -> np.ndarray:
-    """The mean landmark layout of the run's faces in box fractions (68, 2): the regions of a face without usable
-    landmarks are cut from its box with it."""
+def mean_shape(rows: list) -> np.ndarray:
+    """The mean landmark layout of the run's faces (manifest rows) in box fractions (68, 2): the regions of a face
+    without usable landmarks are cut from its box with it."""
     acc, n = np.zeros((68, 2)), 0
-    for lm_json, crop in con.execute("SELECT landmarks, crop_size FROM faces"):
-        lm = np.asarray(json.loads(lm_json) if lm_json else [], dtype=np.float64).reshape(-1, 2)
-        if _usable(lm, crop):
-            acc += lm / crop
+    for r in rows:
+        lm = np.asarray(r.landmarks, dtype=np.float64).reshape(-1, 2)  # as stored (float32 moves pixels)
+        if _usable(lm, r.crop_size):
+            acc += lm / r.crop_size
             n += 1
     return acc / max(n, 1)
 
 
-def keyframes(con: sqlite3.Connection, key: str, track: str | None) -> dict | None:
-    """The decisive track's rows: frame indices, boxes (frame px) and landmarks (frame px, NaN where unusable)."""
-    dataset, video_id = key.split("/", 1)
-    q = "SELECT frame_index, track_id, box, landmarks, crop_size FROM faces WHERE dataset=? AND video_id=?"
-    rows = con.execute(q + " ORDER BY frame_index", (dataset, video_id)).fetchall()
+def keyframes(rows: list, track: str | None) -> dict | None:
+    """The decisive track's rows (a file's manifest rows, in frame order): frame indices, boxes (frame px) and
+    landmarks (frame px, NaN where unusable)."""
     if not rows:
         return None
-    tracks = [r[1] for r in rows]
+    tracks = [r.track_id for r in rows]
     tid = int(track) if track is not None and str(track).lstrip("-").isdigit() and int(track) in tracks else None
     if tid is None:
         tid = max(set(tracks), key=tracks.count)
     idx, boxes, lms = [], [], []
-    for f, t, box_json, lm_json, crop in rows:
-        if t != tid:
+    for r in rows:
+        if r.track_id != tid:
             continue
-        box = np.asarray(json.loads(box_json), dtype=np.float64)
-        lm = np.asarray(json.loads(lm_json) if lm_json else [], dtype=np.float64).reshape(-1, 2)
+        box = np.asarray(r.box, dtype=np.float64)
+        lm = np.asarray(r.landmarks, dtype=np.float64).reshape(-1, 2)  # as stored (float32 moves pixels)
         side = box[2] - box[0]
-        idx.append(f)
+        idx.append(r.frame_index)
         boxes.append(box)
         # landmarks are stored in crop pixels: crop pixel u is frame x0 + u × side / crop_size
-        lms.append(box[:2] + lm * side / crop if _usable(lm, crop) else np.full((68, 2), np.nan))
+        lms.append(box[:2] + lm * side / r.crop_size if _usable(lm, r.crop_size) else np.full((68, 2), np.nan))
     return {"track": tid, "idx": np.asarray(idx, float), "boxes": np.asarray(boxes), "lms": np.asarray(lms)}
 
 
@@ -320,11 +318,11 @@ def grey(traces: dict[str, list]) -> bool:
 # --- make ----------------------------------------------------------------------------------------------------------
 
 
-def process(key: str, info: dict, path: str, con: sqlite3.Connection, shape: np.ndarray) -> dict:
+def process(key: str, info: dict, path: str, rows: list, shape: np.ndarray) -> dict:
     t_start = time.perf_counter()
     rec = {k: info.get(k) for k in ("label", "source", "family", "logit", "decisive_track")}
     rec.update(key=key, path=path, status="ok", features=None)
-    kf = keyframes(con, key, info.get("decisive_track"))
+    kf = keyframes(rows, info.get("decisive_track"))
     if kf is None:
         rec["status"] = "no_face_rows"
         rec["wall_s"] = round(time.perf_counter() - t_start, 3)
@@ -375,14 +373,18 @@ def cmd_make() -> None:
     cv2.setNumThreads(1)
     (OUT / "videos").mkdir(parents=True, exist_ok=True)
     files, paths = videos(), td._media_paths()
-    con = sqlite3.connect(f"file:{DB}?mode=ro", uri=True)
-    shape = mean_shape(con)
+    with Manifest(td.RUN / "faces", readonly=True) as man:
+        rows = man.faces()
+    by_file: dict[str, list] = {}
+    for r in rows:  # in (file, frame, track) order
+        by_file.setdefault(f"{r.dataset}/{r.video_id}", []).append(r)
+    shape = mean_shape(rows)
     t0, done = time.perf_counter(), 0
     for j, (key, info) in enumerate(files.items()):
         out = _out_path(key)
         if out.exists():
             continue
-        rec = process(key, info, paths[key], con, shape)
+        rec = process(key, info, paths[key], by_file.get(key, []), shape)
         tmp = out.with_suffix(".tmp")
         tmp.write_text(json.dumps(rec))
         tmp.replace(out)
@@ -416,11 +418,11 @@ def load() -> list[dict]:
 
 
 def _auc(y: np.ndarray, s: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
+    """:func:`dflab.eval.metrics.auc` over the files with a value (NaN when a class is missing)."""
+    from dflab.eval.metrics import auc
 
     ok = np.isfinite(s)
-    y, s = y[ok], s[ok]
-    return float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else float("nan")
+    return auc(y[ok], s[ok])
 
 
 def _column(recs: list[dict], name: str) -> np.ndarray:

@@ -388,6 +388,32 @@ def test_labelled_fakes_weigh_more_than_twins_in_the_fit(td):
     assert leans_a[1] > even[1] + 0.1 and leans_b[1] < even[1] - 0.1
 
 
+def test_loso_fits_only_the_faces_its_train_mask_allows_and_scores_them_all(td):
+    # 16 sources of 10 real and 10 fake faces; in half of them the fakes lie the other way on the one axis
+    rng = np.random.default_rng(0)
+    feats, meta = [], []
+    for src in range(16):
+        sign = 1.0 if src < 8 else -1.0
+        for label in (0, 1):
+            for k in range(10):
+                f = rng.normal(0, 1, (12, 2, 4))
+                f[..., 0] += 3.0 * sign * label
+                feats.append(f)
+                meta.append({"file": f"s{src}/{label}", "frame": k, "track": 0, "variant": "orig", "label": label,
+                             "source": f"s{src}"})  # fmt: skip
+    feats = np.stack(feats).astype(np.float32)
+    y = np.array([m["label"] for m in meta])
+    good = np.array([int(m["source"][1:]) < 8 for m in meta])
+
+    def auc_of_good(train):
+        out, _ = td.loso(feats, meta, (12,), ("cls",), (1.0,), labelled=True, train=train)
+        assert not np.isnan(out[1.0]).any()  # every face is scored, masked out of the fits or not
+        return td.auc(y[good], out[1.0][good])
+
+    assert auc_of_good(good) > 0.95  # fitted on the faces that agree
+    assert auc_of_good(None) < 0.8  # the flipped half in every fit blurs the axis
+
+
 def test_tune_tail_halves_follow_the_loso_folds(td):
     # the tuning experiment scores a half's files with a tail tuned on the other half: a source must never be split
     tt = _experiment("tune_tail")
