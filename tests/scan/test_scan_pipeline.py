@@ -494,6 +494,32 @@ def test_overlay_maps_come_from_the_scoring_pass_when_the_detector_makes_them(as
     _, heats = score_crops(crops, [scorer], batch_size=8, maps=[False, True, False, False, False])
     assert calls == [5], "one pass, no second pass for the map"
     assert heats[1] is not None and heats[1].shape == (64, 64)
+    calls.clear()
+    _, heats = score_crops(crops, [scorer], batch_size=2, maps=[False, True, False, False, False])
+    assert calls == [2, 2, 1]
+    assert all(h is not None and h.shape == (64, 64) for h in heats), "the report's key faces need no second pass"
+    _, heats = score_crops(crops, [scorer], batch_size=2)
+    assert heats == [None] * 5, "no maps asked, none made"
+
+
+def test_the_reports_heat_layers_reuse_the_scans_maps(media_dir):
+    """The key frames of the HTML report are chosen after scoring; with a detector whose maps come with its
+    scores, their heatmap layers are drawn from the scan's maps, without scoring any face again."""
+    from dflab.models.base import build_detector
+    from dflab.scan.views import render_views
+
+    path = media_dir / "clip.mp4"
+    torch.manual_seed(0)
+    scorer = scorer_from_model(build_detector("clip_probe_tiny", hidden=0, tokens=["cls", "mean"]))
+    res = scan_file(path, scorer, ScanOptions(max_frames=12, overlays=1, faces_per_track=6, batch_size=2))
+    assert res.record["n_scored"] == 6
+    assert len(res.heats) == 6, "every scored face has its map"
+    calls = []
+    real = scorer.model.forward
+    scorer.model.forward = lambda x: calls.append(len(x)) or real(x)  # type: ignore[method-assign]
+    pics = render_views(res.record, path, scorer, frames=res.frames, heats=res.heats)
+    assert [n for n in pics if n.startswith("heat")], "the key frames have heat layers"
+    assert calls == [], "no face scored again"
 
 
 def test_early_frames_are_the_picks_of_a_track_present_in_every_planned_frame():

@@ -622,10 +622,11 @@ def score_crops(
 
     The file's score is the mean of the detectors' calibrated probabilities (the ensemble). Maps come from the
     first detector, for the crops flagged in ``maps``. When its maps come out of the scoring pass
-    (:attr:`Scorer.maps_in_forward`: CLIP patch evidence, predicted masks) they are taken from that pass, for every
-    crop of a batch that holds a flagged one (``heats`` then has maps beyond the flagged crops); otherwise Grad-CAM
-    needs a backward pass, so it runs in a separate pass over the flagged crops alone (not every face batched with
-    them), which keeps it cheap. The overlay faces are thus encoded once, not twice.
+    (:attr:`Scorer.maps_in_forward`: CLIP patch evidence, predicted masks) they are taken from that pass for every
+    crop whenever ``maps`` is given (``heats`` then has maps beyond the flagged crops: the report's key frames are
+    chosen after scoring, and their faces' maps are then already there instead of costing a second pass);
+    otherwise Grad-CAM needs a backward pass, so it runs in a separate pass over the flagged crops alone (not every
+    face batched with them), which keeps it cheap. The overlay faces are thus encoded once, not twice.
 
     Shape:
         crops: N × (S, S, 3) uint8; returns scores (N,) float32 and N maps (S, S) or ``None``.
@@ -641,7 +642,7 @@ def score_crops(
         chunk = list(crops[start:stop])
         got = []
         for k, sc in enumerate(scorers):
-            s, m = sc.score(chunk, maps=k == 0 and inline and any(flags[start:stop]), kind=kind)
+            s, m = sc.score(chunk, maps=k == 0 and inline and maps is not None, kind=kind)
             got.append(s)
             heats[start:stop] = m if m is not None else heats[start:stop]
         scores[start:stop] = np.mean(got, axis=0)
