@@ -132,7 +132,8 @@ def cmd_videos() -> None:
             feats = np.concatenate(
                 [token_features(enc(preprocess(crops[s : s + 16])), td.ALL_BLOCKS) for s in range(0, len(crops), 16)]
             ).astype(np.float16)
-            np.savez(out / "tmp.npz", feats=feats, idx=np.array(idx), qp=np.float64(np.nan if qp is None else qp))
+            faces = np.array([(r.frame_index, r.track_id) for r in rows], np.int64)  # the faces, not their positions
+            np.savez(out / "tmp.npz", feats=feats, faces=faces, qp=np.float64(np.nan if qp is None else qp))
             (out / "tmp.npz").rename(dst)
             print(f"crf {crf} {f}: {len(idx)} faces, QP {qp}", flush=True)
 
@@ -147,11 +148,19 @@ def reencoded(feats: np.ndarray, crf: int) -> tuple[np.ndarray, dict[str, float]
             print(f"crf {crf} {f}: no re-encoded face, scored clean", flush=True)
             continue
         z = np.load(path)
-        if not set(z["idx"].tolist()) <= set(idx):
-            raise SystemExit(f"{f}: re-encoded faces do not match the features; run videos again")
-        if len(z["idx"]) < len(idx):
-            print(f"crf {crf} {f}: {len(idx) - len(z['idx'])} of {len(idx)} faces scored clean", flush=True)
-        scored[z["idx"]] = z["feats"]
+        at = {(meta[i]["frame"], meta[i]["track"]): i for i in idx}
+        if "faces" in z:  # keyed by (frame, track): valid whatever the order of the feature cache
+            keys = [tuple(int(v) for v in k) for k in z["faces"]]
+            if not set(keys) <= set(at):
+                raise SystemExit(f"{f}: re-encoded faces are not among its features; run videos again")
+            where = np.array([at[k] for k in keys], np.int64)
+        else:  # caches written before 2026-12-01 hold positions in the feature cache of their time
+            where = z["idx"]
+            if not set(where.tolist()) <= set(idx):
+                raise SystemExit(f"{f}: re-encoded faces do not match the features; run videos again")
+        if len(where) < len(idx):
+            print(f"crf {crf} {f}: {len(idx) - len(where)} of {len(idx)} faces scored clean", flush=True)
+        scored[where] = z["feats"]
         qps[f] = float(z["qp"])
     return scored, qps
 
