@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pooling
 import tune_tail as tt
 
 td = tt.td
@@ -111,18 +112,13 @@ def twin(variant: str, key: str, row, pools: dict) -> tuple[np.ndarray, dict] | 
 def cmd_make(variant: str) -> None:
     from dflab.models.clip import ClipOnnxEncoder, preprocess, token_features
 
-    out = OUT / f"{variant}{DRAW}"
-    out.mkdir(parents=True, exist_ok=True)
     rows, faces = _faces()
     pools = _pools(rows)
     enc, t0, done = None, time.time(), 0
-    for s in range(0, len(faces), CHUNK):
-        path = out / f"feats_{s // CHUNK:04d}.npz"
-        if path.exists():
-            continue
+    for s, stop, path in pooling.pending_chunks(OUT / f"{variant}{DRAW}", len(faces), CHUNK):
         enc = enc or ClipOnnxEncoder(td.ALL_BLOCKS, threads=int(os.environ.get("THREADS", "2")))
         imgs, keys = [], []
-        for key, it in faces[s : s + CHUNK]:
+        for key, it in faces[s:stop]:
             r = rows[it["row"]]
             made = twin(variant, key, r, pools)
             if made is not None:
@@ -132,8 +128,8 @@ def cmd_make(variant: str) -> None:
             token_features(enc(preprocess(imgs[b : b + 16])), td.ALL_BLOCKS).astype(np.float16)
             for b in range(0, len(imgs), 16)
         ]
-        np.savez(out / "tmp.npz", feats=np.concatenate(feats), keys=json.dumps(keys, default=str))
-        (out / "tmp.npz").rename(path)
+        np.savez(path.parent / "tmp.npz", feats=np.concatenate(feats), keys=json.dumps(keys, default=str))
+        (path.parent / "tmp.npz").rename(path)
         done += len(imgs)
         print(
             f"{variant} {s + CHUNK}/{len(faces)} faces, {done} twins ({(time.time() - t0) / done:.2f} s/twin)",

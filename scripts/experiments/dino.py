@@ -62,15 +62,13 @@ def session():
 
 def cmd_encode() -> None:
     """(N, 12, 2, 384) float16 per chunk of ``crops.npy``: each block's class token and mean patch token."""
+    from pooling import pending_chunks
+
     crops = np.load(td.RUN / "ln" / "crops.npy", mmap_mode="r")
-    OUT.mkdir(parents=True, exist_ok=True)
     sess, t0, done = None, time.time(), 0
-    for s in range(0, len(crops), CHUNK):
-        path = OUT / f"feats_{s // CHUNK:04d}.npy"
-        if path.exists():
-            continue
+    for s, stop, path in pending_chunks(OUT, len(crops), CHUNK, ext="npy"):
         sess = sess or session()
-        x = ((np.asarray(crops[s : s + CHUNK], np.float32) / 255.0 - MEAN) / STD).transpose(0, 3, 1, 2)
+        x = ((np.asarray(crops[s:stop], np.float32) / 255.0 - MEAN) / STD).transpose(0, 3, 1, 2)
         parts = []
         for b in range(0, len(x), 16):
             hidden = sess.run(None, {"input_image": np.ascontiguousarray(x[b : b + 16])})

@@ -59,11 +59,8 @@ def cmd_encode() -> None:
     t0, n = time.time(), 0
     for name in ("crops", "views"):
         arr = np.load(RUN / "ln" / f"{name}.npy", mmap_mode="r")
-        for s in range(0, len(arr), CHUNK):
-            path = OUT / f"{name}_{s // CHUNK:04d}.npy"
-            if path.exists():
-                continue
-            feats = pooled(enc(preprocess(list(arr[s : s + CHUNK]))))
+        for s, stop, path in pending_chunks(OUT, len(arr), CHUNK, name, "npy"):
+            feats = pooled(enc(preprocess(list(arr[s:stop]))))
             np.save(OUT / f"{name}_tmp.npy", feats)
             (OUT / f"{name}_tmp.npy").rename(path)
             n += len(feats)
@@ -88,19 +85,26 @@ def still_views(vfeats: np.ndarray | None = None) -> dict[tuple, np.ndarray]:
     return {k: vfeats[6 * j : 6 * j + 6] for j, k in enumerate(vkeys)}
 
 
+def pending_chunks(out: Path, n: int, chunk: int, name: str = "feats", ext: str = "npz"):
+    """The experiments' resumable loop over ``n`` items: (start, stop, path) of each ``chunk`` whose file
+    ``out/{name}_XXXX.{ext}`` is not written yet. The caller writes a temporary file and renames it to ``path``,
+    so a kill loses only the chunk in progress."""
+    out.mkdir(parents=True, exist_ok=True)
+    for s in range(0, n, chunk):
+        path = out / f"{name}_{s // chunk:04d}.{ext}"
+        if not path.exists():
+            yield s, min(n, s + chunk), path
+
+
 def encode_chunks(out: Path, n: int, make, chunk: int = 128) -> None:
     """Encode ``n`` images into ``out/feats_XXXX.npz`` (pooled features and the images' parameters), one file per
     ``chunk``: ``make(start, stop)`` gives (images, parameters). Resumable: a kill loses the chunk in progress."""
     from dflab.models.clip import ClipOnnxEncoder, preprocess
 
-    out.mkdir(parents=True, exist_ok=True)
     enc, t0, done = None, time.time(), 0
-    for s in range(0, n, chunk):
-        path = out / f"feats_{s // chunk:04d}.npz"
-        if path.exists():
-            continue
+    for s, stop, path in pending_chunks(out, n, chunk):
         enc = enc or ClipOnnxEncoder(td.ALL_BLOCKS, threads=int(os.environ.get("THREADS", "2")))
-        imgs, params = make(s, min(n, s + chunk))
+        imgs, params = make(s, stop)
         np.savez(out / "tmp.npz", feats=pooled(enc(preprocess(imgs))), params=json.dumps(params))
         (out / "tmp.npz").rename(path)
         done += len(imgs)

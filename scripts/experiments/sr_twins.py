@@ -85,13 +85,10 @@ def cmd_make() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "picks.json").write_text(json.dumps(idx))
     span, t0, n = None, time.time(), 0
-    for s in range(0, len(idx), CHUNK):
-        path = OUT / f"twins_{s // CHUNK:04d}.npz"
-        if path.exists():
-            continue
+    for s, stop, path in pooling.pending_chunks(OUT, len(idx), CHUNK, "twins"):
         span = span or Span()
         gan, bic, factors = [], [], []
-        for i in idx[s : s + CHUNK]:
+        for i in idx[s:stop]:
             rng = np.random.default_rng([td.SEED, i])
             f = float(rng.uniform(2.0, 4.0))
             small = cv2.resize(crops[i], (round(224 / f), round(224 / f)), interpolation=cv2.INTER_AREA)
