@@ -10,6 +10,10 @@ on single crops as shipped)::
 
     DFLAB_DEFAULT_RUN=runs/clip_b3 python scripts/experiments/video_views.py encode   # ~15 min here, resumable
     DFLAB_DEFAULT_RUN=runs/clip_b3 python scripts/experiments/video_views.py eval
+    DFLAB_DEFAULT_RUN=runs/clip_b3 python scripts/experiments/video_views.py augment
+
+``augment`` uses the views the other way: as more training faces (the five views beside each real or labelled fake
+face's own crop, with that face's label and weight), while every file is scored as shipped.
 
 Results are in docs/default-weights.md.
 """
@@ -84,5 +88,24 @@ def cmd_eval() -> None:
         summary(f"video faces: {name}", meta, orig, o[c], voof)
 
 
+def cmd_augment() -> None:
+    feats, meta = td.load_features()
+    stills = td.load_views()
+    videos = td.load_views(OUT)
+    blocks, tokens, c, labelled = td.shipped_recipe()
+    weight = td.face_weights(meta)
+    orig = np.array([m["variant"] == "orig" for m in meta])
+    at = {(m["file"], m["frame"], m["track"]): i for i, m in enumerate(meta) if m["variant"] == "orig"}
+    o, v = td.loso(feats, meta, blocks, tokens, (c,), labelled, stills, weight=weight)
+    summary("shipped", meta, orig, o[c], v[c])
+    for name, views in (("still views", stills), ("video views", videos), ("both", stills | videos)):
+        extra = [(at[k], x[j]) for k, x in views.items() for j in (0, 1, 3, 4, 5)]  # every view but the crop itself
+        x = np.concatenate([feats, np.stack([f for _, f in extra]).astype(feats.dtype)])
+        mm = meta + [dict(meta[i], variant="view") for i, _ in extra]
+        w = np.r_[weight, [weight[i] for i, _ in extra]]
+        o, v = td.loso(x, mm, blocks, tokens, (c,), labelled, stills, weight=w)
+        summary(f"+ {name} as training faces", mm, np.r_[orig, np.zeros(len(extra), bool)], o[c], v[c])
+
+
 if __name__ == "__main__":
-    {"encode": cmd_encode, "eval": cmd_eval}[sys.argv[1]]()
+    {"encode": cmd_encode, "eval": cmd_eval, "augment": cmd_augment}[sys.argv[1]]()
