@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import train_default as td
-from tune_tail import summary
+from tune_tail import Shipped
 
 GROUPS = {
     "blocks 6-12": tuple(range(6, 13)),
@@ -35,28 +35,23 @@ GROUPS = {
 
 
 def main() -> None:
-    feats, meta = td.load_features()
-    views = td.load_views()
-    blocks, tokens, c, labelled = td.shipped_recipe()
-    weight = td.face_weights(meta)
-    orig = np.array([m["variant"] == "orig" for m in meta])
-    sh, shv = td.loso(feats, meta, blocks, tokens, (c,), labelled, views, weight=weight)
-    summary("shipped", meta, orig, sh[c], shv[c])
+    run = Shipped.load()
+    sh, shv = run.loso()
+    run.summary("shipped", sh, shv)
     per_block = {}
     for b in sorted({b for g in GROUPS.values() for b in g}):
-        o, v = td.loso(feats, meta, (b,), tokens, (c,), labelled, views, weight=weight)
-        per_block[b] = (o[c], v[c])
-        summary(f"block {b} alone", meta, orig, *per_block[b])
+        per_block[b] = run.loso(blocks=(b,))
+        run.summary(f"block {b} alone", *per_block[b])
     for name, group in GROUPS.items():
         oof = np.mean([per_block[b][0] for b in group], axis=0)
         voof = {i: np.mean([per_block[b][1][i] for b in group], axis=0) for i in per_block[group[0]][1]}
-        summary(f"mean of {name}", meta, orig, oof, voof)
+        run.summary(f"mean of {name}", oof, voof)
     if os.environ.get("KIND_SETS"):  # e.g. b9-12_cls_mean,b11_cls_mean: video faces scored by that set's probe
-        video = np.array([td.kind_of(m["file"]) == "video" for m in meta])
+        video = np.array([td.kind_of(m["file"]) == "video" for m in run.meta])
         for vs in os.environ["KIND_SETS"].split(","):
-            o, _ = td.loso(feats, meta, *td.FEATURE_SETS[vs], (c,), labelled, None, weight=weight)
-            mixed = np.where(video, o[c], sh[c])
-            summary(f"videos by {vs}", meta, orig, mixed, shv[c])
+            blocks, tokens = td.FEATURE_SETS[vs]
+            o, _ = run.loso(blocks=blocks, tokens=tokens, views={})
+            run.summary(f"videos by {vs}", np.where(video, o, sh), shv)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 The shipped probe standardises the concatenated block features, keeps :data:`train_default.PCA_DIMS` (384) principal
 components and fits a class-balanced logistic regression (C = 0.01) in which every face weighs 1 (a labelled fake 8).
-Three choices were never measured: C between the candidates' 0.01 / 0.1 / 1, the PCA width (fewer components regularise harder, more keep finer directions),
+Three choices were never measured: C between the candidates' 0.01 / 0.1 / 1, the PCA width (fewer components
+regularise harder, more keep finer directions),
 and the weight of each *source*: a few sources hold most faces (DeepFaceLive's 45 composite halves, DreamTalk's 28
 clips), so the fit learns them best, while what must generalise is the direction the sources share. Each variant is
 scored under the default's protocol (LOSO folds, the scanner's aggregation and per-kind calibration, bands chosen
@@ -22,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tune_tail
-from tune_tail import summary
+from tune_tail import Shipped
 
 td = tune_tail.td
 
@@ -40,23 +41,18 @@ def source_balanced(meta: list[dict], weight: np.ndarray, power: float) -> np.nd
 
 
 def main() -> None:
-    feats, meta = td.load_features()
-    views = td.load_views()
-    blocks, tokens, c, labelled = td.shipped_recipe()
-    weight = td.face_weights(meta)
-    orig = np.array([m["variant"] == "orig" for m in meta])
+    run = Shipped.load()
     fit_probe = td.fit_probe
-    for dims in (384, 128, 768):
-        td.fit_probe = lambda x, y, cs, n_pca=dims, weight=None: fit_probe(x, y, cs, n_pca, weight)
-        o, v = td.loso(feats, meta, blocks, tokens, (c,), labelled, views, weight=weight)
-        summary(f"PCA {dims}", meta, orig, o[c], v[c])
-    td.fit_probe = fit_probe
-    for cc in (0.003, 0.03):
-        o, v = td.loso(feats, meta, blocks, tokens, (cc,), labelled, views, weight=weight)
-        summary(f"C = {cc}", meta, orig, o[cc], v[cc])
+    try:
+        for dims in (384, 128, 768):
+            td.fit_probe = lambda x, y, cs, n_pca=dims, weight=None: fit_probe(x, y, cs, n_pca, weight)
+            run.summary(f"PCA {dims}", *run.loso())
+    finally:
+        td.fit_probe = fit_probe
+    for c in (0.003, 0.03):
+        run.summary(f"C = {c}", *run.loso(c=c))
     for power in (0.5, 1.0):
-        o, v = td.loso(feats, meta, blocks, tokens, (c,), labelled, views, weight=source_balanced(meta, weight, power))
-        summary(f"sources balanced ^{power}", meta, orig, o[c], v[c])
+        run.summary(f"sources balanced ^{power}", *run.loso(weight=source_balanced(run.meta, run.weight, power)))
 
 
 if __name__ == "__main__":

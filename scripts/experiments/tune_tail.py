@@ -31,6 +31,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -202,6 +203,53 @@ def cmd_tune(k: int, epochs: float, lr: float, mode: str, labelled: bool, tag: s
         pf, hl = encode(m, toks)
         pv, hv = encode(m, vtoks)
         np.savez(out / f"half{h}.npz", pooled=pf, head=hl, vpooled=pv, vhead=hv)
+
+
+@dataclass
+class Shipped:
+    """The run's faces and the shipped recipe, as the experiments that measure a change against it load them."""
+
+    feats: np.ndarray
+    meta: list[dict]
+    views: dict
+    blocks: tuple[int, ...]
+    tokens: tuple[str, ...]
+    c: float
+    labelled: bool
+    weight: np.ndarray
+    orig: np.ndarray
+
+    @classmethod
+    def load(cls) -> Shipped:
+        feats, meta = td.load_features()
+        return cls(
+            feats,
+            meta,
+            td.load_views(),
+            *td.shipped_recipe(),
+            td.face_weights(meta),
+            np.array([m["variant"] == "orig" for m in meta]),
+        )
+
+    def loso(self, feats=None, meta=None, *, views=None, weight=None, blocks=None, c=None, tokens=None):
+        """Out-of-fold (face logits, view logits) of the shipped recipe at one C; each argument given replaces the
+        run's own (``views={}``: no test-time views)."""
+        c = self.c if c is None else c
+        o, v = td.loso(
+            self.feats if feats is None else feats,
+            self.meta if meta is None else meta,
+            self.blocks if blocks is None else blocks,
+            self.tokens if tokens is None else tokens,
+            (c,),
+            self.labelled,
+            self.views if views is None else views,
+            weight=self.weight if weight is None else weight,
+        )
+        return o[c], v[c]
+
+    def summary(self, name: str, oof: np.ndarray, voof: dict, meta=None, orig=None) -> None:
+        """:func:`summary` of out-of-fold logits of this run's faces (or of ``meta``/``orig`` when given)."""
+        summary(name, self.meta if meta is None else meta, self.orig if orig is None else orig, oof, voof)
 
 
 def summary(name: str, meta: list[dict], orig: np.ndarray, oof: np.ndarray, voof: dict) -> None:

@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tune_tail
-from tune_tail import summary
+from tune_tail import Shipped
 
 td = tune_tail.td
 OUT = td.RUN / "video_views"
@@ -70,41 +70,31 @@ def cmd_encode() -> None:
 
 
 def cmd_eval() -> None:
-    feats, meta = td.load_features()
-    stills = td.load_views()
+    run = Shipped.load()
     videos = td.load_views(OUT)
-    blocks, tokens, c, labelled = td.shipped_recipe()
-    weight = td.face_weights(meta)
-    orig = np.array([m["variant"] == "orig" for m in meta])
-    at = {(m["file"], m["frame"], m["track"]): i for i, m in enumerate(meta) if m["variant"] == "orig"}
-    centre = [float(np.abs(v[2].astype(np.float32) - feats[at[k]]).max()) for k, v in videos.items()]
+    at = {(m["file"], m["frame"], m["track"]): i for i, m in enumerate(run.meta) if m["variant"] == "orig"}
+    centre = [float(np.abs(v[2].astype(np.float32) - run.feats[at[k]]).max()) for k, v in videos.items()]
     print(f"{len(videos)} video faces with views; centre view against the cached crop: max |diff| "
           f"median {np.median(centre):.3g}, max {np.max(centre):.3g}", flush=True)  # fmt: skip
-    o, v = td.loso(feats, meta, blocks, tokens, (c,), labelled, stills | videos, weight=weight)
-    video = {i for i in v[c] if td.kind_of(meta[i]["file"]) == "video"}
-    summary("single crop (shipped)", meta, orig, o[c], {i: x for i, x in v[c].items() if i not in video})
+    o, v = run.loso(views=run.views | videos)
+    video = {i for i in v if td.kind_of(run.meta[i]["file"]) == "video"}
+    run.summary("single crop (shipped)", o, {i: x for i, x in v.items() if i not in video})
     for name, pick in VARIANTS.items():
-        voof = {i: x[list(pick)] if i in video else x for i, x in v[c].items()}
-        summary(f"video faces: {name}", meta, orig, o[c], voof)
+        run.summary(f"video faces: {name}", o, {i: x[list(pick)] if i in video else x for i, x in v.items()})
 
 
 def cmd_augment() -> None:
-    feats, meta = td.load_features()
-    stills = td.load_views()
+    run = Shipped.load()
     videos = td.load_views(OUT)
-    blocks, tokens, c, labelled = td.shipped_recipe()
-    weight = td.face_weights(meta)
-    orig = np.array([m["variant"] == "orig" for m in meta])
-    at = {(m["file"], m["frame"], m["track"]): i for i, m in enumerate(meta) if m["variant"] == "orig"}
-    o, v = td.loso(feats, meta, blocks, tokens, (c,), labelled, stills, weight=weight)
-    summary("shipped", meta, orig, o[c], v[c])
-    for name, views in (("still views", stills), ("video views", videos), ("both", stills | videos)):
+    at = {(m["file"], m["frame"], m["track"]): i for i, m in enumerate(run.meta) if m["variant"] == "orig"}
+    run.summary("shipped", *run.loso())
+    for name, views in (("still views", run.views), ("video views", videos), ("both", run.views | videos)):
         extra = [(at[k], x[j]) for k, x in views.items() for j in (0, 1, 3, 4, 5)]  # every view but the crop itself
-        x = np.concatenate([feats, np.stack([f for _, f in extra]).astype(feats.dtype)])
-        mm = meta + [dict(meta[i], variant="view") for i, _ in extra]
-        w = np.r_[weight, [weight[i] for i, _ in extra]]
-        o, v = td.loso(x, mm, blocks, tokens, (c,), labelled, stills, weight=w)
-        summary(f"+ {name} as training faces", mm, np.r_[orig, np.zeros(len(extra), bool)], o[c], v[c])
+        x = np.concatenate([run.feats, np.stack([f for _, f in extra]).astype(run.feats.dtype)])
+        mm = run.meta + [dict(run.meta[i], variant="view") for i, _ in extra]
+        w = np.r_[run.weight, [run.weight[i] for i, _ in extra]]
+        o, v = run.loso(x, mm, weight=w)
+        run.summary(f"+ {name} as training faces", o, v, mm, np.r_[run.orig, np.zeros(len(extra), bool)])
 
 
 if __name__ == "__main__":
