@@ -8,6 +8,7 @@ here on small synthetic inputs; the scanner-side contracts it writes (``crop_siz
 from __future__ import annotations
 
 import importlib.util
+import sys
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -358,8 +359,11 @@ def test_view_crops_are_the_scanners_six_views(td, astronaut):
 
 
 def _experiment(name):
+    """An experiment script loaded as ``import`` would load it (registered in ``sys.modules`` first, which its
+    dataclasses need)."""
     spec = importlib.util.spec_from_file_location(name, SCRIPT.parent / "experiments" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
     spec.loader.exec_module(mod)
     return mod
 
