@@ -8,8 +8,8 @@ here on small synthetic inputs; the scanner-side contracts it writes (``crop_siz
 from __future__ import annotations
 
 import importlib.util
-import sys
 import json
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
