@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tune_tail
-from tune_tail import summary
+from tune_tail import Shipped
 
 td = tune_tail.td
 
@@ -80,26 +80,23 @@ def cmd_encode() -> None:
 
 
 def cmd_eval() -> None:
-    feats, meta = td.load_features()
+    run = Shipped.load()
     dino = np.concatenate([np.load(p) for p in sorted(OUT.glob("feats_[0-9]*.npy"))])
-    assert len(dino) == len(feats), "encode every crop first"
-    blocks, tokens, c, labelled = td.shipped_recipe()
-    weight = td.face_weights(meta)
-    orig = np.array([m["variant"] == "orig" for m in meta])
-    clip_x = td.select(feats, blocks, tokens)
+    assert len(dino) == len(run.feats), "encode every crop first"
+    clip_x = td.select(run.feats, run.blocks, run.tokens)
+    dino_x = td.select(dino, run.blocks, run.tokens)
     sets = {
         "CLIP (shipped recipe)": clip_x,
-        "DINOv2 blocks 6-12": td.select(dino, blocks, tokens),
-        "DINOv2 blocks 9-12": td.select(dino, (9, 10, 11, 12), tokens),
-        "CLIP + DINOv2 blocks 6-12": np.concatenate([clip_x, td.select(dino, blocks, tokens)], 1),
-        "CLIP + DINOv2 block 12": np.concatenate([clip_x, td.select(dino, (12,), tokens)], 1),
+        "DINOv2 blocks 6-12": dino_x,
+        "DINOv2 blocks 9-12": td.select(dino, (9, 10, 11, 12), run.tokens),
+        "CLIP + DINOv2 blocks 6-12": np.concatenate([clip_x, dino_x], 1),
+        "CLIP + DINOv2 block 12": np.concatenate([clip_x, td.select(dino, (12,), run.tokens)], 1),
     }
     select = td.select
     td.select = lambda x, *_: x  # loso's feature selection: the sets above are built already
     try:
         for name, x in sets.items():
-            o, v = td.loso(x, meta, blocks, tokens, (c,), labelled, None, weight=weight)
-            summary(name, meta, orig, o[c], v[c])
+            run.summary(name, *run.loso(x, views={}))
     finally:
         td.select = select
 
